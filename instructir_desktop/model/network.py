@@ -216,4 +216,3 @@ def detect_config(state_dict: Mapping[str, Tensor] | Mapping[str, Sequence[int]]
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-

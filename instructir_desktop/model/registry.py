@@ -1,0 +1,210 @@
+"""Where models come from: the one bundled in the package, folders the user chose, and the
+published InstructIR checkpoint pair for users who own those files.
+
+A model folder holds ``image.safetensors`` (the image network), ``text_head.safetensors`` and
+``model.json`` (id, name, network shape, class order, text encoder). A folder with the published
+``im_instructir-7d.pt`` / ``lm_instructir-7d.pt`` pair is recognised too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from instructir_desktop.model.network import InstructIRNet, NetworkConfig, detect_config
+from instructir_desktop.model.tasks import CLASS_NAMES, TASKS
+from instructir_desktop.model.text import TextHead
+from instructir_desktop.model.weights import WeightsError, load_state_dict, save_state_dict
+
+IMAGE_FILE = "image.safetensors"
+HEAD_FILE = "text_head.safetensors"
+MANIFEST_FILE = "model.json"
+PUBLISHED_IMAGE_FILE = "im_instructir-7d.pt"
+PUBLISHED_HEAD_FILE = "lm_instructir-7d.pt"
+BUNDLED_MODEL_ID = "bundled"
+
+NO_WEIGHTS_HELP = (
+    "no restoration weights are installed: pass --weights FILE (and --text-head FILE) or add a model folder "
+    "in Settings; `instructir-desktop train --config FILE` trains one"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model that can be loaded: where its files are and what it claims to be."""
+
+    id: str
+    name: str
+    image_weights: Path
+    text_head: Path | None
+    source: str  # "bundled" | "folder" | "published" | "files"
+    encoder: str | None = None  # sentence-transformers folder; None = packaged default
+    classes: tuple[str, ...] = CLASS_NAMES
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    network: InstructIRNet
+    head: TextHead
+    classes: tuple[str, ...]
+
+    @property
+    def config(self) -> NetworkConfig:
+        return self.network.config
+
+
+def bundled_model_folder() -> Path:
+    return Path(str(resources.files("instructir_desktop.model") / "bundled"))
+
+
+def spec_from_folder(folder: str | os.PathLike[str], source: str = "folder") -> ModelSpec:
+    root = Path(folder)
+    if not root.is_dir():
+        raise WeightsError(f"{root}: model folder not found")
+    if (root / PUBLISHED_IMAGE_FILE).is_file():
+        head = root / PUBLISHED_HEAD_FILE
+        return ModelSpec(
+            id=f"published:{root}",
+            name="InstructIR-7D (published)",
+            image_weights=root / PUBLISHED_IMAGE_FILE,
+            text_head=head if head.is_file() else None,
+            source="published",
+            # The published head was trained on BGE-micro-v2 vectors; the user sets that folder.
+            encoder=None,
+            classes=TASKS,
+        )
+    manifest_path = root / MANIFEST_FILE
+    if not (root / IMAGE_FILE).is_file():
+        raise WeightsError(f"{root}: no {IMAGE_FILE} or {PUBLISHED_IMAGE_FILE} in this folder")
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as error:
+            raise WeightsError(f"{manifest_path}: unreadable model description ({error})") from error
+    head_path = root / HEAD_FILE
+    encoder = manifest.get("encoder")
+    return ModelSpec(
+        id=str(manifest.get("id", root.name)) if source != "bundled" else BUNDLED_MODEL_ID,
+        name=str(manifest.get("name", root.name)),
+        image_weights=root / IMAGE_FILE,
+        text_head=head_path if head_path.is_file() else None,
+        source=source,
+        encoder=str(root / encoder)
+        if encoder and not Path(encoder).is_absolute() and (root / encoder).exists()
+        else encoder,
+        classes=tuple(manifest.get("classes", CLASS_NAMES)),
+        info=manifest,
+    )
+
+
+def spec_from_files(
+    image_weights: str | os.PathLike[str], text_head: str | os.PathLike[str] | None = None
+) -> ModelSpec:
+    image = Path(image_weights)
+    head = Path(text_head) if text_head else None
+    if head is None:
+        # Weights given alone: use the head beside them, or the bundled one.
+        for candidate in (
+            image.with_name(HEAD_FILE),
+            image.with_name(PUBLISHED_HEAD_FILE),
+            bundled_model_folder() / HEAD_FILE,
+        ):
+            if candidate.is_file():
+                head = candidate
+                break
+    classes = TASKS if head is not None and head.name == PUBLISHED_HEAD_FILE else CLASS_NAMES
+    return ModelSpec(
+        id=f"file:{image}", name=image.stem, image_weights=image, text_head=head, source="files", classes=classes
+    )
+
+
+def available_models(user_folders: Iterable[str | os.PathLike[str]] = ()) -> list[ModelSpec]:
+    """The bundled model (if shipped) followed by the user's folders that hold a model."""
+    specs: list[ModelSpec] = []
+    bundled = bundled_model_folder()
+    if (bundled / IMAGE_FILE).is_file():
+        specs.append(spec_from_folder(bundled, source="bundled"))
+    for folder in user_folders:
+        try:
+            specs.append(spec_from_folder(folder))
+        except WeightsError:
+            continue
+    return specs
+
+
+def default_model_spec() -> ModelSpec:
+    bundled = bundled_model_folder()
+    if not (bundled / IMAGE_FILE).is_file():
+        raise WeightsError(NO_WEIGHTS_HELP)
+    return spec_from_folder(bundled, source="bundled")
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Build the network described by the weights' own shapes and load them strictly."""
+    image_state, _ = load_state_dict(spec.image_weights)
+    network = build_network(image_state, spec.image_weights.name)
+    if spec.text_head is None:
+        raise WeightsError(f"{spec.name}: no text head file; pass --text-head FILE")
+    head_state, head_meta = load_state_dict(spec.text_head)
+    head = TextHead.from_state_dict(head_state)
+    classes = tuple(json.loads(head_meta["classes"])) if "classes" in head_meta else spec.classes
+    if len(classes) != head.fc2.out_features:
+        classes = CLASS_NAMES if head.fc2.out_features == len(CLASS_NAMES) else TASKS
+    if head.fc1.out_features != network.config.text_dim:
+        raise WeightsError(
+            f"text head gives {head.fc1.out_features}-d embeddings "
+            f"but the image network expects {network.config.text_dim}"
+        )
+    return LoadedModel(spec, network, head, classes)
+
+
+def build_network(state_dict: Mapping[str, Tensor], label: str = "weights") -> InstructIRNet:
+    try:
+        config = detect_config(state_dict)
+    except ValueError as error:
+        raise WeightsError(f"{label}: {error}") from error
+    network = InstructIRNet(config)
+    try:
+        network.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise WeightsError(f"{label}: weights do not fit the InstructIR network ({first})") from error
+    return network.eval()
+
+
+def save_model_folder(
+    folder: str | os.PathLike[str],
+    *,
+    image_state: Mapping[str, Tensor],
+    head_state: Mapping[str, Tensor],
+    network: NetworkConfig,
+    model_id: str,
+    name: str,
+    encoder: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a model folder: fp16 safetensors for both networks plus ``model.json``."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "id": model_id,
+        "name": name,
+        "network": network.to_dict(),
+        "classes": list(CLASS_NAMES),
+        "encoder": encoder,
+        **(extra or {}),
+    }
+    save_state_dict(root / IMAGE_FILE, image_state, {"network": network.to_dict(), "id": model_id})
+    save_state_dict(root / HEAD_FILE, head_state, {"classes": list(CLASS_NAMES)})
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return root

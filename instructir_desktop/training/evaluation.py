@@ -1,0 +1,218 @@
+"""Evaluation: PSNR/SSIM per task on McMaster with seeded synthetic degradations at fixed
+settings, and on Rain100H's real rainy/clean pairs, each next to the degraded input.
+
+Scores are computed on RGB in [0, 1] after rounding to 8 bits, over the whole image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from instructir_desktop.training.degradations import add_gaussian_noise, degrade, downscale_upscale
+from instructir_desktop.training.patches import list_images, load_rgb_uint8
+
+# One plain instruction per task, used for evaluation and validation.
+EVAL_INSTRUCTIONS: dict[str, str] = {
+    "denoise": "Remove the noise from this photo",
+    "deblur": "This photo is blurry, please sharpen it",
+    "derain": "Remove the rain from the picture",
+    "dehaze": "Remove the haze and fog from this image",
+    "lowlight": "This photo is too dark, brighten it",
+    "enhance": "Make the colours more vivid and improve the contrast",
+    "upscale": "Increase the resolution of this image",
+}
+
+Restorer = Callable[[Tensor, str], Tensor]  # (1,3,H,W) degraded, task -> restored
+
+
+@dataclass(frozen=True)
+class EvalSetting:
+    key: str
+    task: str
+    description: str
+    dataset: str  # "mcmaster" | "rain100h"
+
+
+EVAL_SETTINGS: tuple[EvalSetting, ...] = (
+    EvalSetting("denoise_15", "denoise", "denoise, Gaussian σ=15", "mcmaster"),
+    EvalSetting("denoise_25", "denoise", "denoise, Gaussian σ=25", "mcmaster"),
+    EvalSetting("denoise_50", "denoise", "denoise, Gaussian σ=50", "mcmaster"),
+    EvalSetting("deblur", "deblur", "deblur, camera shake 17 px", "mcmaster"),
+    EvalSetting("derain_synthetic", "derain", "derain, synthetic streaks", "mcmaster"),
+    EvalSetting("derain_rain100h", "derain", "derain, Rain100H (real pairs)", "rain100h"),
+    EvalSetting("dehaze", "dehaze", "dehaze, t 0.78→0.29", "mcmaster"),
+    EvalSetting("lowlight", "lowlight", "low light, exposure ×0.087", "mcmaster"),
+    EvalSetting("enhance", "enhance", "enhance, flattened edit", "mcmaster"),
+    EvalSetting("upscale_2", "upscale", "upscale ×2 (bicubic)", "mcmaster"),
+    EvalSetting("upscale_4", "upscale", "upscale ×4 (bicubic)", "mcmaster"),
+)
+
+
+def psnr(a: Tensor, b: Tensor) -> float:
+    mse = F.mse_loss(a.float().clamp(0, 1), b.float().clamp(0, 1)).item()
+    return float("inf") if mse == 0 else 10 * float(np.log10(1.0 / mse))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
+    coords = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).view(1, 1, size, size)
+
+
+def ssim(a: Tensor, b: Tensor) -> float:
+    """Structural similarity (Gaussian window 11, sigma 1.5), averaged over RGB channels."""
+    a = a.float().clamp(0, 1).cpu()
+    b = b.float().clamp(0, 1).cpu()
+    channels = a.shape[1]
+    window = _gaussian_window().repeat(channels, 1, 1, 1)
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(x: Tensor) -> Tensor:
+        return F.conv2d(x, window, groups=channels)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    score = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(score.mean())
+
+
+def degrade_for_setting(clean: Tensor, setting: EvalSetting, seed: int) -> Tensor:
+    generator = torch.Generator(device=clean.device).manual_seed(seed)
+    if setting.key.startswith("denoise_"):
+        return add_gaussian_noise(clean, generator, float(setting.key.split("_")[1]))
+    if setting.key.startswith("upscale_"):
+        return downscale_upscale(clean, generator, level=0.0, factor=int(setting.key.split("_")[1]))
+    return degrade(clean, setting.task, generator, 0.5)
+
+
+@dataclass
+class EvalRow:
+    setting: EvalSetting
+    images: int
+    input_psnr: float
+    input_ssim: float
+    output_psnr: float
+    output_ssim: float
+    seconds: float
+
+    @property
+    def gain(self) -> float:
+        return self.output_psnr - self.input_psnr
+
+
+def resolve_eval_data(data: str | os.PathLike[str] | None) -> Path:
+    candidates = [Path(data)] if data else []
+    if not data:
+        if os.environ.get("INSTRUCTIR_EVAL_DATA"):
+            candidates.append(Path(os.environ["INSTRUCTIR_EVAL_DATA"]))
+        candidates += [Path("../shared/data/val"), Path("shared/data/val")]
+    for candidate in candidates:
+        if (candidate / "mcmaster").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "evaluation data not found: pass --data DIR, a folder holding mcmaster/ (clean images) and optionally "
+        "rain100h/input + rain100h/target"
+    )
+
+
+def evaluate(
+    restore: Restorer,
+    data_dir: str | os.PathLike[str],
+    *,
+    contact_sheet: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    settings: tuple[EvalSetting, ...] = EVAL_SETTINGS,
+    device: torch.device | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[EvalRow]:
+    root = Path(data_dir)
+    device = device or torch.device("cpu")
+    clean_images = [load_rgb_uint8(p) for p in list_images([root / "mcmaster"])[:limit]]
+    rain_inputs = (
+        sorted((root / "rain100h" / "input").glob("*.png"), key=_numeric_key) if (root / "rain100h").is_dir() else []
+    )
+    rain_inputs = rain_inputs[:limit]
+    rows: list[EvalRow] = []
+    sheet_rows: list[np.ndarray] = []
+    for setting in settings:
+        pairs: list[tuple[Tensor, Tensor]] = []
+        if setting.dataset == "rain100h":
+            for path in rain_inputs:
+                target = path.parent.parent / "target" / path.name
+                pairs.append((_float(load_rgb_uint8(path), device), _float(load_rgb_uint8(target), device)))
+        else:
+            for index, image in enumerate(clean_images):
+                clean = _float(image, device)
+                pairs.append((degrade_for_setting(clean, setting, seed=1000 + index), clean))
+        if not pairs:
+            continue
+        scores = np.zeros((len(pairs), 4))
+        started = time.perf_counter()
+        for index, (degraded, clean) in enumerate(pairs):
+            restored = _round8(restore(degraded, setting.task))
+            scores[index] = (psnr(degraded, clean), ssim(degraded, clean), psnr(restored, clean), ssim(restored, clean))
+            if index == 0 and contact_sheet is not None:
+                sheet_rows.append(_sheet_row(degraded, restored, clean))
+        elapsed = time.perf_counter() - started
+        mean = scores.mean(axis=0)
+        rows.append(EvalRow(setting, len(pairs), *map(float, mean), elapsed))
+        if progress:
+            progress(f"{setting.description}: {mean[0]:.2f} → {mean[2]:.2f} dB")
+    if contact_sheet is not None and sheet_rows:
+        width = max(r.shape[1] for r in sheet_rows)
+        padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in sheet_rows]
+        Image.fromarray(np.concatenate(padded, axis=0)).save(contact_sheet)
+    return rows
+
+
+def _numeric_key(path: Path) -> tuple[int, str]:
+    return (int(path.stem), "") if path.stem.isdigit() else (1 << 30, path.stem)
+
+
+def _float(image: Tensor, device: torch.device) -> Tensor:
+    return image.to(device).float().div(255).unsqueeze(0)
+
+
+def _round8(x: Tensor) -> Tensor:
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+def _sheet_row(degraded: Tensor, restored: Tensor, clean: Tensor, height: int = 200) -> np.ndarray:
+    tiles = []
+    for image in (degraded, restored, clean):
+        h, w = image.shape[-2:]
+        resized = F.interpolate(image.float().cpu(), size=(height, max(1, round(w * height / h))), mode="area")
+        tiles.append((resized[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8))
+    return np.concatenate(tiles, axis=1)
+
+
+def rows_to_markdown(rows: list[EvalRow], title: str = "") -> str:
+    lines = [title, ""] if title else []
+    lines += [
+        "| task, data | images | input PSNR / SSIM | output PSNR / SSIM | gain (dB) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.setting.description} | {row.images} | {row.input_psnr:.2f} / {row.input_ssim:.3f} | "
+            f"{row.output_psnr:.2f} / {row.output_ssim:.3f} | {row.gain:+.2f} |"
+        )
+    if rows:
+        mean_gain = sum(r.gain for r in rows) / len(rows)
+        mean_in = np.mean([r.input_psnr for r in rows])
+        mean_out = np.mean([r.output_psnr for r in rows])
+        lines.append(f"| **mean** | | {mean_in:.2f} | {mean_out:.2f} | **{mean_gain:+.2f}** |")
+    return "\n".join(lines)
