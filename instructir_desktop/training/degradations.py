@@ -95,7 +95,8 @@ def quantize_8bit(x: Tensor) -> Tensor:
 
 def _kernel_grid(size: int, device: torch.device) -> tuple[Tensor, Tensor]:
     coords = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
-    return torch.meshgrid(coords, coords, indexing="ij")  # (y, x)
+    grid_y, grid_x = torch.meshgrid(coords, coords, indexing="ij")
+    return grid_y, grid_x
 
 
 def convolve(images: Tensor, kernels: Tensor) -> Tensor:

@@ -168,7 +168,8 @@ def evaluate(
                 sheet_rows.append(_sheet_row(degraded, restored, clean))
         elapsed = time.perf_counter() - started
         mean = scores.mean(axis=0)
-        rows.append(EvalRow(setting, len(pairs), *map(float, mean), elapsed))
+        input_psnr, input_ssim, output_psnr, output_ssim = (float(value) for value in mean)
+        rows.append(EvalRow(setting, len(pairs), input_psnr, input_ssim, output_psnr, output_ssim, elapsed))
         if progress:
             progress(f"{setting.description}: {mean[0]:.2f} → {mean[2]:.2f} dB")
     if contact_sheet is not None and sheet_rows:

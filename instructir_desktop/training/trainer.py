@@ -13,13 +13,13 @@ import math
 import os
 import signal
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -225,7 +225,8 @@ def train(config: TrainConfig, log: Log = print) -> Path:
     validation = build_validation_set(config.val_data, head, encoder, device) if config.val_data else None
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = InstructIRNet(config.network).to(device, memory_format=memory_format)
+    model = InstructIRNet(config.network).to(device)
+    model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
     if config.init_weights:
         model.load_state_dict(load_state_dict(config.init_weights)[0], strict=True)
         log(f"initialised from {config.init_weights}")
@@ -296,10 +297,7 @@ def train(config: TrainConfig, log: Log = print) -> Path:
                 labels[i] = NONE_CLASS
                 target[i] = degraded[i]
             embedding = torch.stack(
-                [
-                    banks[label][torch.randint(len(banks[label]), (1,), generator=cpu_generator).item()]
-                    for label in labels
-                ]
+                [banks[label][int(torch.randint(len(banks[label]), (1,), generator=cpu_generator))] for label in labels]
             )
             degraded = degraded.contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):

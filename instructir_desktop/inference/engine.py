@@ -1,0 +1,289 @@
+"""The restoration engine: one worker thread that owns the loaded models and runs jobs in order.
+
+The GUI (or command line) submits frozen requests and listens to one stream of typed events.
+Events are delivered on the worker thread; the GUI's adapter re-posts them to its own thread.
+torch is imported only by the worker, so creating an Engine costs nothing on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from instructir_desktop.inference.requests import (
+    ActionRequest,
+    Cancelled,
+    EngineEvent,
+    EngineSettings,
+    EngineStatus,
+    Failed,
+    Finished,
+    InterpretRequest,
+    Notice,
+    Preview,
+    Progress,
+    Queued,
+    Request,
+    RestoreRequest,
+    Started,
+)
+
+if TYPE_CHECKING:
+    from instructir_desktop.inference.runtime import Runtime
+
+Listener = Callable[[EngineEvent], None]
+RuntimeLoader = Callable[[EngineSettings], "Runtime"]
+
+# Progress events are rate-limited so a fast job cannot flood the GUI's event loop.
+PROGRESS_INTERVAL = 0.1
+
+
+class JobCancelled(Exception):
+    """Raised inside a job at the next check after its cancel was requested."""
+
+
+class EngineInterface(Protocol):
+    """What the GUI needs from an engine; tests substitute a fake."""
+
+    def submit(self, request: Request) -> int: ...
+
+    def cancel(self, request_id: int | None = None) -> None: ...
+
+    def configure(self, settings: EngineSettings) -> None: ...
+
+    def add_listener(self, listener: Listener) -> None: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass
+class _Job:
+    request_id: int
+    request: Request
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class _Context:
+    """The JobContext given to actions: progress, cancel and log, tied to one job."""
+
+    def __init__(self, engine: Engine, job: _Job) -> None:
+        self._engine = engine
+        self._job = job
+        self.messages: list[str] = []
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self._engine._emit_progress(Progress(self._job.request_id, max(0.0, min(1.0, fraction)), message))
+
+    def check_cancel(self) -> None:
+        if self._job.cancel.is_set():
+            raise JobCancelled()
+
+    def log(self, message: str) -> None:
+        self.messages.append(message)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: EngineSettings | None = None,
+        listener: Listener | None = None,
+        runtime_loader: RuntimeLoader | None = None,
+    ) -> None:
+        self._settings = settings or EngineSettings()
+        self._loaded_settings: EngineSettings | None = None
+        self._listeners: list[Listener] = [listener] if listener else []
+        self._runtime_loader = runtime_loader
+        self._runtime: Runtime | None = None
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs: dict[int, _Job] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._last_progress = 0.0
+        self._closed = False
+        self.status: EngineStatus | None = None
+        self._thread = threading.Thread(target=self._work, name="instructir-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public API (any thread)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def submit(self, request: Request) -> int:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+        request_id = next(self._ids)
+        job = _Job(request_id, request)
+        with self._lock:
+            self._jobs[request_id] = job
+            position = len(self._jobs) - 1
+        self._emit(Queued(request_id, position))
+        self._queue.put(job)
+        return request_id
+
+    def cancel(self, request_id: int | None = None) -> None:
+        """Cancel one job (or all): queued jobs never start, a running one stops at its next check."""
+        with self._lock:
+            jobs = (
+                list(self._jobs.values())
+                if request_id is None
+                else [self._jobs[request_id]]
+                if request_id in self._jobs
+                else []
+            )
+        for job in jobs:
+            job.cancel.set()
+
+    def configure(self, settings: EngineSettings) -> None:
+        """New settings apply from the next job; the model is reloaded only if they changed it."""
+        self._settings = settings
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._settings
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.cancel()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def run(self, request: Request, listener: Listener | None = None, timeout: float | None = None) -> Any:
+        """Submit and wait: for scripts and the command line. Raises on failure or cancel."""
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+        request_id = -1
+
+        def watch(event: EngineEvent) -> None:
+            if event.request_id != request_id:
+                return
+            if listener is not None:
+                listener(event)
+            if isinstance(event, (Finished, Failed, Cancelled)):
+                outcome["event"] = event
+                done.set()
+
+        self.add_listener(watch)
+        try:
+            request_id = self.submit(request)
+            if not done.wait(timeout):
+                self.cancel(request_id)
+                raise TimeoutError("the engine did not finish in time")
+        finally:
+            self._listeners.remove(watch)
+        event = outcome["event"]
+        if isinstance(event, Failed):
+            raise RuntimeError(event.message)
+        if isinstance(event, Cancelled):
+            raise JobCancelled()
+        return event.result
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _emit(self, event: EngineEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not kill the worker
+                traceback.print_exc()
+
+    def _emit_progress(self, event: Progress, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_progress >= PROGRESS_INTERVAL or event.fraction >= 1.0:
+            self._last_progress = now
+            self._emit(event)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            try:
+                self._run_job(job)
+            finally:
+                with self._lock:
+                    self._jobs.pop(job.request_id, None)
+
+    def _ensure_runtime(self, job: _Job) -> Runtime:
+        settings = self._settings
+        if self._runtime is None or settings != self._loaded_settings:
+            self._emit_progress(Progress(job.request_id, 0.0, "Loading the restoration model…"), force=True)
+            self._runtime = None
+            if self._runtime_loader is not None:
+                runtime = self._runtime_loader(settings)
+            else:
+                from instructir_desktop.inference.runtime import load_runtime
+
+                runtime = load_runtime(settings)
+            self._runtime = runtime
+            self._loaded_settings = settings
+            self.status = EngineStatus(runtime.device_description, runtime.model_id, runtime.model.spec.name)
+        return self._runtime
+
+    def _run_job(self, job: _Job) -> None:
+        request_id = job.request_id
+        if job.cancel.is_set():
+            self._emit(Cancelled(request_id))
+            return
+        request = job.request
+        label = getattr(request, "label", "") or type(request).__name__
+        self._emit(Started(request_id, label))
+
+        def check_cancel() -> None:
+            if job.cancel.is_set():
+                raise JobCancelled()
+
+        try:
+            if isinstance(request, ActionRequest):
+                result = request.run(_Context(self, job))
+                check_cancel()
+                self._emit(Finished(request_id, result, request.revision))
+                return
+            runtime = self._ensure_runtime(job)
+            check_cancel()
+            if isinstance(request, InterpretRequest):
+                self._emit(Finished(request_id, runtime.interpret(request.text, request.image_size)))
+                return
+            assert isinstance(request, RestoreRequest)
+            self._restore(job, request, runtime, check_cancel)
+        except JobCancelled:
+            self._emit(Cancelled(request_id))
+        except Exception as error:  # every failure becomes an event, never a dead worker
+            self._emit(Failed(request_id, describe_error(error)))
+
+    def _restore(self, job: _Job, request: RestoreRequest, runtime: Runtime, check_cancel: Callable[[], None]) -> None:
+        request_id = job.request_id
+        if request.preview:
+            self._emit_progress(Progress(request_id, 0.0, "Preview…"), force=True)
+            pixels, bounds, scale = runtime.preview(request, request.preview_bounds, check_cancel)
+            self._emit(Preview(request_id, pixels, bounds, scale))
+
+        def report(step: Any) -> None:
+            tiles = step.tiles
+            stage = f"Step {step.step_index + 1} of {step.step_count}" if step.step_count > 1 else "Restoring"
+            self._emit_progress(
+                Progress(request_id, step.fraction, stage, tiles.tiles_done, tiles.tiles_total, tiles.eta_seconds)
+            )
+
+        result = runtime.restore(request, progress=report, check_cancel=check_cancel)
+        for notice in result.notices:
+            self._emit(Notice(request_id, notice))
+        check_cancel()
+        self._emit(Finished(request_id, result, request.revision))
+
+
+def describe_error(error: BaseException) -> str:
+    """One line a person can act on, whatever went wrong."""
+    if isinstance(error, MemoryError):
+        return str(error) or "not enough memory for this photo"
+    text = str(error).strip().splitlines()
+    first = text[0] if text else type(error).__name__
+    return first if len(first) < 300 else first[:297] + "…"

@@ -1,0 +1,240 @@
+"""The loaded models on one device and the restoration of one plan on one image.
+
+Only the engine's worker thread (or a command-line process) creates and uses a Runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from instructir_desktop.core.compositing import blend, composite
+from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.inference.devices import (
+    configure_cpu_allocator,
+    default_tile_size,
+    describe_device,
+    is_out_of_memory,
+    release_cpu_memory,
+    resolve_device,
+    resolve_dtype,
+)
+from instructir_desktop.inference.executor import CancelCheck, FastInstructIR
+from instructir_desktop.inference.requests import EngineSettings, RestoreRequest, RestoreResult
+from instructir_desktop.inference.tiling import TiledRestorer, TileProgress, TilingSettings, tiling_for_memory
+from instructir_desktop.instructions.interpret import Interpretation, Interpreter, PlanStep
+from instructir_desktop.model.registry import (
+    LoadedModel,
+    default_model_spec,
+    load_model,
+    spec_from_files,
+    spec_from_folder,
+)
+from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder
+
+MIN_TILE = 128
+# Context around a selection: the network sees this much of the surroundings.
+SELECTION_CONTEXT = 64
+PREVIEW_PIXELS = 300_000
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    step_index: int
+    step_count: int
+    tiles: TileProgress
+
+    @property
+    def fraction(self) -> float:
+        return (self.step_index + self.tiles.fraction) / self.step_count
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic resize of an (H, W, C) float image (antialiased when shrinking)."""
+    if image.shape[:2] == (height, width):
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    shrinking = height < image.shape[0] or width < image.shape[1]
+    resized = F.interpolate(tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
+    return resized[0].permute(1, 2, 0).clamp(0, 1).numpy().copy()
+
+
+def resize_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    return resize_image(plane[..., None], height, width)[..., 0]
+
+
+class Runtime:
+    def __init__(
+        self,
+        model: LoadedModel,
+        encoder: SentenceEncoder,
+        device: torch.device,
+        dtype: torch.dtype,
+        tile_size: int | None = None,
+    ) -> None:
+        self.model = model
+        self.instruction_encoder = InstructionEncoder(encoder, model.head)
+        self.interpreter = Interpreter(self.instruction_encoder, model.classes)
+        self.notices: list[str] = []
+        self._set_device(device, dtype, tile_size)
+
+    def _set_device(self, device: torch.device, dtype: torch.dtype, tile_size: int | None) -> None:
+        if device.type == "cpu":
+            configure_cpu_allocator()
+        self.device = device
+        self.dtype = dtype
+        self.executor = FastInstructIR(self.model.network, device, dtype)
+        tile = tile_size or default_tile_size(device)
+        self.tiling = tiling_for_memory(max(MIN_TILE, tile // 16 * 16), self.model.network.config.width)
+
+    @property
+    def device_description(self) -> str:
+        return describe_device(self.device, self.dtype)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.spec.id
+
+    def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation:
+        return self.interpreter.interpret(text, image_size)
+
+    def restore_step(
+        self,
+        image: np.ndarray,
+        step: PlanStep,
+        *,
+        progress: Callable[[TileProgress], None] | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> np.ndarray:
+        """One step on an (H, W, 3) float image; an upscale step returns the larger image."""
+        if step.task == "upscale":
+            factor = step.factor or 2
+            image = resize_image(image, image.shape[0] * factor, image.shape[1] * factor)
+        embedding = torch.from_numpy(self.instruction_encoder.encode_one(step.instruction).embedding)
+        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+        while True:
+            gates = self.executor.gates(embedding)
+            restorer = TiledRestorer(self.executor, self.tiling)
+            try:
+                restored = restorer.restore(tensor, gates, progress=progress, check_cancel=check_cancel)
+                break
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                self._recover_from_out_of_memory()
+        return restored[0].permute(1, 2, 0).clamp(0, 1).numpy().copy()
+
+    def _recover_from_out_of_memory(self) -> None:
+        """Halve the tile; below the smallest tile, move from the GPU to the CPU; else give up."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.tiling.tile // 2 >= MIN_TILE:
+            self.tiling = TilingSettings(
+                tile=self.tiling.tile // 2 // 16 * 16,
+                overlap=self.tiling.overlap,
+                exact_statistics_pixels=self.tiling.exact_statistics_pixels // 4,
+                statistics_sample_pixels=max(MIN_TILE * MIN_TILE, self.tiling.statistics_sample_pixels // 4),
+            )
+            self.notices.append(f"Out of memory: continuing with {self.tiling.tile}-pixel tiles.")
+            return
+        if self.device.type != "cpu":
+            self.notices.append("Out of memory on the GPU even with small tiles: continuing on the CPU.")
+            self._set_device(torch.device("cpu"), torch.float32, None)
+            return
+        raise MemoryError("not enough memory to restore this photo, even in small tiles; close other programs")
+
+    def restore(
+        self,
+        request: RestoreRequest,
+        *,
+        progress: Callable[[StepProgress], None] | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> RestoreResult:
+        started = time.perf_counter()
+        self.notices = []
+        height, width = request.pixels.shape[:2]
+        full = Bounds.of_image(height, width)
+        region = full
+        if request.mask is not None:
+            selected = Bounds.from_mask(request.mask, threshold=1e-3)
+            if selected is None:
+                raise ValueError("the selection is empty")
+            region = selected.expanded(SELECTION_CONTEXT, full)
+        source = request.pixels[region.slices]
+        current = np.array(source, dtype=np.float32)
+        step_seconds = []
+        count = len(request.plan)
+        for index, step in enumerate(request.plan):
+            step_started = time.perf_counter()
+
+            def report(tiles: TileProgress, index: int = index) -> None:
+                if progress is not None:
+                    progress(StepProgress(index, count, tiles))
+
+            current = self.restore_step(current, step, progress=report, check_cancel=check_cancel)
+            step_seconds.append(time.perf_counter() - step_started)
+        scale = current.shape[0] // source.shape[0]
+        original = resize_image(np.asarray(source, dtype=np.float32), current.shape[0], current.shape[1])
+        blended = blend(original, current, request.strength)
+        mask = None
+        if request.mask is not None:
+            mask = np.array(request.mask[region.slices], dtype=np.float32)
+            blended = composite(original, blended, mask)
+        alpha = request.alpha
+        if alpha is not None and scale != 1:
+            alpha = resize_plane(np.asarray(alpha, dtype=np.float32), height * scale, width * scale)
+        if self.device.type == "cpu":
+            release_cpu_memory()
+        return RestoreResult(
+            pixels=blended,
+            bounds=region.scaled(scale),
+            original=original,
+            restored=current,
+            mask=mask,
+            alpha=None if alpha is None else np.asarray(alpha),
+            scale=scale,
+            seconds=time.perf_counter() - started,
+            device=self.device_description,
+            model_id=self.model_id,
+            step_seconds=tuple(step_seconds),
+            notices=tuple(self.notices),
+        )
+
+    def preview(
+        self, request: RestoreRequest, bounds: Bounds | None, check_cancel: CancelCheck | None = None
+    ) -> tuple[np.ndarray, Bounds, float]:
+        """A quick result of ``bounds`` (default: everything) at no more than PREVIEW_PIXELS."""
+        height, width = request.pixels.shape[:2]
+        region = (bounds or Bounds.of_image(height, width)).intersect(Bounds.of_image(height, width))
+        crop = np.asarray(request.pixels[region.slices], dtype=np.float32)
+        scale = min(1.0, (PREVIEW_PIXELS / max(1, region.area)) ** 0.5)
+        small = resize_image(crop, max(16, round(crop.shape[0] * scale)), max(16, round(crop.shape[1] * scale)))
+        for step in request.plan:
+            if step.task == "upscale":
+                continue  # a preview shows the restoration, not the enlargement
+            small = self.restore_step(small, step, check_cancel=check_cancel)
+        return blend(resize_image(crop, small.shape[0], small.shape[1]), small, request.strength), region, scale
+
+
+def load_runtime(settings: EngineSettings, encoder: SentenceEncoder | None = None) -> Runtime:
+    """Load the model the settings name (the bundled one by default) onto the chosen device."""
+    if settings.weights:
+        spec = spec_from_files(settings.weights, settings.text_head)
+    elif settings.model_folder:
+        spec = spec_from_folder(settings.model_folder)
+    else:
+        spec = default_model_spec()
+    model = load_model(spec)
+    if encoder is None:
+        encoder = SentenceTransformerEncoder(settings.encoder or spec.encoder)
+    device = resolve_device(settings.device)
+    return Runtime(model, encoder, device, resolve_dtype(device, settings.precision), settings.tile_size or None)
+
+
+def plan_summary(steps: Sequence[PlanStep]) -> str:
+    return " → ".join(f"{s.task}{f' ×{s.factor}' if s.factor else ''}" for s in steps)

@@ -1,0 +1,205 @@
+"""Tiled restoration of images of any size with bounded memory and no seams.
+
+Tiles start at multiples of the network's size multiple (16), so each tile sees the same
+down-sampling grid as the whole image would. Neighbouring tiles overlap; in each overlap the two
+tiles hand over through a short linear ramp centred in the overlap, so the pixels near a tile's
+edge (where its convolutions saw padding instead of the real neighbourhood) get zero weight.
+
+Channel attention needs global channel means. A sample of tiles spread over the photo is run
+first as one batch, recording means weighted by the pixels each tile owns; every other tile
+replays them. When the sample is every tile (small photos), the means are those of the whole
+image. The sampled tiles' outputs are final, so the whole photo is still one pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from instructir_desktop.inference.executor import CancelCheck, ChannelStatistics, FastInstructIR
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    tiles_done: int
+    tiles_total: int
+    fraction: float
+    eta_seconds: float | None
+
+
+ProgressCallback = Callable[[TileProgress], None]
+
+
+@dataclass(frozen=True)
+class Tile:
+    top: int
+    left: int
+    height: int
+    width: int
+    weight: np.ndarray  # (height, width) float32 blend weight; all tiles' weights sum to 1
+
+
+def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile starts along one axis (all lengths multiples of the size multiple)."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return sorted(set(starts))
+
+
+def axis_weights(length: int, starts: list[int], size: int, feather: int) -> list[np.ndarray]:
+    """1-D blend weights per tile: complementary linear ramps centred in each overlap."""
+    weights = [np.ones(size, dtype=np.float32) for _ in starts]
+    positions = np.arange(size, dtype=np.float32)
+    for index in range(1, len(starts)):
+        overlap_start, overlap_end = starts[index], starts[index - 1] + size
+        middle = (overlap_start + overlap_end) / 2
+        ramp_width = max(1.0, min(float(feather), float(overlap_end - overlap_start)))
+        # Weight of the later tile rises from 0 to 1 across [middle - ramp/2, middle + ramp/2].
+        later = np.clip((positions + starts[index] - (middle - ramp_width / 2)) / ramp_width, 0, 1)
+        earlier = 1 - np.clip((positions + starts[index - 1] - (middle - ramp_width / 2)) / ramp_width, 0, 1)
+        weights[index] *= later
+        weights[index - 1] *= earlier
+    return weights
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, feather: int = 16) -> list[Tile]:
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    rows = axis_starts(height, tile_h, overlap)
+    cols = axis_starts(width, tile_w, overlap)
+    row_weights = axis_weights(height, rows, tile_h, feather)
+    col_weights = axis_weights(width, cols, tile_w, feather)
+    return [
+        Tile(top, left, tile_h, tile_w, np.outer(row_weight, col_weight).astype(np.float32))
+        for top, row_weight in zip(rows, row_weights, strict=True)
+        for left, col_weight in zip(cols, col_weights, strict=True)
+    ]
+
+
+def pick_sample(count: int, sample_size: int) -> list[int]:
+    """Indices of ``sample_size`` tiles spread evenly over the raster order."""
+    if sample_size >= count:
+        return list(range(count))
+    return sorted({round(i) for i in np.linspace(0, count - 1, sample_size)})
+
+
+@dataclass
+class TilingSettings:
+    tile: int = 512
+    overlap: int = 64
+    feather: int = 16
+    # Channel means are measured in one joint pass over several tiles, whose activations are all
+    # in memory at once. If every tile fits in ``exact_statistics_pixels`` (of tile area), all of
+    # them are measured and the result equals the whole-image forward; otherwise an evenly spread
+    # sample of ``statistics_sample_pixels`` stands in for the photo (seam-free, approximate).
+    exact_statistics_pixels: int = 3_000_000
+    statistics_sample_pixels: int = 1_100_000
+
+    def statistics_tiles(self, tile_count: int, tile_area: int) -> list[int]:
+        if tile_count * tile_area <= self.exact_statistics_pixels:
+            return list(range(tile_count))
+        return pick_sample(tile_count, max(1, self.statistics_sample_pixels // tile_area))
+
+
+def tiling_for_memory(tile: int, width: int, memory_bytes: float = 3e9) -> TilingSettings:
+    """Settings whose joint statistics pass stays within ``memory_bytes`` for a network ``width``.
+
+    Measured on the CPU in float32: about 30 bytes of activations per pixel per unit of width.
+    """
+    bytes_per_pixel = 30 * width
+    exact = int(memory_bytes / bytes_per_pixel)
+    return TilingSettings(
+        tile=tile,
+        exact_statistics_pixels=exact,
+        statistics_sample_pixels=min(exact, 1_100_000),
+    )
+
+
+class TiledRestorer:
+    def __init__(self, executor: FastInstructIR, settings: TilingSettings | None = None) -> None:
+        self.executor = executor
+        self.settings = settings or TilingSettings()
+        multiple = executor.config.size_multiple
+        if self.settings.tile % multiple or self.settings.overlap % multiple:
+            raise ValueError(f"tile and overlap must be multiples of {multiple}")
+
+    def restore(
+        self,
+        image: Tensor,
+        gates: list[tuple[Tensor, Tensor]],
+        *,
+        progress: ProgressCallback | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> Tensor:
+        """Restore a (1, 3, H, W) float image on the CPU; returns the same shape on the CPU."""
+        height, width = image.shape[-2:]
+        multiple = self.executor.config.size_multiple
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            padded = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+        else:
+            padded = image
+        full_h, full_w = padded.shape[-2:]
+        settings = self.settings
+        tiles = plan_tiles(full_h, full_w, settings.tile, settings.overlap, settings.feather)
+        tile_area = tiles[0].height * tiles[0].width
+        sample = settings.statistics_tiles(len(tiles), tile_area)
+        output = torch.zeros((1, 3, full_h, full_w), dtype=torch.float32)
+        started = time.monotonic()
+        done = 0
+
+        def report() -> None:
+            if progress is None:
+                return
+            elapsed = time.monotonic() - started
+            fraction = done / len(tiles)
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+            progress(TileProgress(done, len(tiles), fraction, eta))
+
+        def crop(tile: Tile) -> Tensor:
+            return padded[:, :, tile.top : tile.top + tile.height, tile.left : tile.left + tile.width]
+
+        def accumulate(tile: Tile, restored: Tensor) -> None:
+            weight = torch.from_numpy(tile.weight)
+            target = output[:, :, tile.top : tile.top + tile.height, tile.left : tile.left + tile.width]
+            target.add_(restored.cpu() * weight)
+
+        statistics = ChannelStatistics()
+        batch = torch.cat([crop(tiles[i]) for i in sample])
+        masks = torch.from_numpy(np.stack([tiles[i].weight for i in sample]))
+        restored = self.executor.forward(
+            batch, gates, statistics, record=True, weight_mask=masks, check_cancel=check_cancel
+        )
+        for row, index in enumerate(sample):
+            accumulate(tiles[index], restored[row : row + 1])
+        del batch, restored
+        done = len(sample)
+        report()
+        sampled = set(sample)
+        for index, tile in enumerate(tiles):
+            if index in sampled:
+                continue
+            if check_cancel is not None:
+                check_cancel()
+            accumulate(tile, self.executor.forward(crop(tile), gates, statistics, check_cancel=check_cancel))
+            done += 1
+            report()
+        return output[:, :, :height, :width]
+
+
+def estimate_tile_count(height: int, width: int, settings: TilingSettings, multiple: int = 16) -> int:
+    full_h = math.ceil(height / multiple) * multiple
+    full_w = math.ceil(width / multiple) * multiple
+    rows = axis_starts(full_h, min(settings.tile, full_h), settings.overlap)
+    cols = axis_starts(full_w, min(settings.tile, full_w), settings.overlap)
+    return len(rows) * len(cols)

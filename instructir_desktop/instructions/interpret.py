@@ -1,0 +1,251 @@
+"""Turning a chat message into a plan: an ordered list of restoration steps.
+
+Grammar only splits the message into clauses ("remove the noise, then brighten it" → two
+clauses) and reads numbers such as an upscale factor. What each clause asks for is decided by
+the text model: the frozen sentence encoder and the trained head, which also knows a ``none``
+class for requests the network cannot do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from instructir_desktop.model.tasks import NONE_CLASS, TASK_TITLES, TASKS
+from instructir_desktop.model.text import EncodedInstruction, InstructionEncoder
+
+# A step is only taken when the head is at least this sure the clause is a restoration at all.
+MIN_TASK_PROBABILITY = 0.35
+DEFAULT_UPSCALE_FACTOR = 2
+MAX_UPSCALE_FACTOR = 8
+
+# Canonical wording per task, used when the person picks a task by hand (the network is
+# conditioned on an instruction, and this is a plain, typical one).
+CANONICAL_INSTRUCTIONS: dict[str, str] = {
+    "denoise": "Remove the noise from this photo",
+    "deblur": "This photo is blurry, please sharpen it",
+    "derain": "Remove the rain from the picture",
+    "dehaze": "Remove the haze and fog from this image",
+    "lowlight": "This photo is too dark, brighten it",
+    "enhance": "Make the colours more vivid and improve the contrast",
+    "upscale": "Increase the resolution of this image",
+}
+
+_TASK_PHRASES: dict[str, str] = {
+    "denoise": "remove the noise",
+    "deblur": "sharpen the blur",
+    "derain": "remove the rain",
+    "dehaze": "clear the haze",
+    "lowlight": "brighten it",
+    "enhance": "enhance the colours",
+    "upscale": "upscale it",
+}
+
+CAPABILITIES_REPLY = (
+    "I can remove noise, blur, rain or haze, brighten a dark photo, enhance dull colours, or upscale it. "
+    'Try something like "remove the grain" or "too dark, brighten it".'
+)
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    task: str
+    confidence: float
+    instruction: str  # the words the network is conditioned on
+    factor: int | None = None  # upscale factor
+
+    def with_task(self, task: str) -> PlanStep:
+        """The same step switched to another task by hand (full confidence, canonical wording)."""
+        factor = (self.factor or DEFAULT_UPSCALE_FACTOR) if task == "upscale" else None
+        return PlanStep(task, 1.0, CANONICAL_INSTRUCTIONS[task], factor)
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"task": self.task, "confidence": round(self.confidence, 4)}
+        if self.factor is not None:
+            data["factor"] = self.factor
+        return data
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    message: str
+    steps: tuple[PlanStep, ...]
+    ignored: tuple[str, ...] = field(default_factory=tuple)
+    reply: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"instruction": self.message, "steps": [s.to_dict() for s in self.steps], "reply": self.reply}
+
+
+def step_for_task(task: str, factor: int | None = None) -> PlanStep:
+    """A step chosen directly (menus, command line), with the canonical wording."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    return PlanStep(
+        task, 1.0, CANONICAL_INSTRUCTIONS[task], factor or (DEFAULT_UPSCALE_FACTOR if task == "upscale" else None)
+    )
+
+
+# ----------------------------------------------------------------------------- clauses
+
+# Connectors that end one request and start the next, in the order the person wants them.
+_SEQUENCE_SPLIT = re.compile(
+    r"\s*(?:[;.!?]+\s+|\n+|,?\s*\b(?:and\s+then|then|after\s+that|afterwards|after\s+which|next|also|plus|"
+    r"followed\s+by|and\s+finally|finally|as\s+well\s+as|before)\b\s*,?\s*|,\s*(?:and\s+)?|\s+and\s+(?=\w))",
+    re.IGNORECASE,
+)
+# "brighten it after removing the noise": the clause after "after" happens first.
+_AFTER = re.compile(r"^(?P<later>.+?)\s*,?\s+(?:after|once)\s+(?P<earlier>.+)$", re.IGNORECASE)
+_LEADING_FILLER = re.compile(
+    r"^(?:first(?:ly)?|to\s+start|start\s+by|begin\s+by|and|so|please|pls|,)\s+", re.IGNORECASE
+)
+
+
+def split_clauses(message: str) -> list[str]:
+    """Split a message into request-sized clauses, keeping the order the steps should run in."""
+    text = " ".join(message.strip().split())
+    if not text:
+        return []
+    clauses: list[str] = []
+    for part in _SEQUENCE_SPLIT.split(text):
+        part = part.strip(" ,;.!?")
+        if not part:
+            continue
+        after = _AFTER.match(part)
+        pieces = [after.group("earlier"), after.group("later")] if after else [part]
+        for piece in pieces:
+            piece = _LEADING_FILLER.sub("", piece.strip(" ,;.!?"))
+            if piece:
+                clauses.append(piece)
+    return clauses
+
+
+# ----------------------------------------------------------------------------- numbers
+
+_WORD_FACTORS = {
+    "double": 2,
+    "twice": 2,
+    "two times": 2,
+    "triple": 3,
+    "three times": 3,
+    "thrice": 3,
+    "quadruple": 4,
+    "four times": 4,
+    "eight times": 8,
+}
+_NUMERIC_FACTOR = re.compile(
+    r"(?:\b|×|x)(\d+(?:\.\d+)?)\s*(?:x|×|times)\b|\b(?:x|×)\s*(\d+(?:\.\d+)?)\b", re.IGNORECASE
+)
+_PERCENT = re.compile(r"\b(\d{3,4})\s*%")
+_TARGET_WIDTHS = {
+    "8k": 7680,
+    "4k": 3840,
+    "uhd": 3840,
+    "2160p": 3840,
+    "1440p": 2560,
+    "2k": 2048,
+    "1080p": 1920,
+    "full hd": 1920,
+}
+
+
+def upscale_factor(text: str, image_size: tuple[int, int] | None = None) -> int:
+    """The factor a clause asks for ("2x", "four times", "double", "to 4K"), default 2."""
+    lowered = text.lower()
+    match = _NUMERIC_FACTOR.search(lowered)
+    if match:
+        value = float(match.group(1) or match.group(2))
+        return _clamp_factor(round(value))
+    percent = _PERCENT.search(lowered)
+    if percent:
+        return _clamp_factor(round(int(percent.group(1)) / 100))
+    for words, factor in _WORD_FACTORS.items():
+        if re.search(rf"\b{words}\b", lowered):
+            return factor
+    if image_size is not None:
+        for name, target in _TARGET_WIDTHS.items():
+            if re.search(rf"\b{re.escape(name)}\b", lowered):
+                longest = max(image_size)
+                return _clamp_factor(max(1, -(-target // max(1, longest))))
+    return DEFAULT_UPSCALE_FACTOR
+
+
+def _clamp_factor(value: int) -> int:
+    return max(2, min(MAX_UPSCALE_FACTOR, int(value)))
+
+
+# ----------------------------------------------------------------------------- interpretation
+
+
+class Interpreter:
+    """Clause splitting + the text model's classification of each clause."""
+
+    def __init__(self, encoder: InstructionEncoder, classes: Sequence[str]) -> None:
+        self.encoder = encoder
+        self.classes = tuple(classes)
+        self._task_columns = [self.classes.index(t) for t in TASKS if t in self.classes]
+        self._none_column = self.classes.index(NONE_CLASS) if NONE_CLASS in self.classes else None
+
+    def classify(self, encoded: EncodedInstruction) -> tuple[str, float]:
+        """The most likely class of a clause and its probability."""
+        probabilities = encoded.probabilities
+        best = int(np.argmax(probabilities))
+        return self.classes[best], float(probabilities[best])
+
+    def interpret(self, message: str, image_size: tuple[int, int] | None = None) -> Interpretation:
+        clauses = split_clauses(message)
+        if not clauses:
+            return Interpretation(message, (), (), CAPABILITIES_REPLY)
+        encoded = self.encoder.encode([message, *clauses])
+        whole, parts = encoded[0], encoded[1:]
+        steps: list[PlanStep] = []
+        ignored: list[str] = []
+        for clause, clause_encoding in zip(clauses, parts, strict=True):
+            label, probability = self.classify(clause_encoding)
+            if label == NONE_CLASS or probability < MIN_TASK_PROBABILITY:
+                ignored.append(clause)
+                continue
+            factor = upscale_factor(clause, image_size) if label == "upscale" else None
+            if steps and steps[-1].task == label:
+                # "remove the noise and the grain": one step, not the same step twice.
+                if probability > steps[-1].confidence:
+                    steps[-1] = PlanStep(label, probability, clause, factor)
+                continue
+            if any(s.task == label for s in steps):
+                continue
+            steps.append(PlanStep(label, probability, clause, factor))
+        if not steps and len(clauses) > 1:
+            # Splitting can cut a single request into fragments that mean nothing alone.
+            label, probability = self.classify(whole)
+            if label != NONE_CLASS and probability >= MIN_TASK_PROBABILITY:
+                factor = upscale_factor(message, image_size) if label == "upscale" else None
+                steps.append(PlanStep(label, probability, message, factor))
+                ignored = []
+        return Interpretation(message, tuple(steps), tuple(ignored), compose_reply(steps, ignored))
+
+
+def compose_reply(steps: Sequence[PlanStep], ignored: Sequence[str]) -> str:
+    if not steps:
+        if ignored and all(len(c.split()) <= 2 for c in ignored):
+            return "Hello! " + CAPABILITIES_REPLY
+        return "That isn't something I can do to a photo. " + CAPABILITIES_REPLY
+    phrases = []
+    for step in steps:
+        phrase = _TASK_PHRASES[step.task]
+        if step.task == "upscale":
+            phrase = f"upscale it {step.factor or DEFAULT_UPSCALE_FACTOR}×"
+        phrases.append(phrase)
+    plan = phrases[0] if len(phrases) == 1 else ", then ".join(phrases)
+    reply = f"I'll {plan}."
+    if ignored:
+        skipped = "; ".join(f'"{c}"' for c in ignored)
+        reply += f" I'll leave out {skipped}: that isn't something I can do."
+    return reply
+
+
+def describe_step(step: PlanStep) -> str:
+    title = TASK_TITLES[step.task]
+    return f"{title} {step.factor}×" if step.task == "upscale" and step.factor else title
