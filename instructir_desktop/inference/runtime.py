@@ -5,6 +5,7 @@ Only the engine's worker thread (or a command-line process) creates and uses a R
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ from instructir_desktop.model.registry import (
     spec_from_files,
     spec_from_folder,
 )
-from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder
+from instructir_desktop.model.tasks import CLASS_NAMES, TASKS
+from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder, TextHead
+from instructir_desktop.model.weights import WeightsError, load_state_dict
 
 MIN_TILE = 128
 # Context around a selection: the network sees this much of the surroundings.
@@ -58,7 +61,7 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic resize of an (H, W, C) float image (antialiased when shrinking)."""
     if image.shape[:2] == (height, width):
         return image
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    tensor = torch.from_numpy(np.require(image, np.float32, ["C", "W"])).permute(2, 0, 1)[None]
     shrinking = height < image.shape[0] or width < image.shape[1]
     resized = F.interpolate(tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
     return resized[0].permute(1, 2, 0).clamp(0, 1).numpy().copy()
@@ -115,8 +118,19 @@ class Runtime:
         if step.task == "upscale":
             factor = step.factor or 2
             image = resize_image(image, image.shape[0] * factor, image.shape[1] * factor)
-        embedding = torch.from_numpy(self.instruction_encoder.encode_one(step.instruction).embedding)
-        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+        return self.run_network(image, step.instruction, progress=progress, check_cancel=check_cancel)
+
+    def run_network(
+        self,
+        image: np.ndarray,
+        instruction: str,
+        *,
+        progress: Callable[[TileProgress], None] | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> np.ndarray:
+        """The network conditioned on ``instruction``, tiled, on an (H, W, 3) float image."""
+        embedding = torch.from_numpy(self.instruction_encoder.encode_one(instruction).embedding)
+        tensor = torch.from_numpy(np.require(image, np.float32, ["C", "W"])).permute(2, 0, 1)[None]
         while True:
             gates = self.executor.gates(embedding)
             restorer = TiledRestorer(self.executor, self.tiling)
@@ -238,3 +252,25 @@ def load_runtime(settings: EngineSettings, encoder: SentenceEncoder | None = Non
 
 def plan_summary(steps: Sequence[PlanStep]) -> str:
     return " → ".join(f"{s.task}{f' ×{s.factor}' if s.factor else ''}" for s in steps)
+
+
+def load_interpreter(
+    text_head: str | None = None, encoder_folder: str | None = None, encoder: SentenceEncoder | None = None
+) -> Interpreter:
+    """Only what reading instructions needs (encoder + text head), without the image network."""
+    if text_head:
+        head_path, classes, default_encoder = text_head, None, None
+    else:
+        spec = default_model_spec()
+        if spec.text_head is None:
+            raise WeightsError(f"{spec.name}: no text head file; pass --text-head FILE")
+        head_path, classes, default_encoder = str(spec.text_head), spec.classes, spec.encoder
+    state, metadata = load_state_dict(head_path)
+    head = TextHead.from_state_dict(state)
+    if "classes" in metadata:
+        classes = tuple(json.loads(metadata["classes"]))
+    if classes is None or len(classes) != head.fc2.out_features:
+        classes = CLASS_NAMES if head.fc2.out_features == len(CLASS_NAMES) else TASKS
+    if encoder is None:
+        encoder = SentenceTransformerEncoder(encoder_folder or default_encoder)
+    return Interpreter(InstructionEncoder(encoder, head), classes)

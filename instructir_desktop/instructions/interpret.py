@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from instructir_desktop.model.tasks import NONE_CLASS, TASK_TITLES, TASKS
-from instructir_desktop.model.text import EncodedInstruction, InstructionEncoder
+
+if TYPE_CHECKING:  # model.text imports torch; this module is imported on the GUI thread
+    from instructir_desktop.model.text import EncodedInstruction, InstructionEncoder
 
 # A step is only taken when the head is at least this sure the clause is a restoration at all.
 MIN_TASK_PROBABILITY = 0.35
@@ -36,7 +39,7 @@ CANONICAL_INSTRUCTIONS: dict[str, str] = {
 
 _TASK_PHRASES: dict[str, str] = {
     "denoise": "remove the noise",
-    "deblur": "sharpen the blur",
+    "deblur": "remove the blur",
     "derain": "remove the rain",
     "dehaze": "clear the haze",
     "lowlight": "brighten it",
@@ -136,8 +139,9 @@ _WORD_FACTORS = {
     "four times": 4,
     "eight times": 8,
 }
+# "×" is not a word character, so it must not sit next to a \b ("4×", "×4" would never match).
 _NUMERIC_FACTOR = re.compile(
-    r"(?:\b|×|x)(\d+(?:\.\d+)?)\s*(?:x|×|times)\b|\b(?:x|×)\s*(\d+(?:\.\d+)?)\b", re.IGNORECASE
+    r"(?:\b|×|x)(\d+(?:\.\d+)?)\s*(?:(?:x|times)\b|×)|(?<!\w)(?:x|×)\s*(\d+(?:\.\d+)?)\b", re.IGNORECASE
 )
 _PERCENT = re.compile(r"\b(\d{3,4})\s*%")
 _TARGET_WIDTHS = {

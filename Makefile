@@ -1,0 +1,39 @@
+# Two entry points on a fresh machine: `make run` (set up, then open the application with the
+# bundled model) and `make test` (set up, then lint, type-check and run the tests).
+# torch is pinned and installed first: 2.13.0 is the CPU build this machine has on disk, and
+# installing it before the project stops pip from resolving a multi-GB CUDA build instead.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/instructir-desktop $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check instructir_desktop tests benchmarks
+	$(BIN)/ruff format --check instructir_desktop tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

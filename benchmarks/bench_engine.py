@@ -1,0 +1,181 @@
+"""Engine speed and memory against a plain eager forward of the same network, in one run.
+
+Each measurement runs in its own subprocess so that peak RSS is that measurement's alone and the
+engine's allocator tuning does not help the baseline. The baseline is the textbook path: the
+``InstructIRNet`` module, float32, NCHW, the whole image in one forward under inference_mode.
+The engine path is what the application runs: ``Runtime.run_network`` (folded NHWC executor,
+tiles with shared channel statistics).
+
+    python benchmarks/bench_engine.py                  # shipped model (or 7D if none), 1 and 4 MP, 24 MP memory
+    python benchmarks/bench_engine.py --network 7d     # the published 7D architecture, random weights
+    python benchmarks/bench_engine.py --sizes 1 --skip-24mp
+
+Targets (issue 2): engine >= 3x faster than the plain path on the CPU at matching output
+(>= 45 dB), and a 24 MP photo within 3 GB peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO_FOLDERS = [ROOT.parent / "shared" / "data" / "train" / "sunhays80", ROOT.parent / "shared" / "data" / "val"]
+
+
+def test_image(height: int, width: int) -> np.ndarray:
+    """A real photo resized to the size when one is at hand; otherwise a structured synthetic scene."""
+    from PIL import Image
+
+    for folder in PHOTO_FOLDERS:
+        photos = sorted(folder.rglob("*.jpg")) + sorted(folder.rglob("*.png"))
+        if photos:
+            with Image.open(photos[0]) as photo:
+                resized = photo.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+            return np.asarray(resized, dtype=np.float32) / 255
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(0)
+    base = np.stack([np.sin(x / 37) * np.cos(y / 53), np.sin((x + y) / 71), np.cos(x / 19 - y / 29)], axis=-1)
+    return np.clip(0.5 + 0.3 * base + 0.05 * rng.standard_normal((height, width, 3)), 0, 1).astype(np.float32)
+
+
+class FixedEncoder:
+    """Stands in for the sentence encoder: speed does not depend on the words."""
+
+    dimension = 384
+    identifier = "benchmark"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rng = np.random.default_rng(len(texts))
+        vectors = rng.standard_normal((len(texts), self.dimension)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def load_network(kind: str, model_folder: str | None):
+    import torch
+
+    from instructir_desktop.model.network import PUBLISHED_7D_CONFIG, InstructIRNet
+    from instructir_desktop.model.registry import (
+        LoadedModel,
+        ModelSpec,
+        default_model_spec,
+        load_model,
+        spec_from_folder,
+    )
+    from instructir_desktop.model.tasks import CLASS_NAMES
+    from instructir_desktop.model.text import TextHead
+
+    if kind == "shipped":
+        spec = spec_from_folder(model_folder) if model_folder else default_model_spec()
+        return load_model(spec)
+    torch.manual_seed(0)
+    network = InstructIRNet(PUBLISHED_7D_CONFIG).eval()
+    with torch.no_grad():  # non-trivial affines so that nothing folds away by accident
+        for name, parameter in network.named_parameters():
+            if name.endswith(("beta", "gamma")) or ".norm" in name:
+                parameter.normal_(0.5 if name.endswith("weight") else 0.0, 0.1)
+    spec = ModelSpec("7d-random", "InstructIR-7D architecture (random weights)", Path("-"), None, "benchmark")
+    return LoadedModel(spec, network, TextHead(384, PUBLISHED_7D_CONFIG.text_dim, len(CLASS_NAMES)), CLASS_NAMES)
+
+
+def child(mode: str, kind: str, model_folder: str | None, height: int, width: int, output: str) -> None:
+    import torch
+
+    from instructir_desktop.inference.runtime import Runtime
+
+    loaded = load_network(kind, model_folder)
+    image = test_image(height, width)
+    runtime = Runtime(loaded, FixedEncoder(), torch.device("cpu"), torch.float32)
+    embedding = torch.from_numpy(runtime.instruction_encoder.encode_one("remove the noise").embedding)[None]
+    started = time.perf_counter()
+    if mode == "plain":
+        with torch.inference_mode():
+            tensor = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
+            result = loaded.network(tensor, embedding)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    else:
+        result = runtime.run_network(image, "remove the noise")
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if output:
+        np.save(output, result.astype(np.float32))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kib / 1024, "tile": runtime.tiling.tile}))
+
+
+def run_child(mode: str, args: argparse.Namespace, height: int, width: int, output: str = "") -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--network", args.network, f"--size={height}x{width}"]
+    if args.model:
+        command += ["--model", args.model]
+    if output:
+        command += ["--output", output]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--network", choices=["shipped", "7d"], default="shipped")
+    parser.add_argument("--model", help="a model folder (default: the bundled model)")
+    parser.add_argument("--sizes", default="1,4", help="megapixels to compare, e.g. 1,4")
+    parser.add_argument("--skip-24mp", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    parser.add_argument("--output", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        height, width = map(int, args.size.split("x"))
+        child(args.child, args.network, args.model, height, width, args.output)
+        return
+    if args.network == "shipped" and not args.model:
+        from instructir_desktop.model.registry import IMAGE_FILE, bundled_model_folder
+
+        if not (bundled_model_folder() / IMAGE_FILE).is_file():
+            print("no bundled model: benchmarking the 7D architecture with random weights")
+            args.network = "7d"
+
+    import torch
+
+    print(f"CPU threads: {torch.get_num_threads()}, torch {torch.__version__}, network: {args.network}")
+    print("| size | plain s/MP | engine s/MP | speed-up | plain peak RSS | engine peak RSS | agreement |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch:
+        for megapixels in [float(s) for s in args.sizes.split(",") if s]:
+            side = int(round(math.sqrt(megapixels * 1e6) / 16) * 16)
+            plain_out, engine_out = os.path.join(scratch, "plain.npy"), os.path.join(scratch, "engine.npy")
+            plain = run_child("plain", args, side, side, plain_out)
+            engine = run_child("engine", args, side, side, engine_out)
+            agreement = psnr(np.load(plain_out), np.load(engine_out))
+            mp = side * side / 1e6
+            print(
+                f"| {side}×{side} ({mp:.1f} MP) | {plain['seconds'] / mp:.2f} | {engine['seconds'] / mp:.2f} | "
+                f"**{plain['seconds'] / engine['seconds']:.2f}×** | {plain['peak_rss_mb']:.0f} MB | "
+                f"{engine['peak_rss_mb']:.0f} MB | {agreement:.1f} dB |",
+                flush=True,
+            )
+    if not args.skip_24mp:
+        engine = run_child("engine", args, 4000, 6000)
+        verdict = "within" if engine["peak_rss_mb"] <= 3072 else "OVER"
+        print(
+            f"\n24 MP (6000×4000) engine: {engine['seconds']:.1f} s ({engine['seconds'] / 24:.2f} s/MP), "
+            f"peak RSS {engine['peak_rss_mb']:.0f} MB ({verdict} the 3 GB target), tile {engine['tile']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
