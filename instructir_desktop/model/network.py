@@ -196,7 +196,7 @@ def detect_config(state_dict: Mapping[str, Tensor] | Mapping[str, Sequence[int]]
 
     try:
         width, in_channels = shape("intro.weight")[:2]
-        levels = count_blocks("encoders.")
+        levels = count_blocks("downs.")  # every level has a down-sampler, even one without blocks
         enc_blocks = tuple(count_blocks(f"encoders.{level}.") for level in range(levels))
         dec_blocks = tuple(count_blocks(f"decoders.{level}.") for level in range(levels))
         text_dim = shape("enc_cond.0.fc.weight")[1]

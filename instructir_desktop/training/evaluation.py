@@ -72,10 +72,11 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
 
 def ssim(a: Tensor, b: Tensor) -> float:
     """Structural similarity (Gaussian window 11, sigma 1.5), averaged over RGB channels."""
-    a = a.float().clamp(0, 1).cpu()
-    b = b.float().clamp(0, 1).cpu()
+    # float64: E[x²] − E[x]² loses the small variances of flat regions in float32.
+    a = a.double().clamp(0, 1).cpu()
+    b = b.double().clamp(0, 1).cpu()
     channels = a.shape[1]
-    window = _gaussian_window().repeat(channels, 1, 1, 1)
+    window = _gaussian_window().double().repeat(channels, 1, 1, 1)
     c1, c2 = 0.01**2, 0.03**2
 
     def blur(x: Tensor) -> Tensor:

@@ -148,7 +148,10 @@ def build_validation_set(
     crop: int = 192,
     count: int = 6,
 ) -> ValidationSet:
-    images = [load_rgb_uint8(p) for p in list_images([folder])[:count]]
+    # Images smaller than the crop cannot give a same-size crop; they are skipped.
+    images = [image for p in list_images([folder]) if min((image := load_rgb_uint8(p)).shape[1:]) >= crop][:count]
+    if not images:
+        raise ValueError(f"{folder}: no validation image is at least {crop}×{crop} pixels")
     crops = []
     for image in images:
         top = (image.shape[1] - crop) // 2
@@ -248,8 +251,10 @@ def train(config: TrainConfig, log: Log = print) -> Path:
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         cpu_generator.set_state(state["cpu_rng"])
-        if device.type == "cpu":
+        try:
             device_generator.set_state(state["device_rng"])
+        except (RuntimeError, KeyError):
+            log("device random state not restored (checkpoint from another device); degradations reseeded")
         step = int(state["step"])
         elapsed_before = float(state.get("elapsed_s", torch.tensor(0.0)))
         log(f"resumed at step {step}")
