@@ -116,9 +116,11 @@ class Engine:
         self._listeners.append(listener)
 
     def submit(self, request: Request) -> int:
+        return self._submit(request, next(self._ids))
+
+    def _submit(self, request: Request, request_id: int) -> int:
         if self._closed:
             raise RuntimeError("the engine is closed")
-        request_id = next(self._ids)
         job = _Job(request_id, request)
         with self._lock:
             self._jobs[request_id] = job
@@ -160,7 +162,9 @@ class Engine:
         """Submit and wait: for scripts and the command line. Raises on failure or cancel."""
         done = threading.Event()
         outcome: dict[str, Any] = {}
-        request_id = -1
+        # The id is taken before submitting: Queued is emitted inside submit, and a quick job can
+        # end on the worker before submit returns; ``watch`` must recognise both.
+        request_id = next(self._ids)
 
         def watch(event: EngineEvent) -> None:
             if event.request_id != request_id:
@@ -173,7 +177,7 @@ class Engine:
 
         self.add_listener(watch)
         try:
-            request_id = self.submit(request)
+            self._submit(request, request_id)
             if not done.wait(timeout):
                 self.cancel(request_id)
                 raise TimeoutError("the engine did not finish in time")
