@@ -308,6 +308,7 @@ def test_cancel_a_running_restore_between_tiles(engine_parts, runtime: Runtime) 
     runtime.tiling.tile = 128  # many tiles: 49 of them on 512 x 512
     runtime.tiling.exact_statistics_pixels = 2 * 128 * 128  # ...now 2 first, then one at a time
     runtime.tiling.statistics_sample_pixels = 2 * 128 * 128
+    runtime.tiling.whole_image_pixels = 0  # (a 512 x 512 photo would otherwise run as one tile)
     cancel_sent: list[int] = []
 
     def cancel_on_first_tile(event: EngineEvent) -> None:

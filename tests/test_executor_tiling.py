@@ -27,11 +27,13 @@ import torch.nn.functional as F
 
 from instructir_desktop.inference.executor import ChannelStatistics, FastInstructIR
 from instructir_desktop.inference.tiling import (
+    ACTIVATION_BYTES_PER_PIXEL_PER_WIDTH,
     TiledRestorer,
     TileProgress,
     TilingSettings,
     axis_starts,
     axis_weights,
+    balanced_tile_size,
     estimate_tile_count,
     plan_tiles,
     tiling_for_memory,
@@ -248,8 +250,10 @@ def test_axis_starts_and_weights() -> None:
 def test_tiling_for_memory_and_statistics_tiles() -> None:
     settings = tiling_for_memory(384, width=32, memory_bytes=3e9)
     assert settings.tile == 384
-    assert settings.exact_statistics_pixels == int(3e9 / (30 * 32))
-    assert settings.statistics_sample_pixels == min(settings.exact_statistics_pixels, 1_100_000)
+    # The largest single pass (whole image, or the joint statistics pass) fits the memory.
+    largest = max(settings.whole_image_pixels, settings.exact_statistics_pixels, settings.statistics_sample_pixels)
+    assert largest * ACTIVATION_BYTES_PER_PIXEL_PER_WIDTH * 32 <= 3e9
+    assert 0 < settings.statistics_sample_pixels <= settings.exact_statistics_pixels
     # Wider networks get fewer exact pixels.
     assert tiling_for_memory(384, width=64).exact_statistics_pixels < settings.exact_statistics_pixels
     small = TilingSettings(tile=256, exact_statistics_pixels=10 * 65536, statistics_sample_pixels=3 * 65536)
@@ -422,3 +426,25 @@ def test_cancel_after_n_checks_stops_at_once(executor: FastInstructIR) -> None:
         restorer.restore(image, gates, progress=reports.append, check_cancel=check_cancel)
     assert calls == 40  # nothing ran a check (or a block) after the one that raised
     assert reports and reports[-1].tiles_done < reports[-1].tiles_total
+
+
+def test_balanced_tiles_waste_less_than_fixed_tiles() -> None:
+    # 2000 px with 512-px tiles overlapping by 64: five tiles either way, but evenly sized ones.
+    assert balanced_tile_size(2000, 512, 64) == 464  # (2000 + 4 * 64) / 5, rounded up to 16
+    assert balanced_tile_size(300, 512, 64) == 300
+    for length in (520, 1000, 2000, 4000, 6000):
+        size = balanced_tile_size(length, 512, 64)
+        assert size % 16 == 0 and size <= 512
+        assert len(axis_starts(length, size, 64)) == len(axis_starts(length, 512, 64))
+
+
+def test_small_photo_runs_as_one_tile_equal_to_whole_image(executor: FastInstructIR) -> None:
+    image = scene(208, 272)
+    gates = executor.gates(embedding())
+    whole = executor.forward(image, gates)
+    settings = TilingSettings(tile=128, whole_image_pixels=208 * 272)
+    reports: list[TileProgress] = []
+    result = TiledRestorer(executor, settings).restore(image, gates, progress=reports.append)
+    assert torch.equal(result, whole)
+    assert [r.tiles_total for r in reports] == [1]
+    assert estimate_tile_count(208, 272, settings) == 1

@@ -141,7 +141,10 @@ class Runtime:
                 if not is_out_of_memory(error):
                     raise
                 self._recover_from_out_of_memory()
-        return restored[0].permute(1, 2, 0).clamp(0, 1).numpy().copy()
+        with torch.inference_mode():  # the executor's output is an inference tensor
+            pixels = restored[0].permute(1, 2, 0)
+            pixels.clamp_(0, 1)
+        return np.ascontiguousarray(pixels.numpy())
 
     def _recover_from_out_of_memory(self) -> None:
         """Halve the tile; below the smallest tile, move from the GPU to the CPU; else give up."""
@@ -153,6 +156,7 @@ class Runtime:
                 overlap=self.tiling.overlap,
                 exact_statistics_pixels=self.tiling.exact_statistics_pixels // 4,
                 statistics_sample_pixels=max(MIN_TILE * MIN_TILE, self.tiling.statistics_sample_pixels // 4),
+                whole_image_pixels=0,  # the one-pass attempt is what ran out first
             )
             self.notices.append(f"Out of memory: continuing with {self.tiling.tile}-pixel tiles.")
             return

@@ -72,8 +72,22 @@ def axis_weights(length: int, starts: list[int], size: int, feather: int) -> lis
     return weights
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, feather: int = 16) -> list[Tile]:
-    tile_h, tile_w = min(tile, height), min(tile, width)
+def balanced_tile_size(length: int, tile: int, overlap: int, multiple: int = 16) -> int:
+    """The smallest tile (a multiple of ``multiple``) that covers ``length`` in as many tiles as ``tile`` would.
+
+    A fixed tile size leaves the last tile mostly overlapping its neighbour; spreading the same
+    number of tiles evenly wastes less work on overlaps.
+    """
+    if length <= tile:
+        return length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length + (count - 1) * overlap) / count / multiple) * multiple
+    return min(length, max(size, overlap + multiple))
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, feather: int = 16, multiple: int = 16) -> list[Tile]:
+    tile_h = balanced_tile_size(height, tile, overlap, multiple)
+    tile_w = balanced_tile_size(width, tile, overlap, multiple)
     rows = axis_starts(height, tile_h, overlap)
     cols = axis_starts(width, tile_w, overlap)
     row_weights = axis_weights(height, rows, tile_h, feather)
@@ -103,6 +117,8 @@ class TilingSettings:
     # sample of ``statistics_sample_pixels`` stands in for the photo (seam-free, approximate).
     exact_statistics_pixels: int = 3_000_000
     statistics_sample_pixels: int = 1_100_000
+    # A photo up to this many pixels runs as one tile: no overlap to recompute, exact statistics.
+    whole_image_pixels: int = 0
 
     def statistics_tiles(self, tile_count: int, tile_area: int) -> list[int]:
         if tile_count * tile_area <= self.exact_statistics_pixels:
@@ -110,17 +126,20 @@ class TilingSettings:
         return pick_sample(tile_count, max(1, self.statistics_sample_pixels // tile_area))
 
 
-def tiling_for_memory(tile: int, width: int, memory_bytes: float = 3e9) -> TilingSettings:
-    """Settings whose joint statistics pass stays within ``memory_bytes`` for a network ``width``.
+# Peak activation memory of the folded executor on the CPU in float32, per pixel and per unit of
+# network width (measured: 7D, width 32, ~2.4 kB per pixel in a joint pass).
+ACTIVATION_BYTES_PER_PIXEL_PER_WIDTH = 75
 
-    Measured on the CPU in float32: about 30 bytes of activations per pixel per unit of width.
-    """
-    bytes_per_pixel = 30 * width
-    exact = int(memory_bytes / bytes_per_pixel)
+
+def tiling_for_memory(tile: int, width: int, memory_bytes: float = 3e9) -> TilingSettings:
+    """Settings whose largest single pass stays within ``memory_bytes`` for a network ``width``."""
+    affordable = int(memory_bytes / (ACTIVATION_BYTES_PER_PIXEL_PER_WIDTH * width))
     return TilingSettings(
         tile=tile,
-        exact_statistics_pixels=exact,
-        statistics_sample_pixels=min(exact, 1_100_000),
+        exact_statistics_pixels=affordable,
+        # The sample pass runs while the whole photo's input and output buffers are held too.
+        statistics_sample_pixels=min(affordable * 7 // 10, 1_100_000),
+        whole_image_pixels=affordable,
     )
 
 
@@ -140,7 +159,7 @@ class TiledRestorer:
         progress: ProgressCallback | None = None,
         check_cancel: CancelCheck | None = None,
     ) -> Tensor:
-        """Restore a (1, 3, H, W) float image on the CPU; returns the same shape on the CPU."""
+        """Restore a (1, 3, H, W) float image; returns the same shape on the CPU (possibly a strided view)."""
         height, width = image.shape[-2:]
         multiple = self.executor.config.size_multiple
         pad_h, pad_w = (-height) % multiple, (-width) % multiple
@@ -151,11 +170,17 @@ class TiledRestorer:
             padded = image
         full_h, full_w = padded.shape[-2:]
         settings = self.settings
-        tiles = plan_tiles(full_h, full_w, settings.tile, settings.overlap, settings.feather)
+        started = time.monotonic()
+        if full_h * full_w <= settings.whole_image_pixels:
+            whole = self.executor.forward(padded, gates, check_cancel=check_cancel).cpu()
+            if progress is not None:
+                progress(TileProgress(1, 1, 1.0, 0.0))
+            return whole[:, :, :height, :width]
+        tiles = plan_tiles(full_h, full_w, settings.tile, settings.overlap, settings.feather, multiple)
         tile_area = tiles[0].height * tiles[0].width
         sample = settings.statistics_tiles(len(tiles), tile_area)
-        output = torch.zeros((1, 3, full_h, full_w), dtype=torch.float32)
-        started = time.monotonic()
+        # Accumulated channels-last, so the caller gets (H, W, 3) pixels without another full copy.
+        output = torch.zeros((full_h, full_w, 3), dtype=torch.float32)
         done = 0
 
         def report() -> None:
@@ -170,9 +195,9 @@ class TiledRestorer:
             return padded[:, :, tile.top : tile.top + tile.height, tile.left : tile.left + tile.width]
 
         def accumulate(tile: Tile, restored: Tensor) -> None:
-            weight = torch.from_numpy(tile.weight)
-            target = output[:, :, tile.top : tile.top + tile.height, tile.left : tile.left + tile.width]
-            target.add_(restored.cpu() * weight)
+            weight = torch.from_numpy(tile.weight)[..., None]
+            target = output[tile.top : tile.top + tile.height, tile.left : tile.left + tile.width]
+            target.add_(restored[0].permute(1, 2, 0).cpu() * weight)
 
         statistics = ChannelStatistics()
         batch = torch.cat([crop(tiles[i]) for i in sample])
@@ -194,12 +219,14 @@ class TiledRestorer:
             accumulate(tile, self.executor.forward(crop(tile), gates, statistics, check_cancel=check_cancel))
             done += 1
             report()
-        return output[:, :, :height, :width]
+        return output.permute(2, 0, 1)[None, :, :height, :width]
 
 
 def estimate_tile_count(height: int, width: int, settings: TilingSettings, multiple: int = 16) -> int:
     full_h = math.ceil(height / multiple) * multiple
     full_w = math.ceil(width / multiple) * multiple
-    rows = axis_starts(full_h, min(settings.tile, full_h), settings.overlap)
-    cols = axis_starts(full_w, min(settings.tile, full_w), settings.overlap)
-    return len(rows) * len(cols)
+    if full_h * full_w <= settings.whole_image_pixels:
+        return 1
+    tile_h = balanced_tile_size(full_h, settings.tile, settings.overlap, multiple)
+    tile_w = balanced_tile_size(full_w, settings.tile, settings.overlap, multiple)
+    return len(axis_starts(full_h, tile_h, settings.overlap)) * len(axis_starts(full_w, tile_w, settings.overlap))
