@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from instructir_desktop.core.geometry import Bounds
@@ -27,6 +29,19 @@ def feather(mask: np.ndarray, radius: float) -> np.ndarray:
         return mask.copy()
     # Three box blurs of this half-width give a Gaussian of standard deviation ~radius/2.
     box = max(1, round(radius / 2))
+    # A selection is usually small against a 24 MP photo, and the blur of zeros is zeros: blurring
+    # only the selected rectangle plus everything the three passes can reach gives the same values.
+    # The margin keeps the crop's edge at zero through every pass, so its edge extension adds nothing.
+    selected = Bounds.from_mask(np.not_equal(mask, 0)) if mask.ndim == 2 else None
+    if selected is None:
+        return np.zeros_like(mask) if mask.ndim == 2 else _feather_all(mask, box)
+    region = selected.expanded(3 * box + 1, Bounds.of_image(mask.shape[0], mask.shape[1]))
+    out = np.zeros_like(mask)
+    out[region.slices] = _feather_all(mask[region.slices], box)
+    return out
+
+
+def _feather_all(mask: np.ndarray, box: int) -> np.ndarray:
     out = mask
     for _ in range(3):
         out = _box_blur_axis(_box_blur_axis(out, box, 0), box, 1)
@@ -37,6 +52,43 @@ def rectangle_mask(height: int, width: int, bounds: Bounds) -> np.ndarray:
     mask = np.zeros((height, width), dtype=np.float32)
     clipped = bounds.intersect(Bounds.of_image(height, width))
     mask[clipped.slices] = 1.0
+    return mask
+
+
+def stroke_mask(
+    height: int, width: int, points: Sequence[tuple[float, float]] | np.ndarray, radius: float
+) -> np.ndarray:
+    """A brush stroke of ``radius`` pixels along ``points`` (x, y in pixel units, pixel centres at +0.5).
+
+    The edge is antialiased over one pixel; feather it for a softer brush.
+    """
+    mask = np.zeros((height, width), dtype=np.float32)
+    path = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if path.shape[0] == 0 or radius <= 0:
+        return mask
+    # A single dab is a zero-length segment.
+    starts, ends = (path, path) if path.shape[0] == 1 else (path[:-1], path[1:])
+    image = Bounds.of_image(height, width)
+    reach = radius + 1.0
+    for (ax, ay), (bx, by) in zip(starts, ends, strict=True):
+        left, top = int(np.floor(min(ax, bx) - reach)), int(np.floor(min(ay, by) - reach))
+        right, bottom = int(np.ceil(max(ax, bx) + reach)), int(np.ceil(max(ay, by) + reach))
+        box = Bounds(left, top, max(0, right - left), max(0, bottom - top)).intersect(image)
+        if box.empty:
+            continue
+        # Only the segment's own rectangle is measured, so a stroke costs its area, not the photo's.
+        xs = np.arange(box.x, box.right, dtype=np.float64)[None, :] + 0.5
+        ys = np.arange(box.y, box.bottom, dtype=np.float64)[:, None] + 0.5
+        dx, dy = bx - ax, by - ay
+        length_sq = dx * dx + dy * dy
+        if length_sq > 0:
+            along = np.clip(((xs - ax) * dx + (ys - ay) * dy) / length_sq, 0.0, 1.0)
+            distance = np.hypot(xs - (ax + along * dx), ys - (ay + along * dy))
+        else:
+            distance = np.hypot(xs - ax, ys - ay)
+        coverage = np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+        target = mask[box.slices]
+        np.maximum(target, coverage, out=target)
     return mask
 
 

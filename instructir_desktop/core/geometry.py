@@ -33,6 +33,16 @@ class Bounds:
         cols = np.flatnonzero((mask > threshold).any(axis=0))
         return cls(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
 
+    @classmethod
+    def of_difference(cls, before: np.ndarray, after: np.ndarray) -> Bounds | None:
+        """The smallest rectangle holding every pixel where two same-shaped images differ; None if equal."""
+        if before.shape != after.shape:
+            raise ValueError(f"cannot compare images of shapes {before.shape} and {after.shape}")
+        changed = np.not_equal(before, after)
+        if changed.ndim == 3:
+            changed = changed.any(axis=2)
+        return cls.from_mask(changed)
+
     @property
     def right(self) -> int:
         return self.x + self.width

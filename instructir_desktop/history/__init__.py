@@ -1,0 +1,37 @@
+"""Undo history of a document (steps that store only what changed, capped by memory) and project files."""
+
+from instructir_desktop.history.history import (
+    DEFAULT_MEMORY_LIMIT,
+    History,
+    HistoryError,
+    PatchChange,
+    Recording,
+    Restoration,
+    StackChange,
+    Step,
+    reblend,
+)
+from instructir_desktop.history.project import (
+    FORMAT_VERSION,
+    ProjectError,
+    UnsupportedProjectVersion,
+    load_project,
+    save_project,
+)
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "FORMAT_VERSION",
+    "History",
+    "HistoryError",
+    "PatchChange",
+    "ProjectError",
+    "Recording",
+    "Restoration",
+    "StackChange",
+    "Step",
+    "UnsupportedProjectVersion",
+    "load_project",
+    "reblend",
+    "save_project",
+]

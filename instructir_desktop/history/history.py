@@ -1,0 +1,770 @@
+"""The undo history of one document: steps that store only what changed, capped by memory.
+
+It speaks QUndoStack's words, so the GUI can wrap it: ``index`` is the number of steps applied
+(0 = the photo as opened, ``len(history)`` = every step), ``push`` adds a step and discards the
+redo branch, ``undo``/``redo``/``set_index`` move through it, ``set_clean``/``is_clean`` track the
+saved state.
+
+A step's change is one of two kinds:
+
+* ``PatchChange``: a rectangle of one layer (a restoration of the whole photo or of a selection,
+  a brush edit). Before and after pixels of only that rectangle are stored; a restoration stores
+  its original and full-strength result instead of the after pixels, so its strength can be
+  changed later without running the network again (``set_strength``).
+* ``StackChange``: the layer stack itself (add, remove, move, merge, duplicate, properties, an
+  upscale that resizes every layer). Only the pixels of layers the step created, replaced or
+  removed are stored; layers it left alone are taken back from the document when undoing.
+
+History writes every pixel it applies on the 16-bit grid of ``codec.snap`` (error ≤ 7.6e-6), which
+lets it store everything exactly at 16 bits or less; see ``codec`` for why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from instructir_desktop.core.compositing import blend, composite
+from instructir_desktop.core.document import Document, Flattened, Layer
+from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.history.codec import EncodedArray, decode, encode, snap
+
+DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024
+
+
+class HistoryError(RuntimeError):
+    """An undo, redo, jump or re-blend the history cannot do (say, a step dropped by the memory cap)."""
+
+
+def reblend(original: np.ndarray, restored: np.ndarray, mask: np.ndarray | None, strength: float) -> np.ndarray:
+    """What a restoration looks like at ``strength``, through ``mask``, on the history's 16-bit grid."""
+    return snap(composite(original, blend(original, restored, strength), mask))
+
+
+@dataclass(frozen=True, eq=False)
+class Restoration:
+    """What a restoration produced for one rectangle: enough to re-blend it at any strength.
+
+    ``original`` and ``restored`` are (h, w, 3), ``mask`` (h, w) or None for the whole rectangle.
+    """
+
+    original: np.ndarray
+    restored: np.ndarray
+    mask: np.ndarray | None = None
+    strength: float = 1.0
+
+    def check(self, height: int, width: int) -> None:
+        for name, values in (("original", self.original), ("restored", self.restored)):
+            if np.shape(values) != (height, width, 3):
+                raise ValueError(f"the {name} pixels are {np.shape(values)}, expected {(height, width, 3)}")
+        if self.mask is not None and np.shape(self.mask) != (height, width):
+            raise ValueError(f"the mask is {np.shape(self.mask)}, expected {(height, width)}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
+
+
+# ---------------------------------------------------------------------------------------------- changes
+
+
+def _total(*arrays: EncodedArray | None) -> int:
+    return sum(array.nbytes for array in arrays if array is not None)
+
+
+def _decoded(array: EncodedArray | None) -> np.ndarray | None:
+    return None if array is None else decode(array)
+
+
+def _layer_in(document: Document, layer_id: str) -> Layer:
+    try:
+        return document.layer(layer_id)
+    except KeyError:
+        raise HistoryError(f"the document has no layer {layer_id!r}: the history does not match it") from None
+
+
+@dataclass(eq=False)
+class StoredRestoration:
+    """A restoration as the history keeps it (``original`` None: the same as the patch's before)."""
+
+    original: EncodedArray | None
+    restored: EncodedArray
+    mask: EncodedArray | None
+    strength: float
+
+    @property
+    def nbytes(self) -> int:
+        return _total(self.original, self.restored, self.mask)
+
+    def result(self, before: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        if self.original is not None:
+            original = decode(self.original)
+        elif before is not None:
+            original = before()
+        else:
+            raise HistoryError("this restoration's original pixels are missing")
+        return reblend(original, decode(self.restored), _decoded(self.mask), self.strength)
+
+
+@dataclass(eq=False)
+class PatchChange:
+    """A rectangle of one layer changed: its pixels (and alpha, when that changed) before and after."""
+
+    layer_id: str
+    bounds: Bounds
+    before: EncodedArray
+    after: EncodedArray | None  # None: ``restoration`` computes it
+    alpha_before: EncodedArray | None = None
+    alpha_after: EncodedArray | None = None
+    restoration: StoredRestoration | None = None
+
+    @property
+    def nbytes(self) -> int:
+        restoration = 0 if self.restoration is None else self.restoration.nbytes
+        return _total(self.before, self.after, self.alpha_before, self.alpha_after) + restoration
+
+    def after_pixels(self) -> np.ndarray:
+        if self.restoration is not None:
+            return self.restoration.result(lambda: decode(self.before))
+        if self.after is None:
+            raise HistoryError("this step's result is missing")
+        return decode(self.after)
+
+    def undo(self, document: Document) -> None:
+        self._write(document, decode(self.before), _decoded(self.alpha_before))
+
+    def redo(self, document: Document) -> None:
+        self._write(document, self.after_pixels(), _decoded(self.alpha_after))
+
+    def _write(self, document: Document, pixels: np.ndarray, alpha: np.ndarray | None) -> None:
+        layer = _layer_in(document, self.layer_id)
+        region = self.bounds.slices
+        if layer.pixels[region].shape != pixels.shape:
+            raise HistoryError(f"layer {layer.name!r} does not hold the rectangle {self.bounds}")
+        layer.pixels[region] = pixels
+        if alpha is not None:
+            if layer.alpha is None:
+                raise HistoryError(f"layer {layer.name!r} has no alpha plane to restore")
+            layer.alpha[region] = alpha
+        document.touch()
+
+
+@dataclass(frozen=True, eq=False)
+class StoredLayer:
+    """A layer as a stack change keeps it. ``kept``: the step left its pixels alone, so they are
+    taken from the document; otherwise ``pixels`` holds them (None: the step's restoration does)."""
+
+    id: str
+    name: str
+    opacity: float
+    visible: bool
+    blend_mode: str
+    kept: bool
+    pixels: EncodedArray | None = None
+    alpha: EncodedArray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return _total(self.pixels, self.alpha)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredStack:
+    height: int
+    width: int
+    active_index: int
+    layers: tuple[StoredLayer, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(layer.nbytes for layer in self.layers)
+
+
+@dataclass(eq=False)
+class StackChange:
+    """The layer stack before and after a step; ``restoration`` computes ``restored_layer_id``'s pixels."""
+
+    before: StoredStack
+    after: StoredStack
+    restored_layer_id: str | None = None
+    restoration: StoredRestoration | None = None
+
+    @property
+    def nbytes(self) -> int:
+        restoration = 0 if self.restoration is None else self.restoration.nbytes
+        return self.before.nbytes + self.after.nbytes + restoration
+
+    def undo(self, document: Document) -> None:
+        _rebuild(document, self.before, None)
+
+    def redo(self, document: Document) -> None:
+        _rebuild(document, self.after, self.restoration)
+
+
+Change = PatchChange | StackChange
+
+
+def _rebuild(document: Document, stack: StoredStack, restoration: StoredRestoration | None) -> None:
+    current = {layer.id: layer for layer in document.layers}
+    layers = []
+    for stored in stack.layers:
+        if stored.kept:
+            source = current.get(stored.id)
+            if source is None:
+                raise HistoryError(f"the document has no layer {stored.id!r}: the history does not match it")
+            pixels, alpha = source.pixels, source.alpha
+        elif stored.pixels is not None:
+            pixels, alpha = decode(stored.pixels), _decoded(stored.alpha)
+        elif restoration is not None:
+            pixels, alpha = restoration.result(), _decoded(stored.alpha)
+        else:
+            raise HistoryError(f"the pixels of layer {stored.name!r} are missing")
+        layers.append(
+            Layer(
+                pixels,
+                alpha,
+                name=stored.name,
+                opacity=stored.opacity,
+                visible=stored.visible,
+                blend_mode=stored.blend_mode,
+                id=stored.id,
+            )
+        )
+    document.replace_layers(layers, stack.active_index, height=stack.height, width=stack.width)
+
+
+@dataclass(frozen=True, eq=False)
+class _LayerSnapshot:
+    """A layer's properties and references to (not copies of) its arrays."""
+
+    layer: Layer
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    properties: tuple[str, float, bool, str]
+
+    @classmethod
+    def of(cls, layer: Layer) -> _LayerSnapshot:
+        return cls(layer, layer.pixels, layer.alpha, (layer.name, layer.opacity, layer.visible, layer.blend_mode))
+
+    def same_pixels(self, other: _LayerSnapshot) -> bool:
+        return self.pixels is other.pixels and self.alpha is other.alpha
+
+
+@dataclass(frozen=True, eq=False)
+class _StackSnapshot:
+    height: int
+    width: int
+    active_index: int
+    layers: tuple[_LayerSnapshot, ...]
+
+    @classmethod
+    def of(cls, document: Document) -> _StackSnapshot:
+        return cls(
+            document.height,
+            document.width,
+            document.active_index,
+            tuple(_LayerSnapshot.of(layer) for layer in document.layers),
+        )
+
+    def restore_into(self, document: Document) -> None:
+        layers = []
+        for snapshot in self.layers:
+            layer = snapshot.layer
+            layer.pixels, layer.alpha = snapshot.pixels, snapshot.alpha
+            layer.name, layer.opacity, layer.visible, layer.blend_mode = snapshot.properties
+            layers.append(layer)
+        document.replace_layers(layers, self.active_index, height=self.height, width=self.width)
+
+
+def _stack_change(
+    before: _StackSnapshot,
+    after: _StackSnapshot,
+    restored_layer_id: str | None = None,
+    restoration: StoredRestoration | None = None,
+) -> StackChange | None:
+    """What changed between two snapshots; None when nothing did."""
+    before_by_id = {snapshot.layer.id: snapshot for snapshot in before.layers}
+    after_by_id = {snapshot.layer.id: snapshot for snapshot in after.layers}
+    kept = {
+        layer_id
+        for layer_id, snapshot in before_by_id.items()
+        if layer_id in after_by_id and layer_id != restored_layer_id and snapshot.same_pixels(after_by_id[layer_id])
+    }
+    unchanged = (
+        (before.height, before.width, before.active_index) == (after.height, after.width, after.active_index)
+        and [s.layer.id for s in before.layers] == [s.layer.id for s in after.layers]
+        and all(s.properties == after_by_id[s.layer.id].properties for s in before.layers)
+        and len(kept) == len(before.layers)
+    )
+    if unchanged and restoration is None:
+        return None
+
+    def stored(stack: _StackSnapshot, computed: str | None) -> StoredStack:
+        layers = []
+        for snapshot in stack.layers:
+            layer_id = snapshot.layer.id
+            name, opacity, visible, blend_mode = snapshot.properties
+            if layer_id in kept:
+                layers.append(StoredLayer(layer_id, name, opacity, visible, blend_mode, kept=True))
+                continue
+            pixels = None if layer_id == computed else encode(snapshot.pixels)
+            alpha = None if snapshot.alpha is None else encode(snapshot.alpha)
+            layers.append(StoredLayer(layer_id, name, opacity, visible, blend_mode, False, pixels, alpha))
+        return StoredStack(stack.height, stack.width, stack.active_index, tuple(layers))
+
+    return StackChange(stored(before, None), stored(after, restored_layer_id), restored_layer_id, restoration)
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+
+@dataclass(eq=False)
+class Step:
+    """One entry in the history: what was asked, how it went, a thumbnail, and the change itself.
+
+    ``change`` is None once the memory cap has dropped it: the step is still listed, but the
+    history can no longer move across it.
+    """
+
+    label: str
+    change: Change | None
+    thumbnail: np.ndarray
+    tasks: tuple[str, ...] = ()
+    strength: float = 1.0
+    seconds: float = 0.0
+    model_id: str = ""
+    created: float = field(default_factory=time.time)
+
+    @property
+    def kind(self) -> str:
+        """Which kind of change: "pixels" (a rectangle of one layer), "layers" (the stack), or "dropped"."""
+        if isinstance(self.change, PatchChange):
+            return "pixels"
+        if isinstance(self.change, StackChange):
+            return "layers"
+        return "dropped"
+
+    @property
+    def kept(self) -> bool:
+        return self.change is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the compressed change plus the thumbnail."""
+        return int(self.thumbnail.nbytes) + (0 if self.change is None else self.change.nbytes)
+
+    @property
+    def bounds(self) -> Bounds | None:
+        """The rectangle a pixel step changed (None for stack steps)."""
+        return self.change.bounds if isinstance(self.change, PatchChange) else None
+
+    @property
+    def can_reblend(self) -> bool:
+        return self.change is not None and self.change.restoration is not None
+
+    def mask(self) -> np.ndarray | None:
+        """The selection a restoration used, under ``bounds`` (None: the whole rectangle, or not kept)."""
+        if self.change is None or self.change.restoration is None:
+            return None
+        return _decoded(self.change.restoration.mask)
+
+
+@dataclass
+class Recording:
+    """Handed out by ``History.record``: after the block, ``step`` is the new step (None: no change)."""
+
+    step: Step | None = None
+
+
+class History:
+    """Undo history of ``document``. Changes made through the history are applied to it at once."""
+
+    def __init__(self, document: Document, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> None:
+        self._document = document
+        self._steps: list[Step] = []
+        self._index = 0
+        self._clean_index = 0
+        self._memory_limit = int(memory_limit)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def document(self) -> Document:
+        return self._document
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    @property
+    def index(self) -> int:
+        """Steps applied: 0 is the photo as opened, ``len(self)`` every step."""
+        return self._index
+
+    @property
+    def clean_index(self) -> int:
+        """The index last marked clean (saved), or -1 when that state is gone."""
+        return self._clean_index
+
+    @property
+    def is_clean(self) -> bool:
+        return self._index == self._clean_index
+
+    def set_clean(self) -> None:
+        self._clean_index = self._index
+
+    @property
+    def memory_limit(self) -> int:
+        return self._memory_limit
+
+    @memory_limit.setter
+    def memory_limit(self, limit: int) -> None:
+        self._memory_limit = int(limit)
+        self._enforce_memory_limit()
+
+    @property
+    def memory_used(self) -> int:
+        """Bytes held by the steps: compressed changes and thumbnails."""
+        return sum(step.nbytes for step in self._steps)
+
+    @property
+    def oldest_index(self) -> int:
+        """The earliest index still reachable from the current one."""
+        index = self._index
+        while index > 0 and self._steps[index - 1].change is not None:
+            index -= 1
+        return index
+
+    @property
+    def newest_index(self) -> int:
+        """The latest index still reachable from the current one."""
+        index = self._index
+        while index < len(self._steps) and self._steps[index].change is not None:
+            index += 1
+        return index
+
+    @property
+    def can_undo(self) -> bool:
+        return self._index > 0 and self._steps[self._index - 1].change is not None
+
+    @property
+    def can_redo(self) -> bool:
+        return self._index < len(self._steps) and self._steps[self._index].change is not None
+
+    # ------------------------------------------------------------------ moving
+
+    def undo(self) -> Step:
+        if not self.can_undo:
+            raise HistoryError("nothing to undo" if self._index == 0 else "this step was dropped to save memory")
+        step = self._steps[self._index - 1]
+        assert step.change is not None
+        step.change.undo(self._document)
+        self._index -= 1
+        return step
+
+    def redo(self) -> Step:
+        if not self.can_redo:
+            raise HistoryError("nothing to redo")
+        step = self._steps[self._index]
+        assert step.change is not None
+        step.change.redo(self._document)
+        self._index += 1
+        return step
+
+    def set_index(self, index: int) -> None:
+        """Undo or redo until ``index`` steps are applied."""
+        self._check_reachable(index)
+        while self._index > index:
+            self.undo()
+        while self._index < index:
+            self.redo()
+
+    def state_at(self, index: int) -> Document:
+        """A copy of the document as it was with ``index`` steps applied; the document is untouched."""
+        self._check_reachable(index)
+        state = self._document.copy()
+        for position in range(self._index - 1, index - 1, -1):
+            change = self._steps[position].change
+            assert change is not None
+            change.undo(state)
+        for position in range(self._index, index):
+            change = self._steps[position].change
+            assert change is not None
+            change.redo(state)
+        return state
+
+    def image_at(self, index: int) -> Flattened:
+        """The flattened image with ``index`` steps applied (to compare any two steps)."""
+        if index == self._index:
+            return self._document.flatten()
+        return self.state_at(index).flatten()
+
+    def _check_reachable(self, index: int) -> None:
+        if not 0 <= index <= len(self._steps):
+            raise IndexError(f"history index {index} is outside 0..{len(self._steps)}")
+        if not self.oldest_index <= index <= self.newest_index:
+            raise HistoryError(f"the state after step {index} was dropped to save memory")
+
+    # ------------------------------------------------------------------ recording
+
+    def push_patch(
+        self,
+        layer_id: str,
+        pixels: np.ndarray,
+        bounds: Bounds | None = None,
+        *,
+        alpha: np.ndarray | None = None,
+        label: str,
+        tasks: Sequence[str] = (),
+        seconds: float = 0.0,
+        model_id: str = "",
+    ) -> Step | None:
+        """Write new pixels into a layer as one step.
+
+        With ``bounds``, ``pixels`` (and ``alpha``) cover just that rectangle. Without, they cover
+        the whole layer and the changed rectangle is found by comparison; nothing changed → None.
+        """
+        layer = _layer_in(self._document, layer_id)
+        if alpha is not None and layer.alpha is None:
+            raise ValueError(f"layer {layer.name!r} has no alpha plane; give it one with a layer step")
+        whole = Bounds.of_image(layer.height, layer.width)
+        region = whole if bounds is None else bounds
+        if region.intersect(whole) != region or region.empty:
+            raise ValueError(f"{region} is not a non-empty rectangle inside the layer ({whole})")
+        if np.shape(pixels) != (region.height, region.width, 3):
+            raise ValueError(f"pixels are {np.shape(pixels)}, expected {(region.height, region.width, 3)}")
+        if alpha is not None and np.shape(alpha) != (region.height, region.width):
+            raise ValueError(f"alpha is {np.shape(alpha)}, expected {(region.height, region.width)}")
+        after = snap(pixels)
+        after_alpha = None if alpha is None else snap(alpha)
+        if bounds is None:
+            changed = Bounds.of_difference(layer.pixels, after) or Bounds(0, 0, 0, 0)
+            if after_alpha is not None and layer.alpha is not None:
+                changed = changed.union(Bounds.of_difference(layer.alpha, after_alpha) or Bounds(0, 0, 0, 0))
+            if changed.empty:
+                return None
+            region = changed
+            after = after[region.slices]
+            after_alpha = None if after_alpha is None else after_alpha[region.slices]
+        change = PatchChange(
+            layer_id,
+            region,
+            before=encode(layer.pixels[region.slices]),
+            after=encode(after),
+            alpha_before=None if after_alpha is None or layer.alpha is None else encode(layer.alpha[region.slices]),
+            alpha_after=None if after_alpha is None else encode(after_alpha),
+        )
+        change.redo(self._document)
+        return self._push(Step(label, change, self._document.thumbnail(), tuple(tasks), 1.0, seconds, model_id))
+
+    def push_restoration(
+        self,
+        layer_id: str,
+        bounds: Bounds,
+        restoration: Restoration,
+        *,
+        label: str,
+        tasks: Sequence[str] = (),
+        seconds: float = 0.0,
+        model_id: str = "",
+    ) -> Step:
+        """Apply a restoration of ``bounds`` of a layer at its strength, keeping what re-blending needs."""
+        layer = _layer_in(self._document, layer_id)
+        whole = Bounds.of_image(layer.height, layer.width)
+        if bounds.intersect(whole) != bounds or bounds.empty:
+            raise ValueError(f"{bounds} is not a non-empty rectangle inside the layer ({whole})")
+        restoration.check(bounds.height, bounds.width)
+        original, restored = snap(restoration.original), snap(restoration.restored)
+        mask = None if restoration.mask is None else snap(restoration.mask)
+        before = layer.pixels[bounds.slices]
+        # The original usually is the layer's own pixels: then it is stored once, as "before".
+        shared = np.array_equal(before, original)
+        stored = StoredRestoration(
+            None if shared else encode(original),
+            encode(restored),
+            None if mask is None else encode(mask),
+            float(restoration.strength),
+        )
+        change = PatchChange(layer_id, bounds, before=encode(before), after=None, restoration=stored)
+        layer.pixels[bounds.slices] = reblend(original, restored, mask, stored.strength)
+        self._document.touch()
+        step = Step(label, change, self._document.thumbnail(), tuple(tasks), stored.strength, seconds, model_id)
+        return self._push(step)
+
+    def push_layers(
+        self,
+        layers: Sequence[Layer],
+        active_index: int | None = None,
+        *,
+        restoration: Restoration | None = None,
+        restored_layer_id: str | None = None,
+        label: str,
+        tasks: Sequence[str] = (),
+        seconds: float = 0.0,
+        model_id: str = "",
+    ) -> Step | None:
+        """Replace the whole layer stack as one step (an upscale: every layer at the new size).
+
+        A layer whose pixel arrays are the document's own is kept as it is. With ``restoration``,
+        the pixels of ``restored_layer_id`` are that restoration (covering the whole layer) at its
+        strength, and the step can be re-blended.
+        """
+        if (restoration is None) != (restored_layer_id is None):
+            raise ValueError("give a restoration together with the id of the layer it restored")
+        before = _StackSnapshot.of(self._document)
+        current_arrays = {id(layer.pixels) for layer in self._document.layers}
+        current_arrays |= {id(layer.alpha) for layer in self._document.layers if layer.alpha is not None}
+
+        def own(values: np.ndarray) -> np.ndarray:
+            return values if id(values) in current_arrays else snap(values)
+
+        stored = None
+        new_layers = []
+        for layer in layers:
+            pixels = layer.pixels
+            if layer.id == restored_layer_id and restoration is not None:
+                restoration.check(layer.height, layer.width)
+                original, restored = snap(restoration.original), snap(restoration.restored)
+                mask = None if restoration.mask is None else snap(restoration.mask)
+                stored = StoredRestoration(
+                    encode(original),
+                    encode(restored),
+                    None if mask is None else encode(mask),
+                    float(restoration.strength),
+                )
+                pixels = reblend(original, restored, mask, stored.strength)
+            else:
+                pixels = own(pixels)
+            alpha = None if layer.alpha is None else own(layer.alpha)
+            new_layers.append(
+                Layer(
+                    pixels,
+                    alpha,
+                    name=layer.name,
+                    opacity=layer.opacity,
+                    visible=layer.visible,
+                    blend_mode=layer.blend_mode,
+                    id=layer.id,
+                )
+            )
+        if restored_layer_id is not None and stored is None:
+            raise ValueError(f"no layer {restored_layer_id!r} among the new layers")
+        self._document.replace_layers(new_layers, active_index)
+        change = _stack_change(before, _StackSnapshot.of(self._document), restored_layer_id, stored)
+        if change is None:
+            return None
+        strength = 1.0 if stored is None else stored.strength
+        return self._push(Step(label, change, self._document.thumbnail(), tuple(tasks), strength, seconds, model_id))
+
+    @contextmanager
+    def record(
+        self, label: str, *, tasks: Sequence[str] = (), seconds: float = 0.0, model_id: str = ""
+    ) -> Iterator[Recording]:
+        """Make the layer operations done inside the block one step::
+
+            with history.record("Merge down") as recording:
+                history.document.merge_down(2)
+
+        The block must change pixels only through ``Document`` methods (which replace arrays, never
+        write into them). If it raises, the stack is put back as it was and no step is made.
+        """
+        before = _StackSnapshot.of(self._document)
+        recording = Recording()
+        try:
+            yield recording
+        except BaseException:
+            before.restore_into(self._document)
+            raise
+        arrays_before = {id(snapshot.pixels) for snapshot in before.layers}
+        arrays_before |= {id(snapshot.alpha) for snapshot in before.layers if snapshot.alpha is not None}
+        # New pixels go on the 16-bit grid like every other change, so they are stored exactly and compactly.
+        for layer in self._document.layers:
+            if id(layer.pixels) not in arrays_before:
+                layer.pixels = snap(layer.pixels)
+            if layer.alpha is not None and id(layer.alpha) not in arrays_before:
+                layer.alpha = snap(layer.alpha)
+        change = _stack_change(before, _StackSnapshot.of(self._document))
+        if change is not None:
+            step = Step(label, change, self._document.thumbnail(), tuple(tasks), 1.0, seconds, model_id)
+            recording.step = self._push(step)
+
+    def set_strength(self, step_index: int, strength: float) -> None:
+        """Re-blend the latest applied step (a restoration) at another strength, without the network.
+
+        Only the latest step: later steps were computed from its result. Steps undone after it
+        are discarded, as with any new change.
+        """
+        if not 0 <= step_index < len(self._steps):
+            raise IndexError(f"step {step_index} is outside 0..{len(self._steps) - 1}")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {strength}")
+        step = self._steps[step_index]
+        change = step.change
+        if change is None or change.restoration is None:
+            raise HistoryError(f"step {step_index} ({step.label!r}) cannot be re-blended")
+        if step_index != self._index - 1:
+            raise HistoryError("only the latest applied step can be re-blended")
+        self._discard_redo_branch()
+        change.restoration.strength = float(strength)
+        step.strength = float(strength)
+        if isinstance(change, PatchChange):
+            change.redo(self._document)
+        else:
+            assert change.restored_layer_id is not None
+            layer = _layer_in(self._document, change.restored_layer_id)
+            layer.pixels[...] = change.restoration.result()
+            self._document.touch()
+        if self._clean_index == self._index:
+            self._clean_index = -1
+        step.thumbnail = self._document.thumbnail()
+
+    def _push(self, step: Step) -> Step:
+        self._discard_redo_branch()
+        self._steps.append(step)
+        self._index += 1
+        self._enforce_memory_limit()
+        return step
+
+    def _discard_redo_branch(self) -> None:
+        del self._steps[self._index :]
+        if self._clean_index > self._index:
+            self._clean_index = -1
+
+    def _enforce_memory_limit(self) -> None:
+        """Drop the oldest steps' changes until the history fits its memory limit.
+
+        Thumbnails and labels stay (they are small), so dropped steps still show in the list.
+        """
+        excess = self.memory_used - self._memory_limit
+        for step in self._steps:
+            if excess <= 0:
+                break
+            if step.change is not None:
+                excess -= step.change.nbytes
+                step.change = None
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def restored(
+        cls,
+        document: Document,
+        steps: Sequence[Step],
+        index: int,
+        clean_index: int = -1,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    ) -> History:
+        """A history rebuilt from stored steps (a project file); ``document`` is the state at ``index``."""
+        if not 0 <= index <= len(steps):
+            raise ValueError(f"history index {index} is outside 0..{len(steps)}")
+        history = cls(document, memory_limit)
+        history._steps = list(steps)
+        history._index = index
+        history._clean_index = clean_index if -1 <= clean_index <= len(steps) else -1
+        history._enforce_memory_limit()
+        return history

@@ -1,0 +1,475 @@
+"""Project files: the document and its whole history in one zip, so a project reopens undoable.
+
+Layout (format version 1)::
+
+    manifest.json        format name and version, the document's layers, every step (as below)
+    blobs/NNNNNN.bin     one stored pixel array: its zlib chunks back to back (stored, not deflated:
+                         they are compressed already); the manifest gives shape and chunk lengths
+    thumbnails/NNNNNN.npy  each step's uint8 RGBA thumbnail
+
+Every read is checked: a file that is not a zip, has no manifest, names another format or a newer
+version, or whose data does not match its description raises ProjectError (a ValueError) with a
+message that says what is wrong, never anything else.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from instructir_desktop.core.document import BLEND_MODES, Document, Layer
+from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.history.codec import ENCODINGS, EncodedArray, decode, encode
+from instructir_desktop.history.history import (
+    DEFAULT_MEMORY_LIMIT,
+    Change,
+    History,
+    PatchChange,
+    StackChange,
+    Step,
+    StoredLayer,
+    StoredRestoration,
+    StoredStack,
+)
+
+FORMAT_NAME = "instructir-desktop-project"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# Limits that no real project reaches but that keep a damaged file from asking for absurd memory.
+_MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+_MAX_SIDE = 1 << 17
+_MAX_THUMBNAIL_BYTES = 4 * 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+class ProjectError(ValueError):
+    """A project file that cannot be read: damaged, not a project, or from an unknown format version."""
+
+
+class UnsupportedProjectVersion(ProjectError):
+    """A project written in a format version this program does not know (usually a newer one)."""
+
+
+# ---------------------------------------------------------------------------------------------- saving
+
+
+class _Writer:
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
+        self.count = 0
+
+    def blob(self, array: EncodedArray | None) -> dict[str, Any] | None:
+        if array is None:
+            return None
+        self.count += 1
+        entry = f"blobs/{self.count:06d}.bin"
+        self.archive.writestr(entry, b"".join(data for _, data in array.chunks), zipfile.ZIP_STORED)
+        return {
+            "entry": entry,
+            "shape": list(array.shape),
+            "rows_per_chunk": array.rows_per_chunk,
+            "chunks": [[name, len(data)] for name, data in array.chunks],
+        }
+
+    def thumbnail(self, values: np.ndarray) -> str:
+        self.count += 1
+        entry = f"thumbnails/{self.count:06d}.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(values, dtype=np.uint8), allow_pickle=False)
+        self.archive.writestr(entry, buffer.getvalue(), zipfile.ZIP_DEFLATED)
+        return entry
+
+    def restoration(self, restoration: StoredRestoration | None) -> dict[str, Any] | None:
+        if restoration is None:
+            return None
+        return {
+            "original": self.blob(restoration.original),
+            "restored": self.blob(restoration.restored),
+            "mask": self.blob(restoration.mask),
+            "strength": restoration.strength,
+        }
+
+    def stack(self, stack: StoredStack) -> dict[str, Any]:
+        return {
+            "height": stack.height,
+            "width": stack.width,
+            "active_index": stack.active_index,
+            "layers": [
+                {
+                    **_properties(layer.id, layer.name, layer.opacity, layer.visible, layer.blend_mode),
+                    "kept": layer.kept,
+                    "pixels": self.blob(layer.pixels),
+                    "alpha": self.blob(layer.alpha),
+                }
+                for layer in stack.layers
+            ],
+        }
+
+    def change(self, change: Change | None) -> dict[str, Any] | None:
+        if isinstance(change, PatchChange):
+            bounds = change.bounds
+            return {
+                "type": "pixels",
+                "layer_id": change.layer_id,
+                "bounds": [bounds.x, bounds.y, bounds.width, bounds.height],
+                "before": self.blob(change.before),
+                "after": self.blob(change.after),
+                "alpha_before": self.blob(change.alpha_before),
+                "alpha_after": self.blob(change.alpha_after),
+                "restoration": self.restoration(change.restoration),
+            }
+        if isinstance(change, StackChange):
+            return {
+                "type": "layers",
+                "before": self.stack(change.before),
+                "after": self.stack(change.after),
+                "restored_layer_id": change.restored_layer_id,
+                "restoration": self.restoration(change.restoration),
+            }
+        return None
+
+
+def _properties(layer_id: str, name: str, opacity: float, visible: bool, blend_mode: str) -> dict[str, Any]:
+    return {"id": layer_id, "name": name, "opacity": opacity, "visible": visible, "blend_mode": blend_mode}
+
+
+def save_project(path: str | os.PathLike[str], history: History) -> None:
+    """Write ``history.document`` and every step to ``path``, then mark the history clean.
+
+    The file is written beside the target and moved over it at the end, so a failed save never
+    leaves half a project behind.
+    """
+    target = Path(path)
+    partial = target.with_name(target.name + ".saving")
+    document = history.document
+    try:
+        with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
+            writer = _Writer(archive)
+            layers = [
+                {
+                    **_properties(layer.id, layer.name, layer.opacity, layer.visible, layer.blend_mode),
+                    "pixels": writer.blob(encode(layer.pixels)),
+                    "alpha": writer.blob(None if layer.alpha is None else encode(layer.alpha)),
+                }
+                for layer in document.layers
+            ]
+            steps = [
+                {
+                    "label": step.label,
+                    "tasks": list(step.tasks),
+                    "strength": step.strength,
+                    "seconds": step.seconds,
+                    "model_id": step.model_id,
+                    "created": step.created,
+                    "thumbnail": writer.thumbnail(step.thumbnail),
+                    "change": writer.change(step.change),
+                }
+                for step in history.steps
+            ]
+            manifest = {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "document": {
+                    "height": document.height,
+                    "width": document.width,
+                    "active_index": document.active_index,
+                    "layers": layers,
+                },
+                "history": {"index": history.index, "steps": steps},
+            }
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=1), zipfile.ZIP_DEFLATED)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    history.set_clean()
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+class _Reader:
+    """Reads the manifest, naming the place of anything wrong ("history.steps[3].change.bounds")."""
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
+
+    def field(self, record: Any, key: str, kind: type[_T] | tuple[type, ...], where: str) -> Any:
+        if not isinstance(record, dict):
+            raise ProjectError(f"{where} is not an object")
+        if key not in record:
+            raise ProjectError(f"{where}.{key} is missing")
+        value = record[key]
+        # JSON has no separate integers and booleans for Python's isinstance: keep them apart.
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ProjectError(f"{where}.{key} has the wrong type")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise ProjectError(f"{where}.{key} has the wrong type")
+        return value
+
+    def optional(self, record: Any, key: str, read: Callable[[Any, str], _T], where: str) -> _T | None:
+        value = self.field(record, key, (dict, type(None)), where)
+        return None if value is None else read(value, f"{where}.{key}")
+
+    def side(self, record: Any, key: str, where: str) -> int:
+        value = self.field(record, key, int, where)
+        if not 0 < value <= _MAX_SIDE:
+            raise ProjectError(f"{where}.{key} is not a possible image size: {value}")
+        return int(value)
+
+    def blob(self, record: Any, where: str) -> EncodedArray:
+        entry = self.field(record, "entry", str, where)
+        shape = self.field(record, "shape", list, where)
+        if not 1 <= len(shape) <= 3 or any(not isinstance(s, int) or isinstance(s, bool) for s in shape):
+            raise ProjectError(f"{where}.shape is not an array shape")
+        if any(not 0 <= s <= _MAX_SIDE for s in shape):
+            raise ProjectError(f"{where}.shape {shape} is not a possible size")
+        rows = self.field(record, "rows_per_chunk", int, where)
+        chunks = self.field(record, "chunks", list, where)
+        if rows < 1:
+            raise ProjectError(f"{where}.rows_per_chunk must be positive")
+        lengths = []
+        for chunk in chunks:
+            if (
+                not isinstance(chunk, list)
+                or len(chunk) != 2
+                or chunk[0] not in ENCODINGS
+                or not isinstance(chunk[1], int)
+                or chunk[1] < 0
+            ):
+                raise ProjectError(f"{where}.chunks is damaged")
+            lengths.append((chunk[0], chunk[1]))
+        expected_chunks = -(-shape[0] // rows)
+        if len(lengths) != expected_chunks:
+            raise ProjectError(f"{where} has {len(lengths)} chunks, its shape needs {expected_chunks}")
+        data = self.entry(entry, where, sum(length for _, length in lengths))
+        if len(data) != sum(length for _, length in lengths):
+            raise ProjectError(f"{where}: {entry} is {len(data)} bytes, the manifest says otherwise")
+        parts, offset = [], 0
+        for name, length in lengths:
+            parts.append((name, data[offset : offset + length]))
+            offset += length
+        return EncodedArray(tuple(shape), rows, tuple(parts))
+
+    def entry(self, name: str, where: str, size_limit: int) -> bytes:
+        try:
+            info = self.archive.getinfo(name)
+        except KeyError:
+            raise ProjectError(f"{where}: the file has no {name}") from None
+        if info.file_size > size_limit:
+            raise ProjectError(f"{where}: {name} is larger than its description allows")
+        try:
+            return self.archive.read(info)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as error:
+            raise ProjectError(f"{where}: {name} is damaged ({error})") from None
+
+    def pixels(self, record: Any, where: str, shape: tuple[int, ...]) -> EncodedArray:
+        array = self.blob(record, where)
+        if array.shape != shape:
+            raise ProjectError(f"{where} has shape {array.shape}, expected {shape}")
+        return array
+
+    def optional_pixels(self, record: Any, key: str, where: str, shape: tuple[int, ...]) -> EncodedArray | None:
+        return self.optional(record, key, lambda value, at: self.pixels(value, at, shape), where)
+
+    def properties(self, record: Any, where: str) -> tuple[str, str, float, bool, str]:
+        layer_id = self.field(record, "id", str, where)
+        name = self.field(record, "name", str, where)
+        opacity = self.field(record, "opacity", float, where)
+        visible = self.field(record, "visible", bool, where)
+        blend_mode = self.field(record, "blend_mode", str, where)
+        if not 0.0 <= opacity <= 1.0:
+            raise ProjectError(f"{where}.opacity must be between 0 and 1")
+        if blend_mode not in BLEND_MODES:
+            raise ProjectError(f"{where}.blend_mode {blend_mode!r} is not known")
+        return layer_id, name, opacity, visible, blend_mode
+
+    def restoration(self, record: Any, where: str, height: int, width: int) -> StoredRestoration:
+        strength = self.field(record, "strength", float, where)
+        if not 0.0 <= strength <= 1.0:
+            raise ProjectError(f"{where}.strength must be between 0 and 1")
+        return StoredRestoration(
+            self.optional_pixels(record, "original", where, (height, width, 3)),
+            self.pixels(self.field(record, "restored", dict, where), f"{where}.restored", (height, width, 3)),
+            self.optional_pixels(record, "mask", where, (height, width)),
+            strength,
+        )
+
+    def stack(self, record: Any, where: str) -> StoredStack:
+        height, width = self.side(record, "height", where), self.side(record, "width", where)
+        active = self.field(record, "active_index", int, where)
+        layers = []
+        for number, entry in enumerate(self.field(record, "layers", list, where)):
+            at = f"{where}.layers[{number}]"
+            layer_id, name, opacity, visible, blend_mode = self.properties(entry, at)
+            kept = self.field(entry, "kept", bool, at)
+            pixels = self.optional_pixels(entry, "pixels", at, (height, width, 3))
+            alpha = self.optional_pixels(entry, "alpha", at, (height, width))
+            if kept and (pixels is not None or alpha is not None):
+                raise ProjectError(f"{at} is kept but also stores pixels")
+            layers.append(StoredLayer(layer_id, name, opacity, visible, blend_mode, kept, pixels, alpha))
+        if layers and not 0 <= active < len(layers):
+            raise ProjectError(f"{where}.active_index is outside the stack")
+        return StoredStack(height, width, active, tuple(layers))
+
+    def change(self, record: Any, where: str) -> Change:
+        kind = self.field(record, "type", str, where)
+        if kind == "pixels":
+            layer_id = self.field(record, "layer_id", str, where)
+            numbers = self.field(record, "bounds", list, where)
+            if len(numbers) != 4 or any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in numbers):
+                raise ProjectError(f"{where}.bounds is not a rectangle")
+            bounds = Bounds(*numbers)
+            if bounds.empty or bounds.right > _MAX_SIDE or bounds.bottom > _MAX_SIDE:
+                raise ProjectError(f"{where}.bounds is not a possible rectangle")
+            colour, plane = (bounds.height, bounds.width, 3), (bounds.height, bounds.width)
+            restoration = self.optional(
+                record, "restoration", lambda value, at: self.restoration(value, at, bounds.height, bounds.width), where
+            )
+            after = self.optional_pixels(record, "after", where, colour)
+            if after is None and restoration is None:
+                raise ProjectError(f"{where} has neither an after image nor a restoration")
+            return PatchChange(
+                layer_id,
+                bounds,
+                self.pixels(self.field(record, "before", dict, where), f"{where}.before", colour),
+                after,
+                self.optional_pixels(record, "alpha_before", where, plane),
+                self.optional_pixels(record, "alpha_after", where, plane),
+                restoration,
+            )
+        if kind == "layers":
+            after_stack = self.stack(self.field(record, "after", dict, where), f"{where}.after")
+            restored_id = self.field(record, "restored_layer_id", (str, type(None)), where)
+            restoration = self.optional(
+                record,
+                "restoration",
+                lambda value, at: self.restoration(value, at, after_stack.height, after_stack.width),
+                where,
+            )
+            if (restored_id is None) != (restoration is None):
+                raise ProjectError(f"{where}: a restoration needs the id of the layer it restored")
+            if restoration is not None and restoration.original is None:
+                raise ProjectError(f"{where}.restoration.original is missing")
+            return StackChange(
+                self.stack(self.field(record, "before", dict, where), f"{where}.before"),
+                after_stack,
+                restored_id,
+                restoration,
+            )
+        raise ProjectError(f"{where}.type {kind!r} is not a known kind of change")
+
+    def thumbnail(self, name: str, where: str) -> np.ndarray:
+        data = self.entry(name, where, _MAX_THUMBNAIL_BYTES)
+        try:
+            values = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ProjectError(f"{where}: the thumbnail is damaged ({error})") from None
+        if values.dtype != np.uint8 or values.ndim != 3 or values.shape[2] != 4:
+            raise ProjectError(f"{where}: the thumbnail is not an RGBA image")
+        return values
+
+    def step(self, record: Any, where: str) -> Step:
+        tasks = self.field(record, "tasks", list, where)
+        if any(not isinstance(task, str) for task in tasks):
+            raise ProjectError(f"{where}.tasks must be text")
+        return Step(
+            label=self.field(record, "label", str, where),
+            change=self.optional(record, "change", self.change, where),
+            thumbnail=self.thumbnail(self.field(record, "thumbnail", str, where), where),
+            tasks=tuple(tasks),
+            strength=self.field(record, "strength", float, where),
+            seconds=self.field(record, "seconds", float, where),
+            model_id=self.field(record, "model_id", str, where),
+            created=self.field(record, "created", float, where),
+        )
+
+    def document(self, record: Any, where: str) -> Document:
+        height, width = self.side(record, "height", where), self.side(record, "width", where)
+        active = self.field(record, "active_index", int, where)
+        layers = []
+        for number, entry in enumerate(self.field(record, "layers", list, where)):
+            at = f"{where}.layers[{number}]"
+            layer_id, name, opacity, visible, blend_mode = self.properties(entry, at)
+            pixels = self.pixels(self.field(entry, "pixels", dict, at), f"{at}.pixels", (height, width, 3))
+            alpha = self.optional_pixels(entry, "alpha", at, (height, width))
+            layers.append(
+                Layer(
+                    _decoded(pixels, at),
+                    None if alpha is None else _decoded(alpha, at),
+                    name=name,
+                    opacity=opacity,
+                    visible=visible,
+                    blend_mode=blend_mode,
+                    id=layer_id,
+                )
+            )
+        if not layers:
+            raise ProjectError(f"{where} has no layers")
+        if not 0 <= active < len(layers):
+            raise ProjectError(f"{where}.active_index is outside the stack")
+        try:
+            return Document(height, width, layers, active)
+        except ValueError as error:
+            raise ProjectError(f"{where}: {error}") from None
+
+
+def _decoded(array: EncodedArray, where: str) -> np.ndarray:
+    try:
+        return decode(array)
+    except ValueError as error:
+        raise ProjectError(f"{where}: {error}") from None
+
+
+def load_project(path: str | os.PathLike[str], memory_limit: int = DEFAULT_MEMORY_LIMIT) -> History:
+    """Read a project: its document (``History.document``) with the history as saved, marked clean.
+
+    Raises ProjectError (a ValueError) for anything that is not a readable project of a known version,
+    and OSError when the file itself cannot be opened.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read(archive, memory_limit)
+    except zipfile.BadZipFile as error:
+        raise ProjectError(f"{os.fspath(path)} is not a project file (not a zip archive: {error})") from None
+    except ProjectError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.LargeZipFile) as error:
+        # Anything the checks above did not foresee is still a damaged file, not a crash.
+        raise ProjectError(f"{os.fspath(path)} is damaged: {error}") from None
+
+
+def _read(archive: zipfile.ZipFile, memory_limit: int) -> History:
+    reader = _Reader(archive)
+    raw = reader.entry(MANIFEST, "the project", _MAX_MANIFEST_BYTES)
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ProjectError(f"the project's manifest is not valid JSON ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ProjectError("this file is not an InstructIR Desktop project")
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ProjectError("the project's format version is missing")
+    if version != FORMAT_VERSION:
+        newer = " (made by a newer version of the program)" if version > FORMAT_VERSION else ""
+        raise UnsupportedProjectVersion(f"project format version {version} is not supported{newer}")
+    document = reader.document(reader.field(manifest, "document", dict, "manifest"), "document")
+    record = reader.field(manifest, "history", dict, "manifest")
+    entries = reader.field(record, "steps", list, "history")
+    steps = [reader.step(entry, f"history.steps[{number}]") for number, entry in enumerate(entries)]
+    index = reader.field(record, "index", int, "history")
+    if not 0 <= index <= len(steps):
+        raise ProjectError(f"history.index {index} is outside 0..{len(steps)}")
+    return History.restored(document, steps, index, clean_index=index, memory_limit=memory_limit)
