@@ -11,19 +11,20 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint unit bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml plugins/photo_tools/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e plugins/photo_tools
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/instructir-desktop $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check instructir_desktop tests benchmarks
-	$(BIN)/ruff format --check instructir_desktop tests benchmarks
+	$(BIN)/ruff check instructir_desktop tests benchmarks plugins
+	$(BIN)/ruff format --check instructir_desktop tests benchmarks plugins
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -25,7 +25,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some inputs failed; the others were written
 EXIT_USAGE = 2  # nothing was attempted: bad arguments, no weights, nothing restorable asked
 
-SUBCOMMANDS = ("restore", "interpret", "train", "evaluate")
+SUBCOMMANDS = ("restore", "interpret", "train", "evaluate", "plugins", "apply")
 
 
 class UsageError(Exception):
@@ -90,6 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="use only the first N images of each set")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--output", help="also write the Markdown table to this file")
+
+    plugins = commands.add_parser("plugins", help="list plugins", description="Plugins and their actions.")
+    plugins_commands = plugins.add_subparsers(dest="plugins_command", metavar="COMMAND", required=True)
+    listing = plugins_commands.add_parser("list", help="list installed plugins")
+    listing.add_argument("--json", action="store_true", help="a JSON array")
+    listing.add_argument("--folder", action="append", default=[], help="also scan this user plugin folder")
+
+    apply = commands.add_parser(
+        "apply",
+        help="run a plugin action on images",
+        description="Run any plugin action on files or folders, e.g. apply photo-tools.unsharp-mask in.jpg -o out.jpg",
+    )
+    apply.add_argument("action", metavar="ACTION_ID")
+    apply.add_argument("inputs", nargs="+", metavar="INPUT")
+    apply.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    apply.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="an action parameter")
+    apply.add_argument("--folder", action="append", default=[], help="also scan this user plugin folder")
+    apply.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     return parser
 
 
@@ -431,6 +449,71 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- plugins
+
+
+def plugins_command(args: argparse.Namespace) -> int:
+    from instructir_desktop.plugins.host import PluginHost
+
+    host = PluginHost(user_folders=args.folder)
+    if args.json:
+        print(json.dumps(host.list(), ensure_ascii=False))
+        return EXIT_OK
+    for record in host.records:
+        state = "enabled" if record.enabled else "disabled"
+        print(f"{record.id} {record.version} ({record.source}, {state})")
+        if record.error:
+            print(f"  error: {record.error}")
+        for action in record.manifest.actions if record.manifest else ():
+            params = ", ".join(f"{p.name}={p.default}" for p in action.parameters)
+            print(f"  {action.id}: {action.title}" + (f" [{params}]" if params else ""))
+    return EXIT_OK
+
+
+def apply_command(args: argparse.Namespace) -> int:
+    from instructir_desktop.io import read_image, write_image
+    from instructir_desktop.plugins.api import PluginError
+    from instructir_desktop.plugins.host import PluginHost
+
+    given: dict[str, str] = {}
+    for item in args.param:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        given[key.strip()] = value.strip()
+    host = PluginHost(user_folders=args.folder)
+    try:
+        action = host.action(args.action)
+        action.resolve_params(given)
+    except PluginError as error:
+        raise UsageError(str(error)) from error
+    sources, problems = expand_inputs(args.inputs)
+    for problem in problems:
+        say(f"error: {problem}")
+    sources = list({source.resolve(): source for source in sources}.values())
+    if not sources:
+        return EXIT_FAILED
+    jobs = plan_outputs(sources, args.output, several=len(args.inputs) > 1 or len(sources) > 1)
+    failures = len(problems)
+    for job in jobs:
+        if same_file(job.source, job.target) and not args.overwrite:
+            say(f"error: {job.source}: the output would overwrite the input (pass --overwrite to allow it)")
+            failures += 1
+            continue
+        try:
+            image = read_image(job.source)
+            started = time.perf_counter()
+            result = host.run(action.id, image.rgb, params=given)
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(job.target, result, image.alpha, metadata=image.metadata)
+        except Exception as error:  # report and go on with the next file
+            failures += 1
+            say(f"error: {job.source}: {describe(error)}")
+            continue
+        say(f"{job.source} → {job.target}  ({action.title}, {time.perf_counter() - started:.1f}s)")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -445,6 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "interpret": interpret_command,
         "train": train_command,
         "evaluate": evaluate_command,
+        "plugins": plugins_command,
+        "apply": apply_command,
     }
     try:
         return handlers[args.command](args)

@@ -31,8 +31,8 @@ PUBLISHED_HEAD_FILE = "lm_instructir-7d.pt"
 BUNDLED_MODEL_ID = "bundled"
 
 NO_WEIGHTS_HELP = (
-    "no restoration weights are installed: pass --weights FILE (and --text-head FILE) or add a model folder "
-    "in Settings; `instructir-desktop train --config FILE` trains one"
+    "no restoration weights are installed: pass --weights FILE (and --text-head FILE) or --model FOLDER; "
+    "`instructir-desktop train --config FILE` trains a model"
 )
 
 
@@ -124,7 +124,12 @@ def spec_from_files(
                 break
     classes = TASKS if head is not None and head.name == PUBLISHED_HEAD_FILE else CLASS_NAMES
     return ModelSpec(
-        id=f"file:{image}", name=image.stem, image_weights=image, text_head=head, source="files", classes=classes
+        id=f"file:{image}",
+        name=f"{image.parent.name}/{image.name}",
+        image_weights=image,
+        text_head=head,
+        source="files",
+        classes=classes,
     )
 
 

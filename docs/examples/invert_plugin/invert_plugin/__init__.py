@@ -1,0 +1,1 @@
+"""A minimal InstructIR Desktop plugin (the host reads plugin.toml; the code is in actions.py)."""

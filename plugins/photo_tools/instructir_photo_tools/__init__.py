@@ -1,0 +1,1 @@
+"""Photo tools for InstructIR Desktop (a plugin): the actions live in ``actions.py``."""
