@@ -294,3 +294,59 @@ def test_pip_installed_example_plugin_is_discovered_and_runs(tmp_path):
     applied = subprocess.run([*run, "apply", "invert.negative", str(source), "-o", str(out)], env=env, check=False)
     assert applied.returncode == 0
     np.testing.assert_allclose(read_image(out).rgb, 1 - read_image(source).rgb, atol=1 / 255 + 1e-6)
+
+
+# ----------------------------------------------------------------------------- on the engine's worker
+
+
+def test_plugin_action_runs_on_the_engine_worker_with_progress_and_cancel(tmp_path):
+    import threading
+
+    from instructir_desktop.inference.engine import Engine
+    from instructir_desktop.inference.requests import Cancelled, Finished, Progress
+    from instructir_desktop.plugins.jobs import plugin_request
+
+    code = """
+    import threading
+    import numpy as np
+    release = threading.Event()
+
+    def brighten(image, mask, params, context):
+        context.progress(0.5, "half way")
+        if params["amount"] == 1.0:
+            while True:  # runs until cancelled
+                context.progress(0.5, "waiting")
+                context.check_cancel()
+                release.wait(0.01)
+        return np.clip(image + params["amount"], 0, 1).astype(np.float32)
+    """
+    write_folder_plugin(tmp_path, "bright", GOOD_MANIFEST, code)
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False)
+    events: list = []
+    done = threading.Event()
+
+    def listen(event):
+        events.append(event)
+        if isinstance(event, (Finished, Cancelled)):
+            done.set()
+
+    engine = Engine(listener=listen, runtime_loader=lambda settings: pytest.fail("no model needed"))
+    try:
+        image = sample_image()
+        result = engine.run(plugin_request(host, "bright.brighten", image, params={"amount": 0.25}), timeout=30)
+        np.testing.assert_allclose(result, np.clip(image + 0.25, 0, 1), atol=1e-6)
+        assert any(isinstance(e, Progress) and e.stage == "half way" for e in events)
+
+        done.clear()
+        request_id = engine.submit(plugin_request(host, "bright.brighten", image, params={"amount": 1.0}))
+        for _ in range(1000):  # until the job is visibly running
+            if any(isinstance(e, Progress) and e.request_id == request_id for e in events):
+                break
+            threading.Event().wait(0.01)
+        engine.cancel(request_id)
+        assert done.wait(10)
+        assert isinstance(events[-1], Cancelled) and events[-1].request_id == request_id
+        with pytest.raises(PluginError, match="outside"):
+            plugin_request(host, "bright.brighten", image, params={"amount": 7})
+    finally:
+        engine.close()
