@@ -1,0 +1,420 @@
+"""The editor window: canvas in the middle, chat and history on the right, menus and shortcuts.
+
+The window owns the pieces and wires them; the logic of a message lives in ``Conversation``,
+the document and history in ``Session``. Nothing here waits on the engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from instructir_desktop.history import HistoryError, ProjectError
+from instructir_desktop.inference.engine import Engine, EngineInterface
+from instructir_desktop.inference.requests import EngineSettings
+from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError
+from instructir_desktop.ui.canvas import Canvas
+from instructir_desktop.ui.chat_panel import ChatPanel
+from instructir_desktop.ui.conversation import Conversation
+from instructir_desktop.ui.engine_bridge import EngineBridge
+from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
+from instructir_desktop.ui.qimages import flattened_pixmap
+from instructir_desktop.ui.session import PROJECT_SUFFIX, Session
+
+APP_NAME = "InstructIR Desktop"
+IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(READ_EXTENSIONS)) + ")"
+PROJECT_FILTER = f"InstructIR projects (*{PROJECT_SUFFIX})"
+OPENABLE = frozenset(READ_EXTENSIONS | {PROJECT_SUFFIX})
+
+
+Shortcut = QKeySequence | QKeySequence.StandardKey | str
+
+
+def _action(parent: QObject, text: str, slot: object, shortcuts: tuple[Shortcut, ...] = (), tip: str = "") -> QAction:
+    action = QAction(text, parent)
+    action.setShortcuts([QKeySequence(s) for s in shortcuts])
+    action.triggered.connect(slot)
+    if tip:
+        action.setStatusTip(tip)
+    return action
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, engine: EngineInterface | None = None, settings: EngineSettings | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle(APP_NAME)
+        self.resize(1280, 800)
+        # False in tests and automation: no modal dialogs (they would wait for a person forever).
+        self.interactive = True
+        self.session = Session(self)
+        # The engine only starts its worker thread here; the model loads there on first use.
+        self.bridge = EngineBridge(engine if engine is not None else Engine(settings), self)
+
+        self.canvas = Canvas()
+        self.compare_bar = QWidget()
+        bar = QHBoxLayout(self.compare_bar)
+        bar.setContentsMargins(8, 2, 8, 2)
+        self.compare_left_label = QLabel()
+        self.compare_right_label = QLabel()
+        self.split_slider = QSlider(Qt.Orientation.Horizontal)
+        self.split_slider.setRange(0, 1000)
+        self.split_slider.setValue(500)
+        self.split_slider.valueChanged.connect(lambda value: self.canvas.set_split(value / 1000))
+        close_compare = QPushButton("Close compare")
+        close_compare.clicked.connect(self.end_compare)
+        bar.addWidget(self.compare_left_label)
+        bar.addWidget(self.split_slider, 1)
+        bar.addWidget(self.compare_right_label)
+        bar.addWidget(close_compare)
+        self.compare_bar.setVisible(False)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.canvas, 1)
+        column.addWidget(self.compare_bar)
+        self.setCentralWidget(central)
+
+        self.chat = ChatPanel()
+        self.history_panel = HistoryPanel()
+        self.chat_dock = self._dock("Chat", self.chat)
+        self.history_dock = self._dock("History", self.history_panel)
+        self.resizeDocks([self.chat_dock, self.history_dock], [380, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.chat_dock, self.history_dock], [480, 300], Qt.Orientation.Vertical)
+        self.conversation = Conversation(self.session, self.bridge, self.chat, self)
+
+        self._build_menus()
+        self.size_label = QLabel()
+        self.zoom_label = QLabel()
+        self.engine_label = QLabel("Model loads on first use")
+        for label in (self.size_label, self.zoom_label, self.engine_label):
+            self.statusBar().addPermanentWidget(label)
+        self.statusBar().showMessage("Open a photo to begin")
+
+        self.canvas.zoom_changed.connect(
+            lambda zoom: self.zoom_label.setText(f"{zoom * 100:.0f}%" if self.canvas.has_image else "")
+        )
+        self.session.changed.connect(self._document_changed)
+        self.session.opened.connect(self._document_opened)
+        self.history_panel.index_chosen.connect(self.show_history_index)
+        self.history_panel.compare_requested.connect(self.compare)
+        self.history_panel.compare_closed.connect(self.end_compare)
+        self.bridge.finished.connect(self._update_engine_status)
+        self._shown: tuple[int, int] | None = None  # (document id, revision) on the canvas
+        self.setAcceptDrops(True)
+        self._document_changed()
+
+    def _dock(self, title: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}Dock")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        dock.setMinimumWidth(320)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        return dock
+
+    def _build_menus(self) -> None:
+        self.open_action = _action(self, "&Open…", self.choose_file, (QKeySequence.StandardKey.Open,))
+        self.export_action = _action(self, "&Export As…", self.choose_export, ("Ctrl+Shift+E",))
+        self.save_project_action = _action(self, "&Save Project", self.save_project, (QKeySequence.StandardKey.Save,))
+        self.save_project_as_action = _action(self, "Save Project &As…", self.save_project_as, ("Ctrl+Shift+S",))
+        quit_action = _action(self, "&Quit", self.close, (QKeySequence.StandardKey.Quit,))
+        self.undo_action = _action(self, "&Undo", self.undo, ("Ctrl+Z",))
+        self.redo_action = _action(self, "&Redo", self.redo, ("Ctrl+Shift+Z", "Ctrl+Y"))
+        self.zoom_in_action = _action(self, "Zoom &In", self.canvas.zoom_in, ("Ctrl+=", "Ctrl++"))
+        self.zoom_out_action = _action(self, "Zoom &Out", self.canvas.zoom_out, ("Ctrl+-",))
+        self.fit_action = _action(self, "&Fit to Window", self.canvas.fit, ("Ctrl+0",))
+        self.actual_size_action = _action(self, "&Actual Size (100%)", self.canvas.actual_size, ("Ctrl+1",))
+        focus_chat = _action(self, "&Type an Instruction", self.chat.input.setFocus, ("Ctrl+L",))
+        file_menu = self.menuBar().addMenu("&File")
+        for action in (self.open_action, self.save_project_action, self.save_project_as_action, self.export_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+        edit_menu.addSeparator()
+        edit_menu.addAction(focus_chat)
+        view_menu = self.menuBar().addMenu("&View")
+        for action in (self.zoom_in_action, self.zoom_out_action, self.fit_action, self.actual_size_action):
+            view_menu.addAction(action)
+        # Window-wide: the shortcuts work whichever panel has the focus.
+        for action in self.findChildren(QAction):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+
+    # ------------------------------------------------------------------ files
+
+    @property
+    def path(self) -> Path | None:
+        return self.session.path
+
+    def choose_file(self) -> None:
+        if not self._may_discard():
+            return
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Open", str(self._folder()), f"{IMAGE_FILTER};;{PROJECT_FILTER};;All files (*)"
+        )
+        if name:
+            self.open_path(Path(name), ask=False)
+
+    def open_path(self, path: Path, *, ask: bool = True) -> bool:
+        """Open a photo or a project; on failure say why and keep what is open."""
+        if ask and not self._may_discard():
+            return False
+        try:
+            if path.suffix.lower() == PROJECT_SUFFIX:
+                self.session.open_project(path)
+            else:
+                self.session.open_image(path)
+        except (ImageReadError, ProjectError, OSError) as error:
+            message = str(error) if path.name in str(error) else f"{path.name}: {error}"
+            self._warn(message)
+            return False
+        # Work on the previous photo can no longer be applied (it would be stale): stop it.
+        self.conversation.cancel_all()
+        document = self.session.document
+        assert document is not None
+        self.statusBar().showMessage(f"Opened {path.name}: {document.width} × {document.height}", 8000)
+        return True
+
+    def choose_export(self) -> None:
+        if self.session.document is None or self.session.path is None:
+            return
+        source = self.session.path
+        suffix = source.suffix if source.suffix.lower() in READ_EXTENSIONS else ".png"
+        suggested = source.with_name(f"{source.stem}-restored{suffix}")
+        # Qt's dialog asks before replacing an existing file; the original gets a second, explicit question.
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Export", str(suggested), "JPEG (*.jpg *.jpeg);;PNG (*.png);;TIFF (*.tif *.tiff);;WebP (*.webp)"
+        )
+        if not name:
+            return
+        target = Path(name)
+        replace_original = self._is_original(target)
+        if replace_original:
+            answer = QMessageBox.warning(
+                self,
+                APP_NAME,
+                f"Replace the original photo {source.name}? It cannot be brought back.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.export_to(target, replace_original=replace_original)
+
+    def export_to(self, path: Path, *, replace_original: bool = False) -> bool:
+        """Write the current image with the source's metadata. Never the original, unless asked explicitly."""
+        if self.session.document is None:
+            return False
+        if self._is_original(path) and not replace_original:
+            self._warn(f"{path.name} is the original photo; choose another name to export to.")
+            return False
+        try:
+            written = self.session.export(path)
+        except (ImageWriteError, OSError) as error:
+            self._warn(str(error))
+            return False
+        self.statusBar().showMessage(f"Exported {written.name}", 8000)
+        return True
+
+    def save_project(self) -> bool:
+        if self.session.project_path is None:
+            return self.save_project_as()
+        return self.save_project_to(self.session.project_path)
+
+    def save_project_as(self) -> bool:
+        if self.session.document is None:
+            return False
+        folder = self._folder()
+        stem = self.session.path.stem if self.session.path else "untitled"
+        name, _ = QFileDialog.getSaveFileName(
+            self, "Save project", str(folder / f"{stem}{PROJECT_SUFFIX}"), PROJECT_FILTER
+        )
+        if not name:
+            return False
+        path = Path(name)
+        if path.suffix.lower() != PROJECT_SUFFIX:
+            path = path.with_name(path.name + PROJECT_SUFFIX)
+        return self.save_project_to(path)
+
+    def save_project_to(self, path: Path) -> bool:
+        if self.session.document is None:
+            return False
+        try:
+            self.session.save_project(path)
+        except OSError as error:
+            self._warn(f"{path.name}: {error}")
+            return False
+        self.statusBar().showMessage(f"Saved {path.name}", 8000)
+        return True
+
+    def _is_original(self, path: Path) -> bool:
+        source = self.session.path
+        return source is not None and source.suffix.lower() != PROJECT_SUFFIX and path.resolve() == source.resolve()
+
+    def _folder(self) -> Path:
+        return self.session.path.parent if self.session.path else Path.home()
+
+    def _warn(self, message: str) -> None:
+        self.statusBar().showMessage(message)
+        if self.interactive and self.isVisible():
+            QMessageBox.warning(self, APP_NAME, message)
+
+    # ------------------------------------------------------------------ drag and drop
+
+    @staticmethod
+    def _dropped_path(event: QDragEnterEvent | QDropEvent) -> Path | None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                path = Path(url.toLocalFile())
+                if path.suffix.lower() in OPENABLE:
+                    return path
+        return None
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._dropped_path(event) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = self._dropped_path(event)
+        if path is not None:
+            event.acceptProposedAction()
+            self.open_path(path)
+
+    # ------------------------------------------------------------------ history and compare
+
+    def undo(self) -> None:
+        if self.session.undo():
+            self.statusBar().showMessage("Undone", 3000)
+
+    def redo(self) -> None:
+        if self.session.redo():
+            self.statusBar().showMessage("Redone", 3000)
+
+    def show_history_index(self, index: int) -> None:
+        try:
+            self.session.set_index(index)
+        except HistoryError as error:
+            self._warn(str(error))
+            self.history_panel.refresh(self.session.history, self.session.original_thumbnail)
+
+    def compare(self, left: int, right: int) -> bool:
+        """Show two states of the history with a split line between them (same zoom and scroll)."""
+        history = self.session.history
+        if history is None:
+            return False
+        try:
+            left_image, right_image = history.image_at(left), history.image_at(right)
+        except (HistoryError, IndexError) as error:
+            self._warn(str(error))
+            self.history_panel.set_comparing(False)
+            return False
+        self.canvas.set_compare(flattened_pixmap(left_image), flattened_pixmap(right_image))
+        self.canvas.set_split(self.split_slider.value() / 1000)
+        self.compare_left_label.setText(f"◀ {self._state_name(left)}")
+        self.compare_right_label.setText(f"{self._state_name(right)} ▶")
+        self.compare_bar.setVisible(True)
+        self.history_panel.set_comparing(True)
+        return True
+
+    def end_compare(self) -> None:
+        if not self.canvas.comparing:
+            return
+        self.compare_bar.setVisible(False)
+        self.history_panel.set_comparing(False)
+        self._shown = None
+        self._refresh_canvas()
+
+    def _state_name(self, index: int) -> str:
+        history = self.session.history
+        if history is None or index == 0:
+            return "Original"
+        return f"{index}. {history.steps[index - 1].label}"
+
+    # ------------------------------------------------------------------ refreshing
+
+    def _document_opened(self) -> None:
+        self.chat.input.setFocus()
+
+    def _document_changed(self) -> None:
+        if self.canvas.comparing:
+            self.compare_bar.setVisible(False)
+            self.history_panel.set_comparing(False)
+            self._shown = None
+        self._refresh_canvas()
+        history = self.session.history
+        self.history_panel.refresh(history, self.session.original_thumbnail)
+        document = self.session.document
+        has_document = document is not None
+        for action in (self.export_action, self.save_project_action, self.save_project_as_action):
+            action.setEnabled(has_document)
+        self.undo_action.setEnabled(history is not None and history.can_undo)
+        self.redo_action.setEnabled(history is not None and history.can_redo)
+        if history is not None and history.can_undo:
+            self.undo_action.setText(f"&Undo {describe_history_step(history.steps[history.index - 1]).splitlines()[0]}")
+        else:
+            self.undo_action.setText("&Undo")
+        name = self.session.path.name if self.session.path else ""
+        title = f"{name}{' •' if self.session.modified else ''} — {APP_NAME}" if name else APP_NAME
+        self.setWindowTitle(title)
+        self.size_label.setText(f"{document.width} × {document.height}" if document else "")
+
+    def _refresh_canvas(self) -> None:
+        """Convert the document to a pixmap only when it changed (never per repaint)."""
+        document = self.session.document
+        key = None if document is None else (id(document), document.revision)
+        if key == self._shown and not self.canvas.comparing:
+            return
+        self._shown = key
+        pixmap = None if document is None else flattened_pixmap(document.flatten())
+        if self.canvas.comparing:
+            self.canvas.end_compare(pixmap)
+        else:
+            self.canvas.set_pixmap(pixmap)
+
+    def _update_engine_status(self) -> None:
+        status = getattr(self.bridge.engine, "status", None)
+        if status is not None:
+            self.engine_label.setText(f"{status.model_name} · {status.device}")
+
+    # ------------------------------------------------------------------ closing
+
+    def _may_discard(self) -> bool:
+        """True when nothing unsaved would be lost, or the person agreed to lose it."""
+        if not self.session.modified or not (self.interactive and self.isVisible()):
+            return True
+        answer = QMessageBox.question(
+            self,
+            APP_NAME,
+            "The photo has changes that were not exported or saved as a project. Discard them?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save_project()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._may_discard():
+            event.ignore()
+            return
+        self.conversation.cancel_all()
+        self.bridge.close()
+        super().closeEvent(event)
