@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, QThread
 from PySide6.QtWidgets import QApplication
 from ui_fake_engine import FakeEngine
 
+from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.io import read_image, write_image
 from instructir_desktop.ui.chat_panel import format_eta
 from instructir_desktop.ui.conversation import CANCELLED, DONE, FAILED, NOTHING, STALE
@@ -305,3 +306,41 @@ def test_format_eta():
     assert format_eta(0.2) == "almost done"
     assert format_eta(12.4) == "about 12 s left"
     assert format_eta(125) == "about 2 min 05 s left"
+
+
+def test_a_slash_command_runs_a_plugin_action_as_one_undoable_step(qtbot, photo):
+    path, original = photo
+    window = open_window(qtbot, FakeEngine(), path)
+    run = send(qtbot, window, "/levels 1 2.0")
+    assert run.action is not None and run.action.id == "photo-tools.auto-levels"
+    assert run.params["gamma"] == 2.0
+    changed = pixels(window)
+    assert not np.allclose(changed, original)
+    step = window.session.history.steps[-1]
+    assert step.tasks == ("photo-tools.auto-levels",) and step.label == "/levels 1 2.0"
+    window.session.undo()
+    np.testing.assert_array_equal(pixels(window), original)
+
+
+def test_a_plugin_action_on_a_selection_changes_only_the_selection(qtbot, photo):
+    from instructir_desktop.core.selection import Selection
+
+    path, original = photo
+    window = open_window(qtbot, FakeEngine(), path)
+    document = window.session.document
+    document.selection = Selection.rectangle(24, 32, Bounds(x=4, y=4, width=16, height=12), 0)
+    send(qtbot, window, "/sharpen 2")
+    after = pixels(window)
+    outside = np.ones((24, 32), dtype=bool)
+    outside[4:16, 4:20] = False
+    np.testing.assert_array_equal(after[outside], original[outside])
+    assert not np.allclose(after[~outside], original[~outside])
+    assert window.session.history.steps[-1].bounds.area <= 12 * 16
+
+
+def test_an_unknown_command_is_answered_and_changes_nothing(qtbot, photo):
+    path, original = photo
+    window = open_window(qtbot, FakeEngine(), path)
+    run = send(qtbot, window, "/frobnicate", state=FAILED)
+    assert "/sharpen" in run.reply.text_label.text() or "/sharpen" in run.error
+    np.testing.assert_array_equal(pixels(window), original)

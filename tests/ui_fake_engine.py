@@ -17,6 +17,7 @@ import numpy as np
 from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.inference.requests import (
+    ActionRequest,
     Cancelled,
     EngineEvent,
     EngineSettings,
@@ -94,6 +95,17 @@ def fake_restore(request: RestoreRequest) -> RestoreResult:
         device="fake device",
         model_id="fake-model",
     )
+
+
+class _FakeJobContext:
+    def progress(self, fraction: float, message: str = "") -> None:
+        pass
+
+    def check_cancel(self) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
 
 
 class FakeEngine:
@@ -175,6 +187,9 @@ class FakeEngine:
         self._emit(Started(request_id, type(request).__name__))
         if isinstance(request, InterpretRequest):
             self._emit(Finished(request_id, self.interpret(request.text)))
+            return
+        if isinstance(request, ActionRequest):  # plugin actions run as they would on the worker
+            self._emit(Finished(request_id, request.run(_FakeJobContext()), request.revision))
             return
         self._emit(Progress(request_id, 0.5, "Restoring", 1, 2, 3.0))
         if self.hold:

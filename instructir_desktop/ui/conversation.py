@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from instructir_desktop.core.document import Document
@@ -27,6 +29,9 @@ from instructir_desktop.inference.requests import (
     RestoreResult,
 )
 from instructir_desktop.instructions.interpret import Interpretation
+from instructir_desktop.plugins.api import ActionInfo, PluginError
+from instructir_desktop.plugins.host import PluginHost
+from instructir_desktop.plugins.jobs import plugin_request
 from instructir_desktop.ui.chat_panel import ChatPanel, MessageWidget, format_eta
 from instructir_desktop.ui.engine_bridge import EngineBridge
 from instructir_desktop.ui.session import Session
@@ -61,6 +66,9 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     cancel_requested: bool = False
     error: str = ""
+    # A slash command ("/sharpen 0.5") runs a plugin action instead of the network.
+    action: ActionInfo | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -71,8 +79,16 @@ class Conversation(QObject):
     run_ended = Signal(object)  # Run
     busy_changed = Signal(bool)
 
-    def __init__(self, session: Session, bridge: EngineBridge, chat: ChatPanel, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        bridge: EngineBridge,
+        chat: ChatPanel,
+        parent: QObject | None = None,
+        plugins: PluginHost | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.plugins = plugins
         self.session = session
         self.bridge = bridge
         self.chat = chat
@@ -105,6 +121,11 @@ class Conversation(QObject):
             reply.set_text("Open a photo first (Ctrl+O, or drop one on the window), then tell me what to fix.")
             self._end(run, FAILED, "", error="no photo is open")
             return run
+        if text.startswith("/"):
+            self._command(run, text)
+            if not run.ended and not was_busy:
+                self.busy_changed.emit(True)
+            return run
         reply.set_text("Reading your request…")
         reply.start_progress("Reading your request…")
         run.interpret_id = self.bridge.submit(InterpretRequest(text, document.size))
@@ -112,6 +133,26 @@ class Conversation(QObject):
         if not was_busy:
             self.busy_changed.emit(True)
         return run
+
+    def _command(self, run: Run, text: str) -> None:
+        """A slash command: parsed by the plugin host now, run in turn like a restoration."""
+        if self.plugins is None:
+            self._end(run, FAILED, "Commands need plugins, and none are loaded.", error="no plugin host")
+            return
+        try:
+            parsed = self.plugins.parse_command(text)
+        except PluginError as error:
+            run.reply.set_text(str(error))
+            self._end(run, FAILED, "", error=str(error))
+            return
+        assert parsed is not None
+        run.action, run.params = parsed
+        settings = ", ".join(f"{name} {value}" for name, value in run.params.items())
+        run.reply.set_text(f"{run.action.title}" + (f" ({settings})" if settings else ""))
+        run.state = "waiting"
+        run.reply.start_progress("Waiting for the previous request…" if self._active else "Starting…")
+        self._waiting.append(run)
+        self._start_next()
 
     def cancel(self, run: Run) -> None:
         """Cooperative: the engine stops at its next check; the result, if it still comes, is dropped."""
@@ -198,6 +239,9 @@ class Conversation(QObject):
             return
         run = self._waiting.pop(0)
         document = self.session.document
+        if document is not None and run.action is not None and self.plugins is not None:
+            self._start_action(run, document)
+            return
         if document is None or run.interpretation is None:
             self._end(run, FAILED, "There is no photo to restore.", error="no photo")
             self._start_next()
@@ -231,11 +275,35 @@ class Conversation(QObject):
         self._by_request[run.restore_id] = run
         run.reply.start_progress("Starting…")
 
-    def _restored(self, run: Run, result: RestoreResult) -> None:
+    def _start_action(self, run: Run, document: Document) -> None:
+        assert run.action is not None and self.plugins is not None
+        layer = document.active_layer
+        selection = document.selection
+        mask = None if selection is None or selection.is_empty else selection.mask
+        request = plugin_request(self.plugins, run.action.id, layer.pixels, mask, run.params, document.revision)
+        run.document = document
+        run.layer_id = layer.id
+        run.revision = document.revision
+        run.state = "restoring"
+        run.started = time.monotonic()
+        self._active = run
+        run.restore_id = self.bridge.submit(request)
+        self._by_request[run.restore_id] = run
+        run.reply.start_progress("Starting…")
+
+    def _restored(self, run: Run, result: RestoreResult | np.ndarray) -> None:
         document = self.session.document
         # Another photo opened, an undo, any edit: the result no longer fits what is on screen.
         if document is None or document is not run.document or document.revision != run.revision:
             self._end(run, STALE, STALE_MESSAGE)
+            return
+        if isinstance(result, np.ndarray):
+            assert run.action is not None
+            seconds = time.monotonic() - run.started
+            self.session.apply_action_result(
+                result, run.layer_id, label=run.text, action_id=run.action.id, seconds=seconds
+            )
+            self._end(run, DONE, f"Done in {seconds:.1f} s. Ctrl+Z undoes it.")
             return
         assert run.interpretation is not None
         tasks = [step.task for step in run.interpretation.steps]

@@ -27,6 +27,7 @@ from instructir_desktop.history import HistoryError, ProjectError
 from instructir_desktop.inference.engine import Engine, EngineInterface
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError
+from instructir_desktop.plugins.host import PluginHost
 from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel
 from instructir_desktop.ui.conversation import Conversation
@@ -95,7 +96,9 @@ class MainWindow(QMainWindow):
         self.history_dock = self._dock("History", self.history_panel)
         self.resizeDocks([self.chat_dock, self.history_dock], [380, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.chat_dock, self.history_dock], [480, 300], Qt.Orientation.Vertical)
-        self.conversation = Conversation(self.session, self.bridge, self.chat, self)
+        # Manifests only: no plugin code is imported until one of its commands runs.
+        self.plugins = PluginHost()
+        self.conversation = Conversation(self.session, self.bridge, self.chat, self, plugins=self.plugins)
 
         self._build_menus()
         self.size_label = QLabel()

@@ -13,6 +13,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from instructir_desktop.core.document import Document, Layer
+from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.history import History, HistoryError, Restoration, Step, load_project, save_project
 from instructir_desktop.inference.requests import RestoreResult
 from instructir_desktop.io import ImageMetadata, read_image, write_image
@@ -116,6 +117,25 @@ class Session(QObject):
         if index != self.history.index:
             self.history.set_index(index)
             self.changed.emit()
+
+    def apply_action_result(
+        self, pixels: np.ndarray, layer_id: str, *, label: str, action_id: str, seconds: float
+    ) -> Step | None:
+        """A plugin action's result (already composited through the selection) as one undoable step.
+
+        Only the rectangle that changed is stored, so a local edit costs a local patch.
+        """
+        assert self.history is not None
+        layer = self.history.document.layer(layer_id)
+        bounds = Bounds.of_difference(layer.pixels, pixels)
+        if bounds is None:
+            return None  # the action changed nothing: no empty step in the history
+        restoration = Restoration(layer.pixels[bounds.slices], pixels[bounds.slices], None, 1.0)
+        step = self.history.push_restoration(
+            layer_id, bounds, restoration, label=label, tasks=(action_id,), seconds=seconds, model_id=action_id
+        )
+        self.changed.emit()
+        return step
 
     def apply_restoration(
         self, result: RestoreResult, layer_id: str, *, label: str, tasks: Sequence[str], strength: float
