@@ -19,3 +19,18 @@ def single_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_qt_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Windows created by tests read and write settings under a temporary folder, never the user's."""
+    try:
+        from PySide6.QtCore import QSettings
+    except ImportError:  # a run without Qt installed has no settings to protect
+        yield
+        return
+    folder = str(tmp_path_factory.mktemp("qt-settings"))
+    for settings_format in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(settings_format, QSettings.Scope.UserScope, folder)
+        QSettings.setPath(settings_format, QSettings.Scope.SystemScope, folder)
+    yield

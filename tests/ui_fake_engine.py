@@ -189,7 +189,12 @@ class FakeEngine:
             self._emit(Finished(request_id, self.interpret(request.text)))
             return
         if isinstance(request, ActionRequest):  # plugin actions run as they would on the worker
-            self._emit(Finished(request_id, request.run(_FakeJobContext()), request.revision))
+            try:
+                result = request.run(_FakeJobContext())
+            except Exception as error:  # like the real engine: a failure is an event, not a crash
+                self._emit(Failed(request_id, str(error).splitlines()[0] if str(error) else type(error).__name__))
+                return
+            self._emit(Finished(request_id, result, request.revision))
             return
         self._emit(Progress(request_id, 0.5, "Restoring", 1, 2, 3.0))
         if self.hold:

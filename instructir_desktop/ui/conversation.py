@@ -12,6 +12,7 @@ result has been applied, so "denoise" then "brighten" chain as the person expect
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,12 @@ ENDED = frozenset({DONE, CANCELLED, FAILED, STALE, NOTHING})
 STALE_MESSAGE = (
     "The photo changed while this was running, so the result was not applied. Send the message again to redo it."
 )
+
+
+def describe_action(action: ActionInfo, params: Mapping[str, Any]) -> str:
+    """``Unsharp mask (amount 0.8, radius 1.5)``: the chat's text and the history's label for an action."""
+    settings = ", ".join(f"{name} {value}" for name, value in params.items())
+    return action.title + (f" ({settings})" if settings else "")
 
 
 @dataclass(eq=False)
@@ -111,16 +118,11 @@ class Conversation(QObject):
 
     def send(self, text: str) -> Run:
         was_busy = self.busy
-        self.chat.add_message("user", text)
-        reply = self.chat.add_message("assistant", "")
-        run = Run(text, reply)
-        self.runs.append(run)
-        reply.cancel_requested.connect(lambda: self.cancel(run))
+        run = self._new_run(text)
         document = self.session.document
-        if document is None:
-            reply.set_text("Open a photo first (Ctrl+O, or drop one on the window), then tell me what to fix.")
-            self._end(run, FAILED, "", error="no photo is open")
+        if run.ended or document is None:
             return run
+        reply = run.reply
         if text.startswith("/"):
             self._command(run, text)
             if not run.ended and not was_busy:
@@ -146,9 +148,47 @@ class Conversation(QObject):
             self._end(run, FAILED, "", error=str(error))
             return
         assert parsed is not None
-        run.action, run.params = parsed
-        settings = ", ".join(f"{name} {value}" for name, value in run.params.items())
-        run.reply.set_text(f"{run.action.title}" + (f" ({settings})" if settings else ""))
+        self._queue_action(run, *parsed)
+
+    def run_action(self, action: ActionInfo, params: Mapping[str, Any] | None = None, label: str = "") -> Run:
+        """Run a plugin action (chosen from a menu) exactly like a slash command: queued in turn,
+        on the engine's worker with progress and cancel in the chat, on the selection if there is
+        one, applied as one undoable step labelled ``label`` (default: the action and its values)."""
+        was_busy = self.busy
+        try:
+            values = action.resolve_params(params or {})
+        except PluginError as error:
+            run = self._new_run(label or action.title)
+            if not run.ended:
+                run.reply.set_text(str(error))
+                self._end(run, FAILED, "", error=str(error))
+            return run
+        run = self._new_run(label or describe_action(action, values))
+        if run.ended:
+            return run
+        if self.plugins is None:
+            self._end(run, FAILED, "Actions need plugins, and none are loaded.", error="no plugin host")
+            return run
+        self._queue_action(run, action, values)
+        if not run.ended and not was_busy:
+            self.busy_changed.emit(True)
+        return run
+
+    def _new_run(self, text: str) -> Run:
+        """The person's message and an empty reply in the chat; ended at once when no photo is open."""
+        self.chat.add_message("user", text)
+        reply = self.chat.add_message("assistant", "")
+        run = Run(text, reply)
+        self.runs.append(run)
+        reply.cancel_requested.connect(lambda: self.cancel(run))
+        if self.session.document is None:
+            reply.set_text("Open a photo first (Ctrl+O, or drop one on the window), then tell me what to fix.")
+            self._end(run, FAILED, "", error="no photo is open")
+        return run
+
+    def _queue_action(self, run: Run, action: ActionInfo, params: dict[str, Any]) -> None:
+        run.action, run.params = action, params
+        run.reply.set_text(describe_action(action, params))
         run.state = "waiting"
         run.reply.start_progress("Waiting for the previous request…" if self._active else "Starting…")
         self._waiting.append(run)
@@ -280,7 +320,11 @@ class Conversation(QObject):
         layer = document.active_layer
         selection = document.selection
         mask = None if selection is None or selection.is_empty else selection.mask
-        request = plugin_request(self.plugins, run.action.id, layer.pixels, mask, run.params, document.revision)
+        try:
+            request = plugin_request(self.plugins, run.action.id, layer.pixels, mask, run.params, document.revision)
+        except PluginError as error:  # e.g. its plugin was disabled while the run waited
+            self._end(run, FAILED, f"Something went wrong: {error}", error=str(error))
+            return
         run.document = document
         run.layer_id = layer.id
         run.revision = document.revision

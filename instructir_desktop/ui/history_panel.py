@@ -29,6 +29,8 @@ ICON_SIZE = QSize(64, 64)
 
 
 def describe_history_step(step: Step) -> str:
+    if not step.tasks and not step.can_reblend:
+        return step.label  # a layer command ("Merge down"): no tasks, strength or time to speak of
     tasks = ", ".join(TASK_TITLES.get(task, task) for task in step.tasks)
     details = [part for part in (tasks, f"strength {round(step.strength * 100)}%", f"{step.seconds:.1f} s") if part]
     return f"{step.label}\n{' · '.join(details)}"

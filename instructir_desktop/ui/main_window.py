@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -27,13 +27,17 @@ from instructir_desktop.history import HistoryError, ProjectError
 from instructir_desktop.inference.engine import Engine, EngineInterface
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError
-from instructir_desktop.plugins.host import PluginHost
+from instructir_desktop.plugins.api import ActionInfo
+from instructir_desktop.ui.action_dialog import ActionDialog, PluginsMenu
 from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel
 from instructir_desktop.ui.conversation import Conversation
 from instructir_desktop.ui.engine_bridge import EngineBridge
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
+from instructir_desktop.ui.layers_panel import LayersPanel
+from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
 from instructir_desktop.ui.qimages import flattened_pixmap
+from instructir_desktop.ui.selection_tools import SelectionTools
 from instructir_desktop.ui.session import PROJECT_SUFFIX, Session
 
 APP_NAME = "InstructIR Desktop"
@@ -55,7 +59,13 @@ def _action(parent: QObject, text: str, slot: object, shortcuts: tuple[Shortcut,
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, engine: EngineInterface | None = None, settings: EngineSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: EngineInterface | None = None,
+        settings: EngineSettings | None = None,
+        *,
+        preferences: QSettings | None = None,  # where plugin settings persist (tests: a temporary ini file)
+    ) -> None:
         super().__init__()
         self.setWindowTitle(APP_NAME)
         self.resize(1280, 800)
@@ -94,13 +104,24 @@ class MainWindow(QMainWindow):
         self.history_panel = HistoryPanel()
         self.chat_dock = self._dock("Chat", self.chat)
         self.history_dock = self._dock("History", self.history_panel)
+        self.layers_panel = LayersPanel(self.session, settings=preferences)
+        self.layers_dock = self._dock("Layers", self.layers_panel)
+        self.tabifyDockWidget(self.history_dock, self.layers_dock)
+        self.history_dock.raise_()
+        self.selection_tools = SelectionTools(self.canvas, self.session, self)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.selection_tools.toolbar)
         self.resizeDocks([self.chat_dock, self.history_dock], [380, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.chat_dock, self.history_dock], [480, 300], Qt.Orientation.Vertical)
         # Manifests only: no plugin code is imported until one of its commands runs.
-        self.plugins = PluginHost()
+        self.plugin_preferences = PluginPreferences(preferences)
+        self.plugins = self.plugin_preferences.build_host()
+        self.plugin_manager: PluginManagerDialog | None = None
+        self.action_dialog: ActionDialog | None = None
         self.conversation = Conversation(self.session, self.bridge, self.chat, self, plugins=self.plugins)
 
         self._build_menus()
+        self._build_select_and_layer_menus()
+        self._build_plugins_menu()
         self.size_label = QLabel()
         self.zoom_label = QLabel()
         self.engine_label = QLabel("Model loads on first use")
@@ -160,6 +181,23 @@ class MainWindow(QMainWindow):
         for action in self.findChildren(QAction):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             self.addAction(action)
+
+    def _build_select_and_layer_menus(self) -> None:
+        tools, layers = self.selection_tools, self.layers_panel
+        select_menu = self.menuBar().addMenu("&Select")
+        for action in tools.actions:
+            select_menu.addAction(action)
+            if action is tools.brush_action:
+                select_menu.addSeparator()
+        layer_menu = self.menuBar().addMenu("&Layer")
+        layer_menu.addAction(layers.new_layer_action)
+        layer_menu.addSeparator()
+        for action in layers.actions_for_menu:
+            layer_menu.addAction(action)
+        for action in (*tools.actions, layers.new_layer_action, *layers.actions_for_menu):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+        layers.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     # ------------------------------------------------------------------ files
 
@@ -382,7 +420,7 @@ class MainWindow(QMainWindow):
     def _refresh_canvas(self) -> None:
         """Convert the document to a pixmap only when it changed (never per repaint)."""
         document = self.session.document
-        key = None if document is None else (id(document), document.revision)
+        key = self.session.image_key  # not moved by a new selection or active layer
         if key == self._shown and not self.canvas.comparing:
             return
         self._shown = key
@@ -396,6 +434,45 @@ class MainWindow(QMainWindow):
         status = getattr(self.bridge.engine, "status", None)
         if status is not None:
             self.engine_label.setText(f"{status.model_name} · {status.device}")
+
+    # ------------------------------------------------------------------ plugins
+
+    def _build_plugins_menu(self) -> None:
+        self.plugins_menu = PluginsMenu(self)
+        self.plugins_menu.action_chosen.connect(self.choose_plugin_action)
+        self.plugins_menu.manage_requested.connect(self.open_plugin_manager)
+        self.menuBar().addMenu(self.plugins_menu)
+        self.plugins_menu.rebuild(self.plugins)
+
+    def choose_plugin_action(self, action: ActionInfo) -> None:
+        """From the Plugins menu: ask for its parameters (if any), then run it like a slash command."""
+        if not action.parameters:
+            self.conversation.run_action(action)
+            return
+        if self.action_dialog is not None:
+            self.action_dialog.deleteLater()  # one at a time; the last one stays inspectable
+        dialog = ActionDialog(action, self)
+        dialog.accepted.connect(lambda: self.conversation.run_action(action, dialog.values()))
+        self.action_dialog = dialog
+        dialog.open()  # window-modal, without a nested event loop
+
+    def open_plugin_manager(self) -> PluginManagerDialog:
+        if self.plugin_manager is None:
+            self.plugin_manager = PluginManagerDialog(self.plugins, self.plugin_preferences, self)
+            self.plugin_manager.enabled_changed.connect(lambda *_: self.plugins_menu.rebuild(self.plugins))
+            self.plugin_manager.folders_changed.connect(self.reload_plugins)
+        self.plugin_manager.set_host(self.plugins)  # shows errors found since it was last open
+        self.plugin_manager.show()
+        self.plugin_manager.raise_()
+        return self.plugin_manager
+
+    def reload_plugins(self) -> None:
+        """Rescan every plugin source (a folder was added); a queued run finds its action in the new host."""
+        self.plugins = self.plugin_preferences.build_host()
+        self.conversation.plugins = self.plugins
+        self.plugins_menu.rebuild(self.plugins)
+        if self.plugin_manager is not None:
+            self.plugin_manager.set_host(self.plugins)
 
     # ------------------------------------------------------------------ closing
 

@@ -6,7 +6,7 @@ here so that one ``changed`` signal tells the canvas and the history panel to re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from instructir_desktop.core.document import Document, Layer
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.core.selection import Selection
 from instructir_desktop.history import History, HistoryError, Restoration, Step, load_project, save_project
 from instructir_desktop.inference.requests import RestoreResult
 from instructir_desktop.io import ImageMetadata, read_image, write_image
@@ -29,6 +30,9 @@ def _enlarge(values: np.ndarray, factor: int) -> np.ndarray:
 class Session(QObject):
     changed = Signal()  # the document's pixels or the history moved
     opened = Signal()  # a new photo or project replaced everything
+    # Changes that leave the image as it looks (no reflattening): the selection, the active layer.
+    selection_changed = Signal()
+    active_layer_changed = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -38,6 +42,10 @@ class Session(QObject):
         self.metadata: ImageMetadata | None = None  # the source photo's, kept for export
         # The history keeps a thumbnail per step, not of the photo as opened: made once here.
         self.original_thumbnail: np.ndarray | None = None
+        # A finished restoration lands as a new layer above the one it restored, instead of replacing it.
+        self.restore_into_new_layer = False
+        # (key after, key before) of the last change that left the image's look alone: see ``image_key``.
+        self._unchanged_look: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     @property
     def document(self) -> Document | None:
@@ -46,6 +54,64 @@ class Session(QObject):
     @property
     def modified(self) -> bool:
         return self.history is not None and not self.history.is_clean
+
+    @property
+    def image_key(self) -> tuple[int, int] | None:
+        """Changes when the flattened image may have changed: the canvas reconverts only then.
+
+        The document's revision also moves for changes that do not alter how it looks (a new
+        selection, another active layer); those keep the key they had before.
+        """
+        document = self.document
+        if document is None:
+            return None
+        key = (id(document), document.revision)
+        if self._unchanged_look is not None and self._unchanged_look[0] == key:
+            return self._unchanged_look[1]
+        return key
+
+    def _look_kept(self, before: tuple[int, int] | None) -> None:
+        document = self.document
+        if document is not None and before is not None:
+            self._unchanged_look = ((id(document), document.revision), before)
+
+    # ------------------------------------------------------------------ selection and layers
+
+    def set_selection(self, selection: Selection | None) -> None:
+        """The region the next restoration is limited to (None or empty: the whole layer)."""
+        document = self.document
+        if document is None:
+            return
+        if selection is not None and selection.is_empty:
+            selection = None
+        before = self.image_key
+        document.selection = selection
+        self._look_kept(before)
+        self.selection_changed.emit()
+
+    def set_active_layer(self, index: int) -> None:
+        """The layer the next restoration applies to (not a history step: nothing changes yet)."""
+        document = self.document
+        if document is None or index == document.active_index:
+            return
+        before = self.image_key
+        document.active_index = index
+        self._look_kept(before)
+        self.active_layer_changed.emit()
+
+    def edit_layers(self, label: str, change: Callable[[Document], object]) -> Step | None:
+        """Run ``change`` on the document's layer stack as one undoable step (None: it changed nothing).
+
+        ``change`` uses ``Document``'s layer methods or sets layer properties; when it raises, the
+        stack is put back as it was and the error goes to the caller.
+        """
+        assert self.history is not None
+        document = self.history.document
+        with self.history.record(label) as recording:
+            change(document)
+            document.touch()  # a property alone (visibility, opacity) does not move the revision
+        self.changed.emit()
+        return recording.step
 
     # ------------------------------------------------------------------ files
 
@@ -143,6 +209,10 @@ class Session(QObject):
         """Apply a finished restoration as one undoable step (the caller has checked it is not stale)."""
         assert self.history is not None
         document = self.history.document
+        if result.scale == 1 and self.restore_into_new_layer:
+            added = self._restoration_as_layer(result, layer_id, label=label, tasks=tasks, strength=strength)
+            self.changed.emit()
+            return added
         restoration = Restoration(result.original, result.restored, result.mask, strength)
         if result.scale == 1:
             step: Step | None = self.history.push_restoration(
@@ -187,3 +257,38 @@ class Session(QObject):
             )
         self.changed.emit()
         return step
+
+    def _restoration_as_layer(
+        self, result: RestoreResult, layer_id: str, *, label: str, tasks: Sequence[str], strength: float
+    ) -> Step | None:
+        """The restoration as a new layer just above ``layer_id``, the document looking as if replaced.
+
+        The new layer holds the restored pixels (re-blendable at another strength); a selection
+        becomes its alpha, so it covers only the selected region and the layer below shows elsewhere.
+        """
+        assert self.history is not None
+        document = self.history.document
+        source = document.layer(layer_id)
+        index = document.index_of(layer_id)
+        region = result.bounds.slices
+        restored = source.pixels.copy()
+        restored[region] = result.restored
+        alpha = None if source.alpha is None else source.alpha.copy()
+        if result.mask is not None:
+            coverage = np.zeros(document.size, dtype=np.float32)
+            coverage[region] = result.mask
+            alpha = coverage if alpha is None else alpha * coverage
+        name = label if len(label) <= 40 else label[:39] + "…"
+        layer = Layer(restored, alpha, name=name or "Restored")
+        layers = list(document.layers)
+        layers.insert(index + 1, layer)
+        return self.history.push_layers(
+            layers,
+            index + 1,
+            restoration=Restoration(source.pixels, restored, None, strength),
+            restored_layer_id=layer.id,
+            label=label,
+            tasks=tuple(tasks),
+            seconds=result.seconds,
+            model_id=result.model_id,
+        )
