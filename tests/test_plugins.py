@@ -115,7 +115,7 @@ def test_parameters_coerce_text_and_check_ranges():
 
 def test_folder_plugin_is_listed_without_importing_then_runs(tmp_path):
     write_folder_plugin(tmp_path, "bright", GOOD_MANIFEST, BRIGHTEN_CODE)
-    host = PluginHost(user_folders=[tmp_path], use_entry_points=False)
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, builtin_packages=())
     assert [r["id"] for r in host.list()] == ["bright"]
     assert not any("_instructir_user_plugin_bright" in name for name in sys.modules)
     image = sample_image()
@@ -129,7 +129,7 @@ def test_folder_plugin_is_listed_without_importing_then_runs(tmp_path):
 
 def test_selection_limits_the_change(tmp_path):
     write_folder_plugin(tmp_path, "bright", GOOD_MANIFEST, BRIGHTEN_CODE)
-    host = PluginHost(user_folders=[tmp_path], use_entry_points=False)
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, builtin_packages=())
     image = sample_image()
     mask = np.zeros(image.shape[:2], dtype=np.float32)
     mask[10:20, 10:30] = 1
@@ -154,7 +154,7 @@ def test_selection_limits_the_change(tmp_path):
 def test_broken_plugin_is_reported_and_the_image_is_untouched(tmp_path, code, message):
     write_folder_plugin(tmp_path, "broken", GOOD_MANIFEST, code)
     write_folder_plugin(tmp_path, "works", GOOD_MANIFEST, BRIGHTEN_CODE)
-    host = PluginHost(user_folders=[tmp_path], use_entry_points=False)
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, builtin_packages=())
     image = sample_image()
     before = image.copy()
     with pytest.raises(PluginError, match=message):
@@ -166,7 +166,7 @@ def test_broken_plugin_is_reported_and_the_image_is_untouched(tmp_path, code, me
 
 def test_broken_manifest_is_listed_with_its_error(tmp_path):
     write_folder_plugin(tmp_path, "mangled", GOOD_MANIFEST.replace("[[actions]]", "[[actions"), BRIGHTEN_CODE)
-    host = PluginHost(user_folders=[tmp_path], use_entry_points=False)
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, builtin_packages=())
     (entry,) = host.list()
     assert entry["error"] and "TOML" in entry["error"] and entry["actions"] == []
     with pytest.raises(PluginError):
@@ -175,7 +175,7 @@ def test_broken_manifest_is_listed_with_its_error(tmp_path):
 
 def test_disabled_plugin_offers_no_actions(tmp_path):
     write_folder_plugin(tmp_path, "bright", GOOD_MANIFEST, BRIGHTEN_CODE)
-    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, disabled=["bright"])
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, builtin_packages=(), disabled=["bright"])
     assert host.actions() == [] and host.list()[0]["enabled"] is False
     with pytest.raises(PluginError, match="disabled"):
         host.run("bright.brighten", sample_image())
@@ -187,7 +187,7 @@ def test_cancel_propagates(tmp_path):
     code = "from instructir_desktop.plugins.api import ActionCancelled\n\ndef brighten(i, m, p, c):\n"
     code += "    raise ActionCancelled()\n"
     write_folder_plugin(tmp_path, "slow", GOOD_MANIFEST, code)
-    host = PluginHost(user_folders=[tmp_path], use_entry_points=False)
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, builtin_packages=())
     with pytest.raises(ActionCancelled):
         host.run("slow.brighten", sample_image())
 
@@ -321,7 +321,7 @@ def test_plugin_action_runs_on_the_engine_worker_with_progress_and_cancel(tmp_pa
         return np.clip(image + params["amount"], 0, 1).astype(np.float32)
     """
     write_folder_plugin(tmp_path, "bright", GOOD_MANIFEST, code)
-    host = PluginHost(user_folders=[tmp_path], use_entry_points=False)
+    host = PluginHost(user_folders=[tmp_path], use_entry_points=False, builtin_packages=())
     events: list = []
     done = threading.Event()
 
@@ -348,5 +348,55 @@ def test_plugin_action_runs_on_the_engine_worker_with_progress_and_cancel(tmp_pa
         assert isinstance(events[-1], Cancelled) and events[-1].request_id == request_id
         with pytest.raises(PluginError, match="outside"):
             plugin_request(host, "bright.brighten", image, params={"amount": 7})
+    finally:
+        engine.close()
+
+
+# ----------------------------------------------------------------------------- the restore action as a plugin
+
+
+def test_restore_is_a_builtin_plugin_found_through_the_same_path():
+    host = PluginHost(use_entry_points=False)
+    (record,) = host.records
+    assert record.id == "restore" and record.source == "builtin" and record.error is None
+    action, params = host.parse_command("/restore remove the noise please")
+    assert action.id == "restore.instruct" and params["instruction"] == "remove the noise please"
+
+
+def test_restore_action_runs_the_model_with_strength_and_selection():
+    from test_cli import tiny_runtime
+
+    from instructir_desktop.plugins.jobs import StandaloneContext
+
+    runtime = tiny_runtime()
+    host = PluginHost(use_entry_points=False)
+    context = StandaloneContext(lambda: runtime)
+    image = sample_image(64, 64)
+    full = host.run("restore.instruct", image, params={"instruction": "remove the grain"}, context=context)
+    assert full.shape == image.shape and np.abs(full - image).mean() > 1e-3
+    half = host.run("restore.instruct", image, params={"instruction": "denoise", "strength": 0.5}, context=context)
+    np.testing.assert_allclose(half, (image + full) / 2, atol=1e-5)
+    mask = np.zeros((64, 64), dtype=np.float32)
+    mask[8:24, 8:40] = 1
+    local = host.run("restore.instruct", image, mask, {"instruction": "denoise"}, context)
+    np.testing.assert_array_equal(local[mask == 0], image[mask == 0])
+    assert np.abs(local[mask == 1] - image[mask == 1]).mean() > 1e-3
+    with pytest.raises(PluginError, match="can"):
+        host.run("restore.instruct", image, params={"instruction": "add a dog"}, context=context)
+
+
+def test_restore_action_on_the_engine_worker():
+    from test_cli import tiny_runtime
+
+    from instructir_desktop.inference.engine import Engine
+    from instructir_desktop.plugins.jobs import plugin_request
+
+    host = PluginHost(use_entry_points=False)
+    engine = Engine(runtime_loader=lambda settings: tiny_runtime())
+    try:
+        image = sample_image(48, 48)
+        request = plugin_request(host, "restore.instruct", image, params={"instruction": "remove the noise"})
+        result = engine.run(request, timeout=60)
+        assert result.shape == image.shape and not np.allclose(result, image)
     finally:
         engine.close()

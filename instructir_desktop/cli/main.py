@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="an action parameter")
     apply.add_argument("--folder", action="append", default=[], help="also scan this user plugin folder")
     apply.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
+    apply.add_argument("--device", default="auto", help="for actions that restore: auto, cpu, cuda or mps")
     return parser
 
 
@@ -470,10 +471,24 @@ def plugins_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_action_runtime: dict[str, Runtime] = {}
+
+
+def runtime_for_actions(device: str) -> Runtime:
+    """One runtime for the whole batch, loaded when the first action asks to restore."""
+    if device not in _action_runtime:
+        from instructir_desktop.inference.requests import EngineSettings
+        from instructir_desktop.inference.runtime import load_runtime
+
+        _action_runtime[device] = load_runtime(EngineSettings(device=device))
+    return _action_runtime[device]
+
+
 def apply_command(args: argparse.Namespace) -> int:
     from instructir_desktop.io import read_image, write_image
     from instructir_desktop.plugins.api import PluginError
     from instructir_desktop.plugins.host import PluginHost
+    from instructir_desktop.plugins.jobs import StandaloneContext
 
     given: dict[str, str] = {}
     for item in args.param:
@@ -503,7 +518,8 @@ def apply_command(args: argparse.Namespace) -> int:
         try:
             image = read_image(job.source)
             started = time.perf_counter()
-            result = host.run(action.id, image.rgb, params=given)
+            context = StandaloneContext(lambda: runtime_for_actions(args.device))
+            result = host.run(action.id, image.rgb, params=given, context=context)
             job.target.parent.mkdir(parents=True, exist_ok=True)
             write_image(job.target, result, image.alpha, metadata=image.metadata)
         except Exception as error:  # report and go on with the next file

@@ -87,6 +87,10 @@ class _Context:
     def log(self, message: str) -> None:
         self.messages.append(message)
 
+    def runtime(self) -> Runtime:
+        """The restoration runtime, loaded on first use (this runs on the worker thread)."""
+        return self._engine._ensure_runtime(self._job)
+
 
 class Engine:
     def __init__(

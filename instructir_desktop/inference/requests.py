@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep
+
+if TYPE_CHECKING:
+    from instructir_desktop.inference.runtime import Runtime
 
 
 def _frozen(array: np.ndarray | None, dtype: type = np.float32) -> np.ndarray | None:
@@ -83,6 +86,10 @@ class JobContext(Protocol):
     def check_cancel(self) -> None: ...
 
     def log(self, message: str) -> None: ...
+
+    def runtime(self) -> Runtime:
+        """The loaded restoration model (loading it if needed), for actions that restore."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ action points at a function in the plugin's code, imported the first time the ac
 ``image`` is float32 RGB (H, W, 3) in [0, 1]; ``mask`` is None (whole photo) or float32 (H, W)
 in [0, 1] (the feathered selection; the host composites the result through it, so an action may
 ignore it); ``params`` holds the parameters already checked against their declared ranges;
-``context`` reports progress, checks for cancel and logs. The function returns a new float32
-(H, W, 3) array and must not modify ``image`` in place.
+``context`` reports progress, checks for cancel, logs, and can run the restoration model. The
+function returns a new float32 (H, W, 3) array and must not modify ``image`` in place.
 
 The API is versioned: a manifest declares ``api_version``; the host refuses a plugin written for
 a newer API than it has, with a message naming both versions.
@@ -28,7 +28,7 @@ import numpy as np
 API_VERSION = 1
 ENTRY_POINT_GROUP = "instructir_desktop.plugins"
 MANIFEST_NAME = "plugin.toml"
-PARAMETER_KINDS = ("float", "int", "bool", "choice")
+PARAMETER_KINDS = ("float", "int", "bool", "choice", "text")
 
 
 class PluginError(Exception):
@@ -48,6 +48,14 @@ class ActionContext(Protocol):
 
     def log(self, message: str) -> None:
         """A line for the log (not shown as an error)."""
+
+    def restore(self, image: np.ndarray, instruction: str, mask: np.ndarray | None = None) -> np.ndarray:
+        """Run the application's restoration model on ``image`` following ``instruction``.
+
+        Returns the full-strength result, same shape (the host applies the selection). Raises
+        PluginError where no model is available or the instruction asks for nothing the model
+        does; loads the model on first use, so the first call can take seconds.
+        """
 
 
 ActionFunction = Callable[[np.ndarray, np.ndarray | None, Mapping[str, Any], ActionContext], np.ndarray]
@@ -87,6 +95,10 @@ class Parameter:
                         raise ValueError
                     return lowered in {"1", "true", "yes", "on"}
                 return bool(value)
+            if self.kind == "text":
+                if value is None:
+                    raise ValueError
+                return str(value)
             if self.kind == "choice":
                 text = str(value)
                 if text not in self.choices:
@@ -164,3 +176,6 @@ class NullContext:
 
     def log(self, message: str) -> None:
         self.messages.append(message)
+
+    def restore(self, image: np.ndarray, instruction: str, mask: np.ndarray | None = None) -> np.ndarray:
+        raise PluginError("no restoration model in this context")

@@ -40,10 +40,9 @@ from instructir_desktop.plugins.api import (
     PluginError,
 )
 
-# Plugins that ship inside the application package (none yet: the restore action joins them
-# when the chat panel dispatches through the host). The photo tools ship as their own package
-# from plugins/photo_tools, discovered like any third-party plugin.
-BUILTIN_PACKAGES: tuple[str, ...] = ()
+# Plugins inside the application package; the photo tools ship as their own package from
+# plugins/photo_tools and are discovered like any third-party plugin.
+BUILTIN_PACKAGES: tuple[str, ...] = ("instructir_desktop.plugins.builtin.restore",)
 
 
 @dataclass
@@ -274,9 +273,14 @@ class PluginHost:
         if command is None:
             known = ", ".join(f"/{n}" for n in sorted(self.commands())) or "none"
             raise PluginError(f"unknown command /{name}; known: {known}")
+        action = self.action(command.action)
+        kinds = {p.name: p.kind for p in action.parameters}
+        if command.arguments and kinds[command.arguments[-1]] == "text" and len(values) > len(command.arguments):
+            # A trailing text parameter takes the rest of the message: "/restore remove the noise".
+            keep = len(command.arguments) - 1
+            values = [*values[:keep], " ".join(values[keep:])]
         if len(values) > len(command.arguments):
             raise PluginError(f"/{name} takes at most {len(command.arguments)} value(s)")
-        action = self.action(command.action)
         return action, action.resolve_params(dict(zip(command.arguments, values, strict=False)))
 
     def list(self) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
+    QLineEdit,
     QMenu,
     QSpinBox,
     QVBoxLayout,
@@ -67,6 +68,10 @@ def make_control(parameter: Parameter) -> QWidget:
         ispin.setRange(max(low_int, -INT_LIMIT), min(high_int, INT_LIMIT))
         ispin.setValue(int(parameter.default))
         control = ispin
+    elif parameter.kind == "text":
+        line = QLineEdit(str(parameter.default))
+        line.setMinimumWidth(260)
+        control = line
     elif parameter.kind == "bool":
         check = QCheckBox()
         check.setChecked(bool(parameter.default))
@@ -87,6 +92,8 @@ def control_value(parameter: Parameter, control: QWidget) -> Any:
         return control.value()
     if isinstance(control, QCheckBox):
         return control.isChecked()
+    if isinstance(control, QLineEdit):
+        return control.text()
     assert isinstance(control, QComboBox)
     return control.currentText()
 
@@ -143,6 +150,8 @@ class ActionDialog(QDialog):
                 control.setChecked(bool(parameter.default))
             elif isinstance(control, QComboBox):
                 control.setCurrentText(str(parameter.default))
+            elif isinstance(control, QLineEdit):
+                control.setText(str(parameter.default))
 
 
 class PluginsMenu(QMenu):

@@ -1,0 +1,1 @@
+"""Plugins that ship inside the application, discovered through the same path as any other."""
