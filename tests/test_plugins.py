@@ -294,6 +294,12 @@ def test_pip_installed_example_plugin_is_discovered_and_runs(tmp_path):
     applied = subprocess.run([*run, "apply", "invert.negative", str(source), "-o", str(out)], env=env, check=False)
     assert applied.returncode == 0
     np.testing.assert_allclose(read_image(out).rgb, 1 - read_image(source).rgb, atol=1 / 255 + 1e-6)
+    # The author guide's own tests, with this project's pytest fixtures, pass against the install.
+    tests = EXAMPLE_PLUGIN / "tests"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tests), str(tests)]
+    guide = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert guide.returncode == 0, guide.stdout + guide.stderr
+    assert "2 passed" in guide.stdout
 
 
 # ----------------------------------------------------------------------------- on the engine's worker

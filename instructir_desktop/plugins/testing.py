@@ -31,3 +31,27 @@ def run_action(
     """Run an installed (or folder) plugin's action through a real host, as the application does."""
     host = PluginHost(user_folders=user_folders)
     return host.run(action_id, image, mask, params, NullContext())
+
+
+# pytest fixtures: a plugin's conftest.py enables them with
+#     pytest_plugins = ["instructir_desktop.plugins.testing"]
+try:
+    import pytest
+except ImportError:  # the helpers above work without pytest
+    pass
+else:
+
+    @pytest.fixture
+    def sample_photo() -> np.ndarray:
+        """A fresh copy of :func:`sample_image` for each test."""
+        return sample_image()
+
+    @pytest.fixture
+    def plugin_host() -> PluginHost:
+        """A host that sees every installed plugin, as the application does."""
+        return PluginHost()
+
+    @pytest.fixture
+    def action_context() -> NullContext:
+        """A context that records progress fractions and log lines (``.fractions``, ``.messages``)."""
+        return NullContext()

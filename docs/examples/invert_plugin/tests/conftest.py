@@ -1,0 +1,1 @@
+pytest_plugins = ["instructir_desktop.plugins.testing"]
