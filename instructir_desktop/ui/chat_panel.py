@@ -1,7 +1,8 @@
 """The chat panel: the conversation, the plan of each reply as chips, progress and Cancel in the message.
 
-Widgets only: the panel says what the person typed (``message_sent``) and which message they asked
-to cancel; the conversation controller decides what happens.
+Widgets only: the panel says what the person typed (``message_sent``), which message they asked
+to cancel or run again, how they edited a plan and where they left a step's strength slider; the
+conversation controller decides what happens.
 """
 
 from __future__ import annotations
@@ -9,21 +10,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMenu,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSlider,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from instructir_desktop.instructions.interpret import PlanStep, describe_step
+from instructir_desktop.model.tasks import TASK_TITLES, TASKS
 
 EXAMPLES: tuple[str, ...] = (
     "Remove the noise",
@@ -37,8 +42,11 @@ EXAMPLES: tuple[str, ...] = (
 _USER_STYLE = "QFrame#userMessage { background: palette(highlight); border-radius: 8px; }"
 _ASSISTANT_STYLE = "QFrame#assistantMessage { background: palette(alternate-base); border-radius: 8px; }"
 _CHIP_STYLE = (
-    "QLabel { border: 1px solid palette(mid); border-radius: 9px; padding: 1px 8px; background: palette(base); }"
+    "QToolButton { border: 1px solid palette(mid); border-radius: 9px; padding: 1px 8px; background: palette(base); }"
+    " QToolButton::menu-indicator { image: none; width: 0; }"
 )
+# A dragged slider commits at release; keys and the wheel commit once they pause this long.
+STRENGTH_DEBOUNCE_MS = 250
 
 
 def format_eta(seconds: float | None) -> str:
@@ -52,20 +60,62 @@ def format_eta(seconds: float | None) -> str:
     return f"about {minutes} min {rest:02d} s left"
 
 
-class Chip(QLabel):
-    """One step of a plan: the task and how sure the text model is."""
+def chip_text(step: PlanStep) -> str:
+    return f"{describe_step(step)} · {round(step.confidence * 100)}%"
 
-    def __init__(self, step: PlanStep, parent: QWidget | None = None) -> None:
-        super().__init__(f"{describe_step(step)} · {round(step.confidence * 100)}%", parent)
+
+class Chip(QToolButton):
+    """One step of a plan: the task and how sure the text model is. A click offers the other tasks
+    (and removing the step) while the plan can still be edited."""
+
+    task_chosen = Signal(str)  # a task name, or "" to remove the step
+
+    def __init__(self, step: PlanStep, removable: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.step = step
+        self.setText(chip_text(step))
         self.setStyleSheet(_CHIP_STYLE)
-        self.setToolTip(f'Task "{step.task}", from: "{step.instruction}"')
+        self.setAutoRaise(True)
+        self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.setToolTip(f'Task "{step.task}", from: "{step.instruction}". Click to choose another task.')
+        menu = QMenu(self)
+        for task in TASKS:
+            action = QAction(TASK_TITLES[task], menu)
+            action.setCheckable(True)
+            action.setChecked(task == step.task)
+            action.setData(task)
+            action.triggered.connect(lambda _=False, chosen=task: self._choose(chosen))
+            menu.addAction(action)
+        if removable:
+            menu.addSeparator()
+            remove = QAction("Remove this step", menu)
+            remove.setData("")
+            remove.triggered.connect(lambda _=False: self._choose(""))
+            menu.addAction(remove)
+        self.setMenu(menu)
+
+    def _choose(self, task: str) -> None:
+        if task != self.step.task:
+            self.task_chosen.emit(task)
+
+    def choose(self, task: str) -> None:
+        """As if ``task`` had been picked from the chip's menu ("" removes the step)."""
+        menu = self.menu()
+        for action in menu.actions():
+            if not action.isSeparator() and action.data() == task:
+                action.trigger()
+                return
+        raise ValueError(f"no menu entry for {task!r}")
 
 
 class MessageWidget(QFrame):
-    """One message. A reply can carry a plan (chips), progress with an ETA and Cancel, and a status line."""
+    """One message. A reply can carry a plan (chips), progress with an ETA and Cancel, a status line,
+    a strength slider for the step it made, and Run again."""
 
     cancel_requested = Signal()
+    plan_edited = Signal(object)  # tuple[PlanStep, ...]: the plan after the person changed a chip
+    run_again_requested = Signal()
+    strength_changed = Signal(float)  # 0..1, once per drag (at release) or per pause of the keys
 
     def __init__(self, role: str, text: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +132,7 @@ class MessageWidget(QFrame):
         if role == "user":
             self.text_label.setStyleSheet("color: palette(highlighted-text);")
         layout.addWidget(self.text_label)
+        self.text_label.setVisible(bool(text))  # after it has a parent: a parentless widget shown is a window
 
         self.chips = QWidget()
         self._chip_layout = QHBoxLayout(self.chips)
@@ -89,6 +140,8 @@ class MessageWidget(QFrame):
         self._chip_layout.setSpacing(4)
         self.chips.setVisible(False)
         layout.addWidget(self.chips)
+        self._plan: tuple[PlanStep, ...] = ()
+        self._plan_editable = False
 
         self.progress_row = QWidget()
         row = QHBoxLayout(self.progress_row)
@@ -112,26 +165,141 @@ class MessageWidget(QFrame):
         self.status_label.setVisible(False)
         layout.addWidget(self.status_label)
 
+        self.strength_row = QWidget()
+        strength = QHBoxLayout(self.strength_row)
+        strength.setContentsMargins(0, 0, 0, 0)
+        strength.addWidget(QLabel("Strength"))
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
+        self.strength_slider.setRange(0, 100)
+        self.strength_slider.setValue(100)
+        self.strength_slider.setPageStep(10)
+        self.strength_value_label = QLabel("100%")
+        self.strength_value_label.setMinimumWidth(36)
+        strength.addWidget(self.strength_slider, 1)
+        strength.addWidget(self.strength_value_label)
+        self.strength_row.setVisible(False)
+        layout.addWidget(self.strength_row)
+        self._committed_strength = 100
+        self._strength_timer = QTimer(self)
+        self._strength_timer.setSingleShot(True)
+        self._strength_timer.setInterval(STRENGTH_DEBOUNCE_MS)
+        self._strength_timer.timeout.connect(self.commit_strength)
+        self.strength_slider.valueChanged.connect(self._strength_moved)
+        self.strength_slider.sliderReleased.connect(self.commit_strength)
+
+        self.run_again_button = QPushButton("Run again")
+        self.run_again_button.setToolTip("Run this plan again on the photo as it is now, as a new step")
+        self.run_again_button.clicked.connect(self.run_again_requested)
+        self.run_again_button.setVisible(False)
+        actions = QHBoxLayout()
+        actions.setContentsMargins(0, 0, 0, 0)
+        actions.addWidget(self.run_again_button)
+        actions.addStretch(1)
+        layout.addLayout(actions)
+
     @property
     def text(self) -> str:
         return self.text_label.text()
 
     def set_text(self, text: str) -> None:
         self.text_label.setText(text)
+        self.text_label.setVisible(bool(text))  # a follow-up's reply is its status line alone
 
-    def set_plan(self, steps: Sequence[PlanStep]) -> None:
+    def set_plan(self, steps: Sequence[PlanStep], *, edited: bool = False) -> None:
+        """Show ``steps`` as chips (``edited``: the person changed them, so say so on Run again)."""
+        self._plan = tuple(steps)
         while (item := self._chip_layout.takeAt(0)) is not None:
             widget = item.widget()
             if widget is not None:
                 widget.deleteLater()
-        for step in steps:
-            self._chip_layout.addWidget(Chip(step))
+        for position, step in enumerate(self._plan):
+            chip = Chip(step, removable=len(self._plan) > 1)
+            chip.setEnabled(self._plan_editable)
+            chip.task_chosen.connect(lambda task, at=position: self._edit_step(at, task))
+            self._chip_layout.addWidget(chip)
         self._chip_layout.addStretch(1)
-        self.chips.setVisible(bool(steps))
+        self.chips.setVisible(bool(self._plan))
+        if edited:
+            self.run_again_button.setText("Run edited plan")
+
+    @property
+    def plan(self) -> tuple[PlanStep, ...]:
+        """The plan as the chips show it now, edits included."""
+        return self._plan
+
+    @property
+    def chip_widgets(self) -> list[Chip]:
+        """The chips of the plan now shown (not ones replaced and waiting for deletion)."""
+        chips = []
+        for index in range(self._chip_layout.count()):
+            item = self._chip_layout.itemAt(index)
+            widget = item.widget() if item is not None else None
+            if isinstance(widget, Chip):
+                chips.append(widget)
+        return chips
 
     @property
     def chip_texts(self) -> list[str]:
-        return [chip.text() for chip in self.chips.findChildren(Chip) if chip.parent() is self.chips]
+        return [chip.text() for chip in self.chip_widgets]
+
+    def set_plan_editable(self, editable: bool) -> None:
+        """Chips can be changed while the plan waits to run and after it ended, not while it runs."""
+        self._plan_editable = editable
+        for chip in self.chip_widgets:
+            chip.setEnabled(editable)
+
+    def _edit_step(self, position: int, task: str) -> None:
+        steps = list(self._plan)
+        if task:
+            steps[position] = steps[position].with_task(task)
+        else:
+            del steps[position]
+        self.set_plan(steps, edited=True)
+        self.plan_edited.emit(self._plan)
+
+    def show_run_again(self, visible: bool) -> None:
+        self.run_again_button.setVisible(visible)
+
+    # ------------------------------------------------------------------ strength
+
+    def show_strength(self, strength: float) -> None:
+        """Show the slider at ``strength`` (0..1) without reporting a change."""
+        self.set_strength_value(strength)
+        self.strength_row.setVisible(True)
+
+    def set_strength_value(self, strength: float) -> None:
+        value = round(max(0.0, min(1.0, strength)) * 100)
+        self._strength_timer.stop()
+        self._committed_strength = value
+        blocked = self.strength_slider.blockSignals(True)
+        self.strength_slider.setValue(value)
+        self.strength_slider.blockSignals(blocked)
+        self.strength_value_label.setText(f"{value}%")
+
+    def set_strength_enabled(self, enabled: bool, reason: str = "") -> None:
+        self.strength_slider.setEnabled(enabled)
+        tip = "" if enabled else reason
+        self.strength_slider.setToolTip(tip or "Re-blend this step with the photo before it, without rerunning")
+        self.strength_row.setToolTip(tip)
+
+    @property
+    def strength(self) -> float:
+        return self.strength_slider.value() / 100
+
+    def _strength_moved(self, value: int) -> None:
+        self.strength_value_label.setText(f"{value}%")
+        if self.strength_slider.isSliderDown():
+            self._strength_timer.stop()  # committed once, at release
+        else:
+            self._strength_timer.start()
+
+    def commit_strength(self) -> None:
+        """Report the slider's value if it differs from the last one reported (or set)."""
+        self._strength_timer.stop()
+        value = self.strength_slider.value()
+        if value != self._committed_strength:
+            self._committed_strength = value
+            self.strength_changed.emit(value / 100)
 
     def start_progress(self, text: str = "Waiting…") -> None:
         self.progress_bar.setRange(0, 0)  # busy until the first real fraction arrives
@@ -147,7 +315,7 @@ class MessageWidget(QFrame):
 
     @property
     def in_progress(self) -> bool:
-        return self.progress_row.isVisible()
+        return not self.progress_row.isHidden()  # shown, or will be once the message is
 
     def finish(self, status: str) -> None:
         """The job is over (done, cancelled or failed): hide the progress and say how it ended."""

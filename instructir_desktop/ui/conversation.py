@@ -7,19 +7,25 @@ the document changed meanwhile (its revision moved), so the photo is never chang
 
 Restorations run one at a time: the next message's snapshot is taken only after the previous
 result has been applied, so "denoise" then "brighten" chain as the person expects.
+
+After a step is applied its message offers a strength slider (a re-blend of the latest step, no
+network), chips that can be changed, and Run again. Follow-ups ("undo that", "a bit less", "only
+the selection": ``instructions.followups``) are answered here, in turn with the queue, and never
+reach the text model.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from instructir_desktop.core.document import Document
+from instructir_desktop.history import History, HistoryError, Step
 from instructir_desktop.inference.requests import (
     Cancelled,
     Failed,
@@ -29,7 +35,17 @@ from instructir_desktop.inference.requests import (
     RestoreRequest,
     RestoreResult,
 )
-from instructir_desktop.instructions.interpret import Interpretation
+from instructir_desktop.instructions.followups import (
+    REDO,
+    SELECTION,
+    STRONGER,
+    UNDO,
+    WEAKER,
+    FollowUp,
+    adjusted_strength,
+    parse_followup,
+)
+from instructir_desktop.instructions.interpret import Interpretation, PlanStep, compose_reply, describe_step
 from instructir_desktop.plugins.api import ActionInfo, PluginError
 from instructir_desktop.plugins.host import PluginHost
 from instructir_desktop.plugins.jobs import plugin_request
@@ -45,6 +61,10 @@ STALE = "stale"
 NOTHING = "nothing"  # the message asked for nothing the network can do
 ENDED = frozenset({DONE, CANCELLED, FAILED, STALE, NOTHING})
 
+NO_SELECTION_MESSAGE = (
+    "There is no selection yet. Draw one with the rectangle or brush tool (Select menu or toolbar), "
+    'then say "only the selection" again.'
+)
 STALE_MESSAGE = (
     "The photo changed while this was running, so the result was not applied. Send the message again to redo it."
 )
@@ -76,10 +96,23 @@ class Run:
     # A slash command ("/sharpen 0.5") runs a plugin action instead of the network.
     action: ActionInfo | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # What was applied: the history step (its strength can be changed while it is the latest).
+    step: Step | None = None
+    history: History | None = None
+    # A follow-up ("undo that", "a bit less", "only the selection") instead of a request.
+    followup: FollowUp | None = None
+    label: str = ""  # the history's label, when not the message itself
+    selection_only: bool = False  # must run through the selection ("only the selection")
+    replaces: Step | None = None  # the step this run's result replaces, when still the latest
+    replaces_layer: str = ""
 
     @property
     def ended(self) -> bool:
         return self.state in ENDED
+
+    @property
+    def step_label(self) -> str:
+        return self.label or self.text
 
 
 class Conversation(QObject):
@@ -109,6 +142,7 @@ class Conversation(QObject):
         bridge.cancelled.connect(self._on_cancelled)
         bridge.failed.connect(self._on_failed)
         bridge.notice.connect(self._on_notice)
+        session.changed.connect(self.refresh_strength_controls)
 
     @property
     def busy(self) -> bool:
@@ -125,6 +159,13 @@ class Conversation(QObject):
         reply = run.reply
         if text.startswith("/"):
             self._command(run, text)
+            if not run.ended and not was_busy:
+                self.busy_changed.emit(True)
+            return run
+        followup = parse_followup(text)
+        if followup is not None:
+            run.followup = followup
+            self._enqueue(run)
             if not run.ended and not was_busy:
                 self.busy_changed.emit(True)
             return run
@@ -181,6 +222,9 @@ class Conversation(QObject):
         run = Run(text, reply)
         self.runs.append(run)
         reply.cancel_requested.connect(lambda: self.cancel(run))
+        reply.plan_edited.connect(lambda steps: self._plan_edited(run, steps))
+        reply.run_again_requested.connect(lambda: self.run_again(run))
+        reply.strength_changed.connect(lambda strength: self.set_run_strength(run, strength))
         if self.session.document is None:
             reply.set_text("Open a photo first (Ctrl+O, or drop one on the window), then tell me what to fix.")
             self._end(run, FAILED, "", error="no photo is open")
@@ -189,6 +233,10 @@ class Conversation(QObject):
     def _queue_action(self, run: Run, action: ActionInfo, params: dict[str, Any]) -> None:
         run.action, run.params = action, params
         run.reply.set_text(describe_action(action, params))
+        self._enqueue(run)
+
+    def _enqueue(self, run: Run) -> None:
+        """In turn after the runs before it: their results land first, then this one takes its snapshot."""
         run.state = "waiting"
         run.reply.start_progress("Waiting for the previous request…" if self._active else "Starting…")
         self._waiting.append(run)
@@ -265,14 +313,12 @@ class Conversation(QObject):
     def _planned(self, run: Run, interpretation: Interpretation) -> None:
         run.interpretation = interpretation
         run.reply.set_text(interpretation.reply)
+        run.reply.set_plan_editable(True)  # until its snapshot is taken
         run.reply.set_plan(interpretation.steps)
         if not interpretation.steps:
             self._end(run, NOTHING, "")
             return
-        run.state = "waiting"
-        run.reply.start_progress("Waiting for the previous request…" if self._active else "Starting…")
-        self._waiting.append(run)
-        self._start_next()
+        self._enqueue(run)
 
     def _start_next(self) -> None:
         if self._active is not None or not self._waiting:
@@ -282,38 +328,65 @@ class Conversation(QObject):
         if document is not None and run.action is not None and self.plugins is not None:
             self._start_action(run, document)
             return
+        if document is not None and run.followup is not None:
+            self._follow_up(run, document)
+            return
         if document is None or run.interpretation is None:
             self._end(run, FAILED, "There is no photo to restore.", error="no photo")
             self._start_next()
             return
+        self._start_restore(run, document)
+
+    def _start_restore(self, run: Run, document: Document) -> None:
+        assert run.interpretation is not None
         layer = document.active_layer
+        layer_pixels, layer_alpha, layer_id = layer.pixels, layer.alpha, layer.id
         plan = run.interpretation.steps
         upscaling = any(step.task == "upscale" for step in plan)
         selection = document.selection
         mask = None if selection is None or selection.is_empty or upscaling else selection.mask
+        if run.selection_only and mask is None:
+            self._end(run, NOTHING, NO_SELECTION_MESSAGE)
+            return
+        history = self.session.history
+        if run.replaces is not None and history is not None and self._latest_step() is run.replaces:
+            # The photo as it was before the step this run replaces; the step is undone when the result lands.
+            try:
+                base = history.state_at(history.index - 1).layer(run.replaces_layer)
+            except (HistoryError, KeyError, ValueError):
+                run.replaces = None
+            else:
+                if base.pixels.shape[:2] == document.size:
+                    layer_pixels, layer_alpha, layer_id = base.pixels, base.alpha, base.id
+                else:
+                    run.replaces = None
+        else:
+            run.replaces = None
         try:
             request = RestoreRequest(
-                layer.pixels,
+                layer_pixels,
                 plan,
                 strength=run.strength,
                 mask=mask,
-                alpha=layer.alpha,
+                alpha=layer_alpha,
                 revision=document.revision,
-                label=run.text,
+                label=run.step_label,
             )
         except ValueError as error:
             self._end(run, FAILED, f"I can't do that: {error}", error=str(error))
             self._start_next()
             return
         run.document = document
-        run.layer_id = layer.id
+        run.layer_id = layer_id
         run.revision = document.revision
         run.state = "restoring"
         run.started = time.monotonic()
+        run.reply.set_plan_editable(False)  # the snapshot is taken: this plan is what runs
         self._active = run
         run.restore_id = self.bridge.submit(request)
         self._by_request[run.restore_id] = run
         run.reply.start_progress("Starting…")
+        self.refresh_strength_controls()
 
     def _start_action(self, run: Run, document: Document) -> None:
         assert run.action is not None and self.plugins is not None
@@ -334,6 +407,7 @@ class Conversation(QObject):
         run.restore_id = self.bridge.submit(request)
         self._by_request[run.restore_id] = run
         run.reply.start_progress("Starting…")
+        self.refresh_strength_controls()
 
     def _restored(self, run: Run, result: RestoreResult | np.ndarray) -> None:
         document = self.session.document
@@ -344,16 +418,28 @@ class Conversation(QObject):
         if isinstance(result, np.ndarray):
             assert run.action is not None
             seconds = time.monotonic() - run.started
-            self.session.apply_action_result(
-                result, run.layer_id, label=run.text, action_id=run.action.id, seconds=seconds
+            step = self.session.apply_action_result(
+                result, run.layer_id, label=run.step_label, action_id=run.action.id, seconds=seconds
             )
+            self._applied(run, step)
             self._end(run, DONE, f"Done in {seconds:.1f} s. Ctrl+Z undoes it.")
             return
         assert run.interpretation is not None
         tasks = [step.task for step in run.interpretation.steps]
-        self.session.apply_restoration(result, run.layer_id, label=run.text, tasks=tasks, strength=run.strength)
+        if run.replaces is not None and self._latest_step() is run.replaces:
+            self.session.undo()  # "only the selection": this result takes the replaced step's place
+        step = self.session.apply_restoration(
+            result, run.layer_id, label=run.step_label, tasks=tasks, strength=run.strength
+        )
+        self._applied(run, step)
         where = f" on {result.device}" if result.device else ""
         self._end(run, DONE, f"Done in {result.seconds:.1f} s{where}. Ctrl+Z undoes it.")
+
+    def _applied(self, run: Run, step: Step | None) -> None:
+        run.step = step
+        run.history = self.session.history
+        if step is not None and step.can_reblend:
+            run.reply.show_strength(step.strength)
 
     def _end(self, run: Run, state: str, status: str, *, error: str = "") -> None:
         run.state = state
@@ -364,7 +450,184 @@ class Conversation(QObject):
                 self._by_request.pop(request_id, None)
         if self._active is run:
             self._active = None
+        if run.interpretation is not None and run.reply.plan:
+            run.reply.set_plan_editable(True)
+            run.reply.show_run_again(True)
         self.run_ended.emit(run)
+        self.refresh_strength_controls()
         self._start_next()
         if not self.busy:
             self.busy_changed.emit(False)
+
+    # ------------------------------------------------------------------ editing and rerunning a plan
+
+    def _plan_edited(self, run: Run, steps: Sequence[PlanStep]) -> None:
+        """A chip changed: a plan still waiting runs as edited; an ended one waits for Run again."""
+        if run.state == "waiting" and run.interpretation is not None:
+            steps = tuple(steps)
+            run.interpretation = replace(run.interpretation, steps=steps, reply=compose_reply(steps, ()))
+
+    def run_again(self, run: Run) -> Run | None:
+        """Run ``run``'s plan, as its chips show it now, on the photo as it is: a new message and step."""
+        steps = tuple(run.reply.plan)
+        if not run.ended or run.interpretation is None or not steps:
+            return None
+        was_busy = self.busy
+        edited = steps != run.interpretation.steps
+        label = ", then ".join(describe_step(step) for step in steps) if edited else run.step_label
+        again = self._new_run(f"Run again: {label}")
+        if again.ended:
+            return again
+        again.label = label
+        again.strength = run.step.strength if run.step is not None else run.strength
+        self._planned(again, Interpretation(label, steps, (), compose_reply(steps, ())))
+        if not again.ended and not was_busy:
+            self.busy_changed.emit(True)
+        return again
+
+    # ------------------------------------------------------------------ strength
+
+    def _latest_step(self) -> Step | None:
+        history = self.session.history
+        if history is None or history.index == 0:
+            return None
+        return history.steps[history.index - 1]
+
+    def strength_blocked(self, run: Run) -> str:
+        """Why ``run``'s strength cannot be changed now ("" when it can)."""
+        history, step = self.session.history, run.step
+        if step is None:
+            return "This message did not change the photo."
+        if history is None or history is not run.history:
+            return "This step belongs to a photo that is no longer open."
+        if not step.can_reblend:
+            return "This step was dropped from the history to save memory, so it cannot be re-blended."
+        steps = history.steps
+        if step not in steps:
+            return "This step is no longer in the history."
+        if steps.index(step) >= history.index:
+            return "This step is undone: redo it (Ctrl+Shift+Z) to change its strength."
+        if self._latest_step() is not step:
+            return (
+                "Only the latest step can be re-blended: the steps after it were made from its result. Undo them first."
+            )
+        if self._active is not None:
+            return "Wait for the running request to finish (or cancel it): it works on the photo as it is now."
+        return ""
+
+    def refresh_strength_controls(self) -> None:
+        """Enable the slider of the latest step only, each showing its step's strength."""
+        for run in self.runs:
+            if run.step is None or run.reply.strength_row.isHidden():
+                continue
+            reason = self.strength_blocked(run)
+            run.reply.set_strength_enabled(not reason, reason)
+            if not run.reply.strength_slider.isSliderDown():
+                run.reply.set_strength_value(run.step.strength)
+
+    def set_run_strength(self, run: Run, strength: float) -> bool:
+        """Re-blend ``run``'s step at ``strength`` (0..1) without the network; False when it cannot be."""
+        reason = self.strength_blocked(run)
+        if reason or run.step is None:
+            run.reply.set_status(reason)
+            self.refresh_strength_controls()
+            return False
+        return self._set_step_strength(run.step, strength)
+
+    def _set_step_strength(self, step: Step, strength: float) -> bool:
+        history = self.session.history
+        assert history is not None and self._latest_step() is step
+        try:
+            history.set_strength(history.index - 1, strength)
+        except (HistoryError, ValueError, IndexError) as error:
+            self.refresh_strength_controls()
+            for run in self.runs:
+                if run.step is step:
+                    run.reply.set_status(f"Could not change the strength: {error}")
+            return False
+        for run in self.runs:
+            if run.step is step:
+                run.strength = step.strength
+        # Session has no re-blend method of its own: its signal tells the canvas and the panels.
+        self.session.changed.emit()
+        return True
+
+    # ------------------------------------------------------------------ follow-ups
+
+    def _follow_up(self, run: Run, document: Document) -> None:
+        """Answer a follow-up in turn: undo, redo, a weaker or stronger last step, or the selection."""
+        assert run.followup is not None
+        kind = run.followup.kind
+        history = self.session.history
+        latest = self._latest_step()
+        if kind == UNDO:
+            if history is None or not history.can_undo or latest is None:
+                self._end(run, NOTHING, "There is nothing to undo.")
+                return
+            self.session.undo()
+            self._end(run, DONE, f'Undone: "{latest.label}". Say "redo" to bring it back.')
+        elif kind == REDO:
+            if history is None or not history.can_redo:
+                self._end(run, NOTHING, "There is nothing to redo.")
+                return
+            self.session.redo()
+            redone = self._latest_step()
+            self._end(run, DONE, f'Redone: "{redone.label if redone else ""}".')
+        elif kind in (WEAKER, STRONGER):
+            self._follow_up_strength(run, latest)
+        elif kind == SELECTION:
+            self._follow_up_selection(run, document)
+        else:  # pragma: no cover - parse_followup returns only the kinds above
+            self._end(run, NOTHING, "")
+
+    def _follow_up_strength(self, run: Run, latest: Step | None) -> None:
+        assert run.followup is not None
+        if latest is None:
+            self._end(run, NOTHING, "Nothing has been done to the photo yet, so there is no strength to change.")
+            return
+        if not latest.can_reblend:
+            self._end(run, NOTHING, f'The last step ("{latest.label}") has no strength to change.')
+            return
+        strength = adjusted_strength(latest.strength, run.followup)
+        if strength == latest.strength:
+            limit = "full strength" if run.followup.kind == STRONGER else "0%: it is switched off"
+            self._end(run, NOTHING, f'"{latest.label}" is already at {limit}.')
+            return
+        if not self._set_step_strength(latest, strength):
+            self._end(run, FAILED, "The strength could not be changed.", error="re-blend failed")
+            return
+        self._end(run, DONE, f'"{latest.label}" is now at {round(strength * 100)}% strength.')
+
+    def _follow_up_selection(self, run: Run, document: Document) -> None:
+        selection = document.selection
+        if selection is None or selection.is_empty:
+            self._end(run, NOTHING, NO_SELECTION_MESSAGE)
+            return
+        source = next(
+            (
+                earlier
+                for earlier in reversed(self.runs)
+                if earlier.state == DONE and earlier.interpretation is not None and earlier.interpretation.steps
+            ),
+            None,
+        )
+        if source is None or source.interpretation is None:
+            self._end(run, NOTHING, "There is no earlier request to repeat on the selection: tell me what to fix.")
+            return
+        steps = source.interpretation.steps
+        if any(step.task == "upscale" for step in steps):
+            self._end(run, NOTHING, "An upscale changes the whole photo, so it cannot be limited to a selection.")
+            return
+        run.interpretation = Interpretation(source.step_label, steps, (), compose_reply(steps, ()))
+        run.label = f"{source.step_label} (selection only)"
+        run.selection_only = True
+        run.strength = source.step.strength if source.step is not None else source.strength
+        if source.step is not None and source.step is self._latest_step():
+            run.replaces, run.replaces_layer = source.step, source.layer_id
+            where = "only inside the selection, in place of the last step"
+        else:
+            where = "only inside the selection"
+        plan = ", then ".join(describe_step(step) for step in steps)
+        run.reply.set_text(f"I'll redo {plan} {where}.")
+        run.reply.set_plan(steps)
+        self._start_restore(run, document)
