@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -33,4 +34,13 @@ def isolated_qt_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     for settings_format in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
         QSettings.setPath(settings_format, QSettings.Scope.UserScope, folder)
         QSettings.setPath(settings_format, QSettings.Scope.SystemScope, folder)
+    # Autosaves (crash recovery) too: never the user's AppDataLocation/recovery.
+    from instructir_desktop.ui.preferences import RECOVERY_FOLDER_ENV
+
+    previous = os.environ.get(RECOVERY_FOLDER_ENV)
+    os.environ[RECOVERY_FOLDER_ENV] = str(tmp_path_factory.mktemp("recovery"))
     yield
+    if previous is None:
+        os.environ.pop(RECOVERY_FOLDER_ENV, None)
+    else:
+        os.environ[RECOVERY_FOLDER_ENV] = previous

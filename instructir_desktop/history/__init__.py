@@ -13,9 +13,11 @@ from instructir_desktop.history.history import (
 )
 from instructir_desktop.history.project import (
     FORMAT_VERSION,
+    ProjectContents,
     ProjectError,
     UnsupportedProjectVersion,
     load_project,
+    read_project,
     save_project,
 )
 
@@ -25,6 +27,7 @@ __all__ = [
     "History",
     "HistoryError",
     "PatchChange",
+    "ProjectContents",
     "ProjectError",
     "Recording",
     "Restoration",
@@ -32,6 +35,7 @@ __all__ = [
     "Step",
     "UnsupportedProjectVersion",
     "load_project",
+    "read_project",
     "reblend",
     "save_project",
 ]

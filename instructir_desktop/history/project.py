@@ -6,6 +6,9 @@ Layout (format version 1)::
     blobs/NNNNNN.bin     one stored pixel array: its zlib chunks back to back (stored, not deflated:
                          they are compressed already); the manifest gives shape and chunk lengths
     thumbnails/NNNNNN.npy  each step's uint8 RGBA thumbnail
+    extra/KEY            optional named attachments (bytes) the application keeps with the project,
+                         listed in the manifest's ``extra`` object (for example the source photo's
+                         EXIF and ICC profile); older files have none, older readers ignore them
 
 Every read is checked: a file that is not a zip, has no manifest, names another format or a newer
 version, or whose data does not match its description raises ProjectError (a ValueError) with a
@@ -17,9 +20,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +52,8 @@ MANIFEST = "manifest.json"
 _MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _MAX_SIDE = 1 << 17
 _MAX_THUMBNAIL_BYTES = 4 * 1024 * 1024
+_MAX_EXTRA_BYTES = 64 * 1024 * 1024
+_EXTRA_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 _T = TypeVar("_T")
 
@@ -79,6 +86,11 @@ class _Writer:
             "rows_per_chunk": array.rows_per_chunk,
             "chunks": [[name, len(data)] for name, data in array.chunks],
         }
+
+    def attachment(self, key: str, data: bytes) -> str:
+        entry = f"extra/{key}"
+        self.archive.writestr(entry, bytes(data), zipfile.ZIP_DEFLATED)
+        return entry
 
     def thumbnail(self, values: np.ndarray) -> str:
         self.count += 1
@@ -142,12 +154,34 @@ def _properties(layer_id: str, name: str, opacity: float, visible: bool, blend_m
     return {"id": layer_id, "name": name, "opacity": opacity, "visible": visible, "blend_mode": blend_mode}
 
 
-def save_project(path: str | os.PathLike[str], history: History) -> None:
+def _check_extra(extra: Mapping[str, bytes]) -> None:
+    for key, data in extra.items():
+        if not isinstance(key, str) or not _EXTRA_KEY.fullmatch(key):
+            raise ValueError(f"project attachment name {key!r} must be letters, digits, '.', '_' or '-'")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"project attachment {key!r} must be bytes")
+        if len(data) > _MAX_EXTRA_BYTES:
+            raise ValueError(f"project attachment {key!r} is larger than {_MAX_EXTRA_BYTES} bytes")
+
+
+def save_project(
+    path: str | os.PathLike[str],
+    history: History,
+    *,
+    extra: Mapping[str, bytes] | None = None,
+    mark_clean: bool = True,
+) -> None:
     """Write ``history.document`` and every step to ``path``, then mark the history clean.
+
+    ``extra``: named attachments kept with the project (read back by :func:`read_project`); names
+    are letters, digits, ``.``, ``_`` and ``-``. ``mark_clean=False`` leaves the history's saved
+    state alone (an autosave is not a save the person made).
 
     The file is written beside the target and moved over it at the end, so a failed save never
     leaves half a project behind.
     """
+    extra = dict(extra or {})
+    _check_extra(extra)
     target = Path(path)
     partial = target.with_name(target.name + ".saving")
     document = history.document
@@ -186,11 +220,14 @@ def save_project(path: str | os.PathLike[str], history: History) -> None:
                 },
                 "history": {"index": history.index, "steps": steps},
             }
+            if extra:
+                manifest["extra"] = {key: writer.attachment(key, data) for key, data in extra.items()}
             archive.writestr(MANIFEST, json.dumps(manifest, indent=1), zipfile.ZIP_DEFLATED)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    history.set_clean()
+    if mark_clean:
+        history.set_clean()
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -432,15 +469,34 @@ def _decoded(array: EncodedArray, where: str) -> np.ndarray:
         raise ProjectError(f"{where}: {error}") from None
 
 
+@dataclass
+class ProjectContents:
+    """What :func:`read_project` found: the history and the named attachments saved with it."""
+
+    history: History
+    extra: dict[str, bytes] = field(default_factory=dict)
+
+
 def load_project(path: str | os.PathLike[str], memory_limit: int = DEFAULT_MEMORY_LIMIT) -> History:
     """Read a project: its document (``History.document``) with the history as saved, marked clean.
 
     Raises ProjectError (a ValueError) for anything that is not a readable project of a known version,
     and OSError when the file itself cannot be opened.
     """
+    return read_project(path, memory_limit).history
+
+
+def read_project(
+    path: str | os.PathLike[str], memory_limit: int = DEFAULT_MEMORY_LIMIT, *, clean_index: int | None = None
+) -> ProjectContents:
+    """Like :func:`load_project`, also returning the attachments saved with ``extra`` (none: empty).
+
+    ``clean_index``: the step index to count as saved (None: the index as saved; -1: none, so the
+    reopened history counts as modified, as after recovering an autosave).
+    """
     try:
         with zipfile.ZipFile(path) as archive:
-            return _read(archive, memory_limit)
+            return _read(archive, memory_limit, clean_index)
     except zipfile.BadZipFile as error:
         raise ProjectError(f"{os.fspath(path)} is not a project file (not a zip archive: {error})") from None
     except ProjectError:
@@ -450,7 +506,19 @@ def load_project(path: str | os.PathLike[str], memory_limit: int = DEFAULT_MEMOR
         raise ProjectError(f"{os.fspath(path)} is damaged: {error}") from None
 
 
-def _read(archive: zipfile.ZipFile, memory_limit: int) -> History:
+def _read_extra(reader: _Reader, manifest: dict[str, Any]) -> dict[str, bytes]:
+    record = manifest.get("extra", {})
+    if not isinstance(record, dict):
+        raise ProjectError("manifest.extra is not an object")
+    extra = {}
+    for key, entry in record.items():
+        if not isinstance(key, str) or not _EXTRA_KEY.fullmatch(key) or entry != f"extra/{key}":
+            raise ProjectError(f"manifest.extra has a damaged entry {key!r}")
+        extra[key] = reader.entry(entry, f"extra.{key}", _MAX_EXTRA_BYTES)
+    return extra
+
+
+def _read(archive: zipfile.ZipFile, memory_limit: int, clean_index: int | None = None) -> ProjectContents:
     reader = _Reader(archive)
     raw = reader.entry(MANIFEST, "the project", _MAX_MANIFEST_BYTES)
     try:
@@ -472,4 +540,7 @@ def _read(archive: zipfile.ZipFile, memory_limit: int) -> History:
     index = reader.field(record, "index", int, "history")
     if not 0 <= index <= len(steps):
         raise ProjectError(f"history.index {index} is outside 0..{len(steps)}")
-    return History.restored(document, steps, index, clean_index=index, memory_limit=memory_limit)
+    extra = _read_extra(reader, manifest)
+    clean = index if clean_index is None else clean_index
+    history = History.restored(document, steps, index, clean_index=clean, memory_limit=memory_limit)
+    return ProjectContents(history, extra)

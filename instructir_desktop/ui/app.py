@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -10,9 +11,10 @@ from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication
 
 from instructir_desktop.inference.engine import EngineInterface
-from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.ui.automation import Automation, parse_options
 from instructir_desktop.ui.main_window import APP_NAME, MainWindow
+from instructir_desktop.ui.preferences import Preferences
+from instructir_desktop.ui.theme import follow_system_theme
 
 __all__ = ["APP_NAME", "MainWindow", "run_application"]
 
@@ -26,14 +28,23 @@ def run_application(argv: Sequence[str], engine: EngineInterface | None = None) 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     app.setApplicationName(APP_NAME)
-    settings = EngineSettings(device=options.device, model_folder=options.model)
+    app.setOrganizationName("InstructIR")
+    follow_system_theme(app)
+    # The persisted settings (Edit → Settings…), with what the command line names on top.
+    settings = Preferences().engine_settings()
+    if options.device is not None:
+        settings = dataclasses.replace(settings, device=options.device)
+    if options.model is not None:
+        settings = dataclasses.replace(settings, model_folder=options.model, weights=None, text_head=None)
     window = MainWindow(engine, settings)
     automation: Automation | None = None
     if options.automated:
         window.interactive = False
         automation = Automation(window, options)
     window.show()
-    if options.image is not None:
+    # Work left by a crash: asked about interactively; automation restores it only with --recover.
+    recovered = window.offer_recovery(accept=True if options.recover else None)
+    if options.image is not None and not recovered:
         window.open_path(options.image, ask=False)
     if automation is None:
         return int(app.exec())

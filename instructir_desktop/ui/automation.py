@@ -32,9 +32,10 @@ class Options:
     screenshot: Path | None = None
     export: Path | None = None
     quit: bool = False
-    device: str = "auto"
+    device: str | None = None  # None: the device chosen in Settings
     model: str | None = None
     timeout: float = 3600.0
+    recover: bool = False  # restore work a crashed window autosaved (automation never asks)
 
     @property
     def automated(self) -> bool:
@@ -50,11 +51,24 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument("--screenshot", type=Path, metavar="PNG", help="save a picture of the window at the end")
     parser.add_argument("--export", type=Path, metavar="OUT", help="export the result (keeps EXIF/ICC)")
     parser.add_argument("--quit", action="store_true", help="exit when done (exit code 1 if anything failed)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: as chosen in Settings")
     parser.add_argument("--model", metavar="FOLDER", help="a model folder instead of the bundled model")
     parser.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS", help="give up after this long")
+    parser.add_argument(
+        "--recover", action="store_true", help="restore the work autosaved before a crash, without asking"
+    )
     args = parser.parse_args(list(argv))
-    return Options(args.image, args.run, args.screenshot, args.export, args.quit, args.device, args.model, args.timeout)
+    return Options(
+        args.image,
+        args.run,
+        args.screenshot,
+        args.export,
+        args.quit,
+        args.device,
+        args.model,
+        args.timeout,
+        args.recover,
+    )
 
 
 def say(message: str) -> None:

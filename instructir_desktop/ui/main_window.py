@@ -6,9 +6,11 @@ the document and history in ``Session``. Nothing here waits on the engine.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Qt
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPushButton,
     QSlider,
@@ -32,11 +35,14 @@ from instructir_desktop.ui.action_dialog import ActionDialog, PluginsMenu
 from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel
 from instructir_desktop.ui.conversation import Conversation
+from instructir_desktop.ui.dialogs import EXPORT_FORMATS, AboutDialog, ExportDialog, SettingsDialog
 from instructir_desktop.ui.engine_bridge import EngineBridge
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
 from instructir_desktop.ui.layers_panel import LayersPanel
 from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
+from instructir_desktop.ui.preferences import Preferences, default_recovery_folder
 from instructir_desktop.ui.qimages import flattened_pixmap
+from instructir_desktop.ui.recovery import RecoveryStore
 from instructir_desktop.ui.selection_tools import SelectionTools
 from instructir_desktop.ui.session import PROJECT_SUFFIX, Session
 
@@ -64,16 +70,31 @@ class MainWindow(QMainWindow):
         engine: EngineInterface | None = None,
         settings: EngineSettings | None = None,
         *,
-        preferences: QSettings | None = None,  # where plugin settings persist (tests: a temporary ini file)
+        preferences: QSettings | None = None,  # where settings persist (tests: a temporary ini file)
+        recovery_folder: Path | None = None,  # where autosaves go (None: AppDataLocation/recovery)
     ) -> None:
         super().__init__()
         self.setWindowTitle(APP_NAME)
         self.resize(1280, 800)
         # False in tests and automation: no modal dialogs (they would wait for a person forever).
         self.interactive = True
+        self.preferences = Preferences(preferences)
         self.session = Session(self)
+        # What the engine runs with: given, else the engine's own, else the persisted settings.
+        engine_settings = settings if settings is not None else getattr(engine, "settings", None)
+        self.engine_settings: EngineSettings = (
+            engine_settings if isinstance(engine_settings, EngineSettings) else self.preferences.engine_settings()
+        )
         # The engine only starts its worker thread here; the model loads there on first use.
-        self.bridge = EngineBridge(engine if engine is not None else Engine(settings), self)
+        self.bridge = EngineBridge(engine if engine is not None else Engine(self.engine_settings), self)
+        self.recovery = RecoveryStore(recovery_folder if recovery_folder is not None else default_recovery_folder())
+        self._autosaved: tuple[int, int, int, int] | None = None  # what the autosave holds (see ``autosave``)
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.set_autosave_interval(self.preferences.autosave_seconds())
+        self.export_dialog: ExportDialog | None = None
+        self.settings_dialog: SettingsDialog | None = None
+        self.about_dialog: AboutDialog | None = None
 
         self.canvas = Canvas()
         self.compare_bar = QWidget()
@@ -122,6 +143,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_select_and_layer_menus()
         self._build_plugins_menu()
+        self.menuBar().addMenu(self.help_menu)
         self.size_label = QLabel()
         self.zoom_label = QLabel()
         self.engine_label = QLabel("Model loads on first use")
@@ -157,6 +179,8 @@ class MainWindow(QMainWindow):
         self.save_project_action = _action(self, "&Save Project", self.save_project, (QKeySequence.StandardKey.Save,))
         self.save_project_as_action = _action(self, "Save Project &As…", self.save_project_as, ("Ctrl+Shift+S",))
         quit_action = _action(self, "&Quit", self.close, (QKeySequence.StandardKey.Quit,))
+        self.settings_action = _action(self, "&Settings…", self.open_settings, ("Ctrl+,",))
+        self.about_action = _action(self, "&About InstructIR Desktop", self.open_about)
         self.undo_action = _action(self, "&Undo", self.undo, ("Ctrl+Z",))
         self.redo_action = _action(self, "&Redo", self.redo, ("Ctrl+Shift+Z", "Ctrl+Y"))
         self.zoom_in_action = _action(self, "Zoom &In", self.canvas.zoom_in, ("Ctrl+=", "Ctrl++"))
@@ -165,7 +189,11 @@ class MainWindow(QMainWindow):
         self.actual_size_action = _action(self, "&Actual Size (100%)", self.canvas.actual_size, ("Ctrl+1",))
         focus_chat = _action(self, "&Type an Instruction", self.chat.input.setFocus, ("Ctrl+L",))
         file_menu = self.menuBar().addMenu("&File")
-        for action in (self.open_action, self.save_project_action, self.save_project_as_action, self.export_action):
+        file_menu.addAction(self.open_action)
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu.aboutToShow.connect(self.prune_recent_files)
+        file_menu.addMenu(self.recent_menu)
+        for action in (self.save_project_action, self.save_project_as_action, self.export_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
@@ -174,9 +202,14 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.redo_action)
         edit_menu.addSeparator()
         edit_menu.addAction(focus_chat)
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.settings_action)
         view_menu = self.menuBar().addMenu("&View")
         for action in (self.zoom_in_action, self.zoom_out_action, self.fit_action, self.actual_size_action):
             view_menu.addAction(action)
+        self.help_menu = QMenu("&Help", self)
+        self.help_menu.addAction(self.about_action)
+        self._rebuild_recent_menu()
         # Window-wide: the shortcuts work whichever panel has the focus.
         for action in self.findChildren(QAction):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
@@ -229,46 +262,118 @@ class MainWindow(QMainWindow):
             return False
         # Work on the previous photo can no longer be applied (it would be stale): stop it.
         self.conversation.cancel_all()
+        self._autosaved = None
+        self.preferences.add_recent(path)
+        self._rebuild_recent_menu()
         document = self.session.document
         assert document is not None
         self.statusBar().showMessage(f"Opened {path.name}: {document.width} × {document.height}", 8000)
         return True
 
-    def choose_export(self) -> None:
-        if self.session.document is None or self.session.path is None:
-            return
+    # ------------------------------------------------------------------ recent files
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.preferences.recent_files()
+        for number, path in enumerate(recent, 1):
+            label = f"&{number} {path.name}" if number < 10 else f"1&0 {path.name}"
+            action = self.recent_menu.addAction(label)
+            action.setData(str(path))
+            action.setStatusTip(str(path))
+            action.triggered.connect(lambda _checked=False, chosen=path: self.open_recent(chosen))
+        if recent:
+            self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("&Clear Recent Files")
+        clear.setEnabled(bool(recent))
+        clear.triggered.connect(self.clear_recent_files)
+        self.recent_menu.setEnabled(True)
+
+    def recent_actions(self) -> list[QAction]:
+        return [action for action in self.recent_menu.actions() if action.data()]
+
+    def prune_recent_files(self) -> list[Path]:
+        """Before the menu shows: drop the files that are gone, and say so."""
+        missing = self.preferences.prune_recent()
+        if missing:
+            names = ", ".join(path.name for path in missing)
+            self.statusBar().showMessage(f"Removed from Open Recent (no longer found): {names}", 8000)
+        self._rebuild_recent_menu()
+        return missing
+
+    def open_recent(self, path: Path) -> bool:
+        if not path.is_file():
+            self.preferences.remove_recent(path)
+            self._rebuild_recent_menu()
+            self._warn(f"{path.name} no longer exists at {path.parent}; it was removed from Open Recent.")
+            return False
+        return self.open_path(path)
+
+    def clear_recent_files(self) -> None:
+        self.preferences.clear_recent()
+        self._rebuild_recent_menu()
+
+    def choose_export(self) -> ExportDialog | None:
+        """The export dialog: file, format (from the extension), JPEG/WebP quality, 8 or 16 bits (PNG/TIFF)."""
+        if self.session.document is None:
+            return None
         source = self.session.path
-        suffix = source.suffix if source.suffix.lower() in READ_EXTENSIONS else ".png"
-        suggested = source.with_name(f"{source.stem}-restored{suffix}")
-        # Qt's dialog asks before replacing an existing file; the original gets a second, explicit question.
-        name, _ = QFileDialog.getSaveFileName(
-            self, "Export", str(suggested), "JPEG (*.jpg *.jpeg);;PNG (*.png);;TIFF (*.tif *.tiff);;WebP (*.webp)"
-        )
-        if not name:
-            return
-        target = Path(name)
-        replace_original = self._is_original(target)
-        if replace_original:
-            answer = QMessageBox.warning(
+        metadata = self.session.metadata
+        if source is not None and source.suffix.lower() in READ_EXTENSIONS:
+            suffix = source.suffix
+        elif metadata is not None and metadata.format in EXPORT_FORMATS:
+            suffix = EXPORT_FORMATS[metadata.format][1][0]
+        else:
+            suffix = ".png"
+        stem = source.stem if source is not None else "untitled"
+        suggested = self._folder() / f"{stem}-restored{suffix}"
+        if self.export_dialog is not None:
+            self.export_dialog.deleteLater()
+        dialog = ExportDialog(suggested, metadata, self)
+        dialog.accepted.connect(lambda: self._export_chosen(dialog))
+        self.export_dialog = dialog
+        dialog.open()  # window-modal, without a nested event loop
+        return dialog
+
+    def _export_chosen(self, dialog: ExportDialog) -> None:
+        options = dialog.options()
+        target = options.path
+        if target.exists() and not self._is_original(target) and self.interactive and self.isVisible():
+            answer = QMessageBox.question(
                 self,
                 APP_NAME,
-                f"Replace the original photo {source.name}? It cannot be brought back.",
+                f"{target.name} already exists. Replace it?",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                 QMessageBox.StandardButton.No,
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self.export_to(target, replace_original=replace_original)
+        replace_original = self._is_original(target) and self.interactive and self.isVisible()
+        if replace_original:
+            answer = QMessageBox.warning(
+                self,
+                APP_NAME,
+                f"Replace the original photo {target.name}? It cannot be brought back.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.export_to(target, replace_original=replace_original, quality=options.quality, bit_depth=options.bit_depth)
 
-    def export_to(self, path: Path, *, replace_original: bool = False) -> bool:
-        """Write the current image with the source's metadata. Never the original, unless asked explicitly."""
+    def export_to(
+        self, path: Path, *, replace_original: bool = False, quality: int = 95, bit_depth: int | None = None
+    ) -> bool:
+        """Write the current image with the source's metadata. Never the original, unless asked explicitly.
+
+        ``bit_depth`` None keeps the source's where the format can hold it.
+        """
         if self.session.document is None:
             return False
         if self._is_original(path) and not replace_original:
             self._warn(f"{path.name} is the original photo; choose another name to export to.")
             return False
         try:
-            written = self.session.export(path)
+            written = self.session.export(path, quality=quality, bit_depth=bit_depth)
         except (ImageWriteError, OSError) as error:
             self._warn(str(error))
             return False
@@ -303,6 +408,8 @@ class MainWindow(QMainWindow):
         except OSError as error:
             self._warn(f"{path.name}: {error}")
             return False
+        self.preferences.add_recent(path)
+        self._rebuild_recent_menu()
         self.statusBar().showMessage(f"Saved {path.name}", 8000)
         return True
 
@@ -435,6 +542,139 @@ class MainWindow(QMainWindow):
         if status is not None:
             self.engine_label.setText(f"{status.model_name} · {status.device}")
 
+    # ------------------------------------------------------------------ settings and about
+
+    def open_settings(self) -> SettingsDialog:
+        if self.settings_dialog is not None:
+            self.settings_dialog.deleteLater()
+        dialog = SettingsDialog(
+            self.engine_settings, self.preferences.autosave_seconds(), self.session.restore_into_new_layer, self
+        )
+        dialog.accepted.connect(
+            lambda: self.apply_settings(dialog.engine_settings(), dialog.autosave_seconds(), dialog.new_layer())
+        )
+        self.settings_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def apply_settings(
+        self, settings: EngineSettings, autosave_seconds: int | None = None, new_layer: bool | None = None
+    ) -> None:
+        """Persist and apply: the engine reloads its model from the next job when the settings changed it."""
+        self.preferences.set_engine_settings(settings)
+        if settings != self.engine_settings:
+            self.engine_settings = settings
+            self.bridge.engine.configure(settings)
+            model = Path(settings.model_folder).name if settings.model_folder else "bundled model"
+            self.engine_label.setText(f"{model} · {settings.device} (loads on next use)")
+        if autosave_seconds is not None:
+            self.preferences.set_autosave_seconds(autosave_seconds)
+            self.set_autosave_interval(autosave_seconds)
+        if new_layer is not None:
+            self.layers_panel.new_layer_action.setChecked(new_layer)
+        self.statusBar().showMessage("Settings saved", 4000)
+
+    def model_and_device(self) -> tuple[str, str]:
+        status = getattr(self.bridge.engine, "status", None)
+        if status is not None:
+            return status.model_name, status.device
+        settings = self.engine_settings
+        model = settings.model_folder or "the bundled model"
+        return f"{model} (loads on first use)", settings.device
+
+    def open_about(self) -> AboutDialog:
+        if self.about_dialog is not None:
+            self.about_dialog.deleteLater()
+        self.about_dialog = AboutDialog(*self.model_and_device(), parent=self)
+        self.about_dialog.open()
+        return self.about_dialog
+
+    # ------------------------------------------------------------------ autosave and recovery
+
+    def set_autosave_interval(self, seconds: int) -> None:
+        """0 turns autosave off."""
+        self.autosave_timer.stop()
+        if seconds > 0:
+            self.autosave_timer.start(seconds * 1000)
+
+    def _autosave_key(self) -> tuple[int, int, int, int] | None:
+        history = self.session.history
+        if history is None:
+            return None
+        return (id(history), history.index, len(history), history.document.revision)
+
+    def autosave(self) -> bool:
+        """Write the recovery file if there is unsaved work that changed since the last autosave.
+
+        Skipped while a restoration runs (the GUI thread stays free for it; the next tick catches up).
+        A document with nothing unsaved needs no recovery file: it is deleted.
+        """
+        if not self.session.modified:
+            if self.recovery.path is not None:
+                self.recovery.discard()
+            self._autosaved = None
+            return False
+        if self.conversation.busy:
+            return False
+        key = self._autosave_key()
+        if key == self._autosaved and self.recovery.path is not None:
+            return False
+        try:
+            self.session.autosave_to(self.recovery.target())
+        except (OSError, ValueError) as error:
+            self.statusBar().showMessage(f"Autosave failed: {error}", 8000)
+            return False
+        self._autosaved = key
+        return True
+
+    def offer_recovery(self, accept: bool | None = None) -> bool:
+        """At start: offer the work a crashed window autosaved. True when it was restored.
+
+        ``accept`` answers without asking (automation, tests); None asks the person, and does
+        nothing when nobody can be asked (the file then waits for the next interactive start).
+        """
+        orphans = self.recovery.orphans()
+        if not orphans:
+            return False
+        newest = orphans[0]
+        if accept is None:
+            if not (self.interactive and self.isVisible()):
+                return False
+            when = time.strftime("%d %b %Y %H:%M", time.localtime(newest.stat().st_mtime))
+            answer = QMessageBox.question(
+                self,
+                APP_NAME,
+                f"{APP_NAME} did not close properly last time. Restore the work autosaved at {when}?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.Yes,
+            )
+            accept = answer == QMessageBox.StandardButton.Yes
+        if not accept:
+            RecoveryStore.remove(newest)
+            self.statusBar().showMessage("The autosaved work was discarded", 8000)
+            return False
+        try:
+            self.session.open_recovered(newest)
+        except (ProjectError, OSError) as error:
+            # Set aside rather than offered again at every start.
+            try:
+                os.replace(newest, newest.with_suffix(".damaged"))
+            except OSError:
+                RecoveryStore.remove(newest)
+            self._warn(f"The autosaved work could not be restored: {error}")
+            return False
+        self.conversation.cancel_all()
+        try:
+            self.recovery.adopt(newest)  # a second crash still leaves it behind
+            self._autosaved = self._autosave_key()
+        except OSError:
+            RecoveryStore.remove(newest)
+            self._autosaved = None
+        history = self.session.history
+        steps = len(history) if history is not None else 0
+        self.statusBar().showMessage(f"Restored the autosaved work ({steps} steps). Save it to keep it.", 10000)
+        return True
+
     # ------------------------------------------------------------------ plugins
 
     def _build_plugins_menu(self) -> None:
@@ -495,6 +735,9 @@ class MainWindow(QMainWindow):
         if not self._may_discard():
             event.ignore()
             return
+        # The clean-close path: nothing to recover at the next start.
+        self.autosave_timer.stop()
+        self.recovery.discard()
         self.conversation.cancel_all()
         self.bridge.close()
         super().closeEvent(event)

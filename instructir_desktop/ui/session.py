@@ -6,6 +6,7 @@ here so that one ``changed`` signal tells the canvas and the history panel to re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,11 +16,65 @@ from PySide6.QtCore import QObject, Signal
 from instructir_desktop.core.document import Document, Layer
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.core.selection import Selection
-from instructir_desktop.history import History, HistoryError, Restoration, Step, load_project, save_project
+from instructir_desktop.history import (
+    History,
+    HistoryError,
+    Restoration,
+    Step,
+    read_project,
+    save_project,
+)
 from instructir_desktop.inference.requests import RestoreResult
 from instructir_desktop.io import ImageMetadata, read_image, write_image
 
 PROJECT_SUFFIX = ".irproject"
+# Project attachments (``history.project`` "extra"): the source photo's metadata, so that an export
+# after reopening a project still carries its EXIF/ICC/XMP and bit depth; and, in an autosave, where
+# the work came from.
+SOURCE_KEY = "source.json"
+EXIF_KEY, ICC_KEY, XMP_KEY = "source.exif", "source.icc", "source.xmp"
+
+
+def metadata_attachments(metadata: ImageMetadata | None) -> dict[str, bytes]:
+    if metadata is None:
+        return {}
+    attachments = {
+        key: data
+        for key, data in ((EXIF_KEY, metadata.exif), (ICC_KEY, metadata.icc_profile), (XMP_KEY, metadata.xmp))
+        if data
+    }
+    description = {
+        "format": metadata.format,
+        "source_mode": metadata.source_mode,
+        "bit_depth": metadata.bit_depth,
+        "grayscale": metadata.grayscale,
+        "dpi": None if metadata.dpi is None else list(metadata.dpi),
+    }
+    attachments["source-metadata.json"] = json.dumps(description).encode("utf-8")
+    return attachments
+
+
+def metadata_from_attachments(extra: dict[str, bytes]) -> ImageMetadata | None:
+    """The metadata saved by ``metadata_attachments`` (None: the project has none, or it is unreadable)."""
+    raw = extra.get("source-metadata.json")
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw.decode("utf-8"))
+        dpi = record.get("dpi")
+        bit_depth = int(record["bit_depth"])
+        return ImageMetadata(
+            format=str(record["format"]),
+            source_mode=str(record["source_mode"]),
+            bit_depth=bit_depth if bit_depth in (8, 16) else 8,
+            grayscale=bool(record["grayscale"]),
+            exif=extra.get(EXIF_KEY),
+            icc_profile=extra.get(ICC_KEY),
+            xmp=extra.get(XMP_KEY),
+            dpi=None if not dpi else (float(dpi[0]), float(dpi[1])),
+        )
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None  # the pixels are what matters; an export then simply carries no metadata
 
 
 def _enlarge(values: np.ndarray, factor: int) -> np.ndarray:
@@ -129,25 +184,63 @@ class Session(QObject):
 
     def open_project(self, path: Path) -> None:
         """Raises ProjectError; the current photo is kept then."""
-        history = load_project(path)
-        history.set_clean()
+        contents = read_project(path)
+        contents.history.set_clean()
+        self._adopt(contents.history, path, path, metadata_from_attachments(contents.extra))
+
+    def open_recovered(self, path: Path) -> None:
+        """Reopen an autosave (see ``autosave_to``) as it was: unsaved, with its source and project paths.
+
+        Raises ProjectError; the current photo is kept then. Nothing recovered counts as saved, so
+        closing asks before losing it again.
+        """
+        contents = read_project(path, clean_index=-1)
+        try:
+            source = json.loads(contents.extra.get(SOURCE_KEY, b"{}").decode("utf-8"))
+        except ValueError:
+            source = {}
+        if not isinstance(source, dict):
+            source = {}
+        source_path, project_path = source.get("path"), source.get("project_path")
+        self._adopt(
+            contents.history,
+            Path(source_path) if isinstance(source_path, str) else None,
+            Path(project_path) if isinstance(project_path, str) else None,
+            metadata_from_attachments(contents.extra),
+        )
+
+    def _adopt(
+        self, history: History, path: Path | None, project_path: Path | None, metadata: ImageMetadata | None
+    ) -> None:
         try:
             thumbnail: np.ndarray | None = history.state_at(0).thumbnail()
         except HistoryError:  # the first steps were dropped to save memory
             thumbnail = None
         self.history = history
         self.path = path
-        self.project_path = path
-        self.metadata = None  # a project does not carry the source's EXIF yet
+        self.project_path = project_path
+        self.metadata = metadata
         self.original_thumbnail = thumbnail
         self.opened.emit()
         self.changed.emit()
 
     def save_project(self, path: Path) -> None:
+        """Layers, masks, the whole history and the source's metadata (EXIF/ICC/XMP, bit depth)."""
         assert self.history is not None
-        save_project(path, self.history)
+        save_project(path, self.history, extra=metadata_attachments(self.metadata))
         self.project_path = path
         self.changed.emit()
+
+    def autosave_to(self, path: Path) -> None:
+        """Write everything to a recovery file, leaving the saved/unsaved state as it is (raises OSError)."""
+        assert self.history is not None
+        source = {
+            "path": None if self.path is None else str(self.path),
+            "project_path": None if self.project_path is None else str(self.project_path),
+        }
+        extra = metadata_attachments(self.metadata)
+        extra[SOURCE_KEY] = json.dumps(source).encode("utf-8")
+        save_project(path, self.history, extra=extra, mark_clean=False)
 
     def export(self, path: Path, *, quality: int = 95, bit_depth: int | None = None) -> Path:
         """Write the flattened image with the source's metadata (EXIF, ICC, XMP, DPI). Raises ImageWriteError.

@@ -1,0 +1,391 @@
+"""Files in the window: Open Recent, the export dialog (format, quality, bit depth, metadata), projects that
+keep the source's EXIF/ICC, autosave and recovery after a crash."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings
+from ui_fake_engine import FakeEngine
+
+from instructir_desktop.core.document import Document
+from instructir_desktop.history import History, ProjectError, load_project, read_project, save_project
+from instructir_desktop.io import read_image, write_image
+from instructir_desktop.ui.conversation import DONE
+from instructir_desktop.ui.main_window import MainWindow
+from instructir_desktop.ui.preferences import RECENT_LIMIT
+
+EXIF_MAKE = 0x010F
+
+
+@pytest.fixture
+def prefs(tmp_path):
+    return QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
+
+
+def new_window(qtbot, prefs, tmp_path, engine=None) -> MainWindow:
+    window = MainWindow(engine or FakeEngine(), preferences=prefs, recovery_folder=tmp_path / "recovery")
+    window.interactive = False
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def make_png(path, height=12, width=16, seed=0, bits=8):
+    rng = np.random.default_rng(seed)
+    write_image(path, rng.random((height, width, 3)).astype(np.float32), bit_depth=bits)
+    return path
+
+
+def make_jpeg_with_exif(path, make="TestCam"):
+    exif = Image.Exif()
+    exif[EXIF_MAKE] = make
+    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(path, quality=95, exif=exif.tobytes())
+    return path
+
+
+def send(qtbot, window, text):
+    window.chat.send_text(text)
+    run = window.conversation.runs[-1]
+    qtbot.waitUntil(lambda: run.ended, timeout=5000)
+    assert run.state == DONE
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- recent files
+
+
+def test_open_recent_lists_the_last_ten_newest_first_and_persists(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    paths = [make_png(tmp_path / f"p{i:02d}.png", seed=i) for i in range(RECENT_LIMIT + 2)]
+    for path in paths:
+        assert window.open_path(path)
+    assert window.open_path(paths[3])  # again: moves to the top, listed once
+    listed = [action.data() for action in window.recent_actions()]
+    assert len(listed) == RECENT_LIMIT
+    assert listed[0] == str(paths[3].absolute()) and listed[1] == str(paths[-1].absolute())
+    assert listed.count(str(paths[3].absolute())) == 1
+    assert str(paths[0].absolute()) not in listed  # the oldest fell off
+
+    # Persisted in the window's preferences: a new window lists the same files.
+    other = new_window(qtbot, prefs, tmp_path)
+    assert [action.data() for action in other.recent_actions()] == listed
+
+    other.recent_actions()[1].trigger()
+    assert other.session.path == paths[-1].absolute()
+
+
+def test_missing_recent_files_are_pruned_with_a_message(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    keep, gone, later = (make_png(tmp_path / name) for name in ("keep.png", "gone.png", "later.png"))
+    for path in (keep, gone, later):
+        window.open_path(path)
+    gone.unlink()
+    assert window.prune_recent_files() == [gone.absolute()]
+    assert "gone.png" in window.statusBar().currentMessage()
+    assert [a.data() for a in window.recent_actions()] == [str(later.absolute()), str(keep.absolute())]
+
+    # A file that disappears while the menu is open: choosing it says so and drops it.
+    later.unlink()
+    assert not window.open_recent(later.absolute())
+    assert "later.png no longer exists" in window.statusBar().currentMessage()
+    assert [a.data() for a in window.recent_actions()] == [str(keep.absolute())]
+    assert window.session.path == later  # what was open stays open
+
+
+def test_saved_projects_join_recent_files_and_clear_empties_the_list(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "photo.png"))
+    project = tmp_path / "work.irproject"
+    assert window.save_project_to(project)
+    assert window.recent_actions()[0].data() == str(project.absolute())
+    window.clear_recent_files()
+    assert window.recent_actions() == []
+    assert prefs.value("files/recent") in (None, [], "")
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+def test_export_dialog_takes_the_format_from_the_extension(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_jpeg_with_exif(tmp_path / "holiday.jpg"))
+    dialog = window.choose_export()
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.path == tmp_path / "holiday-restored.jpg"
+    assert dialog.format_box.currentData() == "JPEG"
+    assert dialog.quality_slider.isEnabled() and not dialog.depth_box.isEnabled()
+    assert "EXIF" in dialog.metadata_label.text()
+
+    dialog.path_edit.setText(str(tmp_path / "out.tiff"))
+    assert dialog.format_box.currentData() == "TIFF"
+    assert not dialog.quality_slider.isEnabled() and dialog.depth_box.isEnabled()
+    dialog.path_edit.setText(str(tmp_path / "out.webp"))
+    assert dialog.format_box.currentData() == "WEBP" and dialog.quality_slider.isEnabled()
+    # Choosing a format renames the file.
+    dialog.format_box.setCurrentIndex(dialog.format_box.findData("PNG"))
+    assert dialog.path == tmp_path / "out.png" and dialog.depth_box.isEnabled()
+    dialog.path_edit.setText(str(tmp_path / "out.bmp"))
+    assert not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
+    dialog.reject()
+
+
+@pytest.mark.parametrize(
+    ("name", "quality", "depth"),
+    [("out.png", 95, 16), ("out.tif", 95, 16), ("out.png", 95, 8), ("out.tiff", 95, 8), ("out.webp", 40, 8)],
+)
+def test_export_dialog_writes_the_chosen_depth_and_quality(qtbot, prefs, tmp_path, name, quality, depth):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "photo.png", bits=16))
+    dialog = window.choose_export()
+    assert dialog.depth_box.currentData() == 16  # the source's depth is the default where it fits
+    dialog.path_edit.setText(str(tmp_path / name))
+    dialog.quality_slider.setValue(quality)
+    dialog.depth_box.setCurrentIndex(dialog.depth_box.findData(depth))
+    assert dialog.options().bit_depth == depth
+    dialog.accept()
+    written = tmp_path / name
+    assert written.is_file(), window.statusBar().currentMessage()
+    assert read_image(written).metadata.bit_depth == depth
+    assert f"Exported {name}" in window.statusBar().currentMessage()
+
+
+def test_jpeg_quality_changes_the_file(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "photo.png", height=64, width=64))
+    sizes = []
+    for quality in (20, 95):
+        target = tmp_path / f"q{quality}.jpg"
+        dialog = window.choose_export()
+        dialog.path_edit.setText(str(target))
+        dialog.quality_slider.setValue(quality)
+        dialog.accept()
+        sizes.append(target.stat().st_size)
+    assert sizes[0] < sizes[1]
+
+
+def test_export_dialog_never_replaces_the_original_without_asking(qtbot, prefs, tmp_path):
+    source = make_jpeg_with_exif(tmp_path / "holiday.jpg")
+    before = source.read_bytes()
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(source)
+    send(qtbot, window, "remove the noise")
+    dialog = window.choose_export()
+    dialog.path_edit.setText(str(source))
+    dialog.accept()
+    assert source.read_bytes() == before
+    assert "original" in window.statusBar().currentMessage()
+
+
+# ---------------------------------------------------------------------------------------------- projects keep metadata
+
+
+def test_a_reopened_project_still_exports_with_exif_and_icc(qtbot, prefs, tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[EXIF_MAKE] = "ProjectCam"
+    source = tmp_path / "holiday.jpg"
+    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(source, exif=exif.tobytes(), icc_profile=icc)
+
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(source)
+    send(qtbot, window, "remove the noise")
+    project = tmp_path / "work.irproject"
+    assert window.save_project_to(project)
+
+    other = new_window(qtbot, prefs, tmp_path)
+    assert other.open_path(project)
+    assert other.session.metadata is not None and other.session.metadata.format == "JPEG"
+    assert len(other.session.history) == 1
+    dialog = other.choose_export()
+    assert dialog.path.suffix == ".jpg"  # the source's format, though a project was opened
+    target = tmp_path / "from-project.jpg"
+    assert other.export_to(target)
+    with Image.open(target) as exported:
+        assert exported.getexif()[EXIF_MAKE] == "ProjectCam"
+        assert exported.info.get("icc_profile") == icc
+
+
+def test_a_reopened_project_keeps_a_16_bit_source_depth(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "deep.png", bits=16))
+    project = tmp_path / "deep.irproject"
+    window.save_project_to(project)
+    window.open_path(project)
+    assert window.session.metadata.bit_depth == 16
+    assert window.export_to(tmp_path / "again.png")
+    assert read_image(tmp_path / "again.png").metadata.bit_depth == 16
+
+
+def _history() -> History:
+    rng = np.random.default_rng(1)
+    return History(Document.from_image(rng.random((8, 10, 3)).astype(np.float32), None, name="x"))
+
+
+def test_project_attachments_round_trip_and_old_files_still_open(tmp_path):
+    history = _history()
+    path = tmp_path / "a.irproject"
+    save_project(path, history, extra={"source.exif": b"Exif\x00\x00abc", "note.json": b"{}"})
+    contents = read_project(path)
+    assert contents.extra == {"source.exif": b"Exif\x00\x00abc", "note.json": b"{}"}
+    assert load_project(path).document.size == (8, 10)
+
+    # A file written before attachments existed (no "extra" in the manifest) reads with none.
+    plain = tmp_path / "plain.irproject"
+    save_project(plain, history)
+    with zipfile.ZipFile(plain) as archive:
+        assert '"extra"' not in archive.read("manifest.json").decode()
+    assert read_project(plain).extra == {}
+
+    with pytest.raises(ValueError):
+        save_project(tmp_path / "bad.irproject", history, extra={"../escape": b"x"})
+
+
+def test_project_attachments_that_do_not_match_the_manifest_are_damage(tmp_path):
+    import json
+
+    path = tmp_path / "a.irproject"
+    save_project(path, _history(), extra={"k": b"v"})
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    manifest["extra"] = {"k": "blobs/000001.bin"}
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    broken = tmp_path / "broken.irproject"
+    with zipfile.ZipFile(broken, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    with pytest.raises(ProjectError, match="extra"):
+        read_project(broken)
+
+
+def test_saving_without_marking_clean_leaves_the_history_modified(tmp_path):
+    history = _history()
+    with history.record("opacity") as _:
+        history.document.layers[0].opacity = 0.5
+        history.document.touch()
+    assert len(history) == 1 and not history.is_clean
+    save_project(tmp_path / "a.irproject", history, mark_clean=False)
+    assert not history.is_clean
+    assert read_project(tmp_path / "a.irproject").history.is_clean  # as saved, by default
+    assert not read_project(tmp_path / "a.irproject", clean_index=-1).history.is_clean
+    save_project(tmp_path / "b.irproject", history)
+    assert history.is_clean
+
+
+# ---------------------------------------------------------------------------------------------- autosave and recovery
+
+
+def test_autosave_then_crash_offers_recovery_with_the_history_intact(qtbot, prefs, tmp_path):
+    source = make_jpeg_with_exif(tmp_path / "holiday.jpg")
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(source)
+    assert not window.autosave()  # nothing unsaved yet: no recovery file
+    send(qtbot, window, "remove the noise")
+    send(qtbot, window, "brighten it")
+    window.undo()  # index 1 of 2: the redo step must survive too
+    expected = window.session.document.flatten().rgb.copy()
+    assert window.autosave()
+    recovery_file = window.recovery.path
+    assert recovery_file is not None and recovery_file.parent == tmp_path / "recovery"
+    assert not window.autosave()  # unchanged since: not written again
+    assert window.session.modified  # an autosave is not a save
+    # A second window while the first still runs: its autosave is not an orphan.
+    assert new_window(qtbot, prefs, tmp_path).recovery.orphans() == []
+
+    window.recovery.abandon()  # the process dies: the file stays, its lock is gone
+
+    restarted = new_window(qtbot, prefs, tmp_path)
+    assert restarted.recovery.orphans() == [recovery_file]
+    assert restarted.offer_recovery(accept=True)
+    assert "Restored" in restarted.statusBar().currentMessage()
+    session = restarted.session
+    assert session.path == source and session.project_path is None
+    assert session.modified and "•" in restarted.windowTitle()
+    history = session.history
+    assert (len(history), history.index) == (2, 1)
+    assert [step.label for step in history.steps] == ["remove the noise", "brighten it"]
+    np.testing.assert_allclose(session.document.flatten().rgb, expected, atol=1e-6)
+    restarted.redo()
+    assert history.index == 2
+    assert session.metadata is not None and session.metadata.exif  # EXIF survives the crash too
+    # The recovered work now belongs to the new window (a second crash still leaves it behind).
+    assert restarted.recovery.path is not None and not recovery_file.exists()
+    assert new_window(qtbot, prefs, tmp_path).recovery.orphans() == []
+
+
+def test_declining_recovery_deletes_the_autosave(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    assert window.autosave()
+    recovery_file = window.recovery.path
+    window.recovery.abandon()
+    restarted = new_window(qtbot, prefs, tmp_path)
+    assert not restarted.offer_recovery(accept=None)  # nobody to ask: left for the next start
+    assert recovery_file.exists()
+    assert not restarted.offer_recovery(accept=False)
+    assert not recovery_file.exists() and restarted.session.document is None
+
+
+def test_a_clean_close_deletes_the_autosave_and_offers_nothing(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    assert window.autosave()
+    recovery_file = window.recovery.path
+    window.close()
+    assert not recovery_file.exists()
+    assert not list((tmp_path / "recovery").glob("*.irproject"))
+    assert not new_window(qtbot, prefs, tmp_path).offer_recovery(accept=True)
+
+
+def test_saving_removes_the_autosave_and_a_running_restore_skips_it(qtbot, prefs, tmp_path):
+    engine = FakeEngine(hold=True)
+    window = new_window(qtbot, prefs, tmp_path, engine)
+    window.open_path(make_png(tmp_path / "photo.png"))
+    engine.hold = False
+    send(qtbot, window, "remove the noise")
+    engine.hold = True
+    window.chat.send_text("brighten it")
+    run = window.conversation.runs[-1]
+    qtbot.waitUntil(lambda: run.restore_id is not None and run.restore_id in engine.held, timeout=5000)
+    assert not window.autosave()  # off the hot path while the restore runs
+    engine.release(run.restore_id)
+    qtbot.waitUntil(lambda: run.ended, timeout=5000)
+    assert window.autosave()
+    recovery_file = window.recovery.path
+    assert window.save_project_to(tmp_path / "saved.irproject")
+    assert not window.autosave() and not recovery_file.exists()
+
+
+def test_the_autosave_timer_follows_the_interval(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    assert window.autosave_timer.isActive() and window.autosave_timer.interval() == 60_000
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    window.set_autosave_interval(0)
+    assert not window.autosave_timer.isActive()
+    window.autosave_timer.setInterval(20)
+    window.autosave_timer.start()
+    qtbot.waitUntil(lambda: window.recovery.path is not None, timeout=5000)
+
+
+def test_a_damaged_autosave_is_set_aside(qtbot, prefs, tmp_path):
+    folder = tmp_path / "recovery"
+    folder.mkdir()
+    (folder / "autosave-0123456789ab.irproject").write_bytes(b"not a zip")
+    window = new_window(qtbot, prefs, tmp_path)
+    assert not window.offer_recovery(accept=True)
+    assert "could not be restored" in window.statusBar().currentMessage()
+    assert not window.recovery.orphans()
+    assert (folder / "autosave-0123456789ab.damaged").exists()
