@@ -1,4 +1,5 @@
-"""The canvas: zoom keys and wheel, fit and 100 %, and no pixel conversion on repaint or zoom."""
+"""The canvas: zoom keys and wheel, fit and 100 %, no pixel conversion on repaint or zoom, the mip
+pyramid it paints big photos from, and a restoration's preview overlay."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from PySide6.QtWidgets import QApplication
 from ui_fake_engine import FakeEngine
 
 import instructir_desktop.ui.main_window as main_window_module
+from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.io import write_image
+from instructir_desktop.ui import qimages
 from instructir_desktop.ui.canvas import ZOOM_STEP, Canvas
 from instructir_desktop.ui.main_window import MainWindow
+from instructir_desktop.ui.qimages import MipImage, half_size, to_argb32
 
 
 @pytest.fixture
@@ -133,3 +137,100 @@ def test_compare_clips_the_left_image_at_the_split(qtbot):
     assert picture.pixelColor(origin.x() + 150, origin.y() + 50).lightness() > 200
     canvas.end_compare(right)
     assert not canvas.comparing and not canvas._clip.isVisible()
+
+
+def test_each_mip_level_is_a_rounded_2x2_box_average_of_the_one_before():
+    level = np.arange(5 * 7 * 4, dtype=np.uint8).reshape(5, 7, 4)
+    half = half_size(level)
+    assert half.shape == (3, 4, 4)
+    wide = level.astype(np.float64)
+    assert half[0, 0, 1] == int(wide[0:2, 0:2, 1].mean() + 0.5)
+    assert half[1, 2, 3] == int(wide[2:4, 4:6, 3].mean() + 0.5)
+    assert half[1, 3, 0] == int(wide[2:4, 6, 0].mean() + 0.5)  # the odd last column
+    assert half[2, 1, 2] == int(wide[4, 2:4, 2].mean() + 0.5)  # the odd last row
+    assert half[2, 3, 0] == level[4, 6, 0]  # the odd corner
+
+    mip = MipImage(np.zeros((1000, 3000, 4), dtype=np.uint8))
+    sizes = [(image.width(), image.height()) for image in mip.levels]
+    assert sizes[:3] == [(3000, 1000), (1500, 500), (750, 250)] and max(sizes[-1]) <= 64
+    assert mip.level_for(1.0) == 0 and mip.level_for(0.6) == 0  # full resolution from 50 % up
+    assert mip.level_for(0.5) == 1 and mip.level_for(0.3) == 1 and mip.level_for(0.25) == 2
+    assert mip.level_for(1 / 1000) == len(mip.levels) - 1
+
+
+def test_display_pixels_are_native_argb32_premultiplied_by_alpha():
+    rgb = np.array([[[1.0, 0.5, 0.0], [0.2, 0.4, 0.6]]], dtype=np.float32)
+    opaque = MipImage.from_float(rgb)
+    assert opaque.opaque and opaque.levels[0].pixelColor(0, 0).getRgb() == (255, 128, 0, 255)
+    alpha = np.array([[0.5, 1.0]], dtype=np.float32)
+    translucent = MipImage(to_argb32(rgb, alpha), opaque=False)
+    colour = translucent.levels[0].pixelColor(0, 0)
+    assert colour.alpha() == 128 and abs(colour.red() - 255) <= 2 and abs(colour.green() - 128) <= 2
+    assert translucent.levels[0].pixelColor(1, 0).getRgb() == (51, 102, 153, 255)
+
+
+def test_a_big_photo_paints_the_visible_part_from_the_smallest_level_large_enough(qtbot, monkeypatch):
+    canvas = Canvas()
+    qtbot.addWidget(canvas)
+    canvas.resize(600, 400)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    pixels = np.zeros((2000, 3000, 4), dtype=np.uint8)
+    pixels[..., 1] = 200  # green (B, G, R, A in memory)
+    pixels[..., 3] = 255
+    canvas.set_image(MipImage(pixels))
+    item = canvas.image_item
+    viewport = canvas.viewport().rect()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("pixels were converted while painting")
+
+    for name in ("to_argb32", "half_size"):
+        monkeypatch.setattr(qimages, name, no_conversion)
+    monkeypatch.setattr(MipImage, "from_qimage", no_conversion)
+
+    assert canvas.fit_mode and canvas.zoom < 0.25
+    QApplication.processEvents()  # the scene indexes the new item
+    canvas.viewport().repaint()
+    assert item.last_level == 2  # a quarter-size level (750×500) for a fifth-size view
+    assert item.last_source.width() <= 750 and item.last_source.height() <= 500
+    assert canvas.visible_image_bounds() == Bounds(0, 0, 3000, 2000)
+    centre = canvas.viewport().grab().toImage().pixelColor(viewport.center())
+    assert (centre.red(), centre.green(), centre.blue()) == (0, 200, 0)
+
+    canvas.actual_size()
+    canvas.centerOn(1500, 1000)
+    canvas.viewport().repaint()
+    assert item.last_level == 0
+    # Only about the viewport's worth of full-resolution pixels is read, not the photo.
+    assert item.last_source.width() <= viewport.width() + 2 and item.last_source.height() <= viewport.height() + 2
+    visible = canvas.visible_image_bounds()
+    assert visible is not None
+    assert abs(visible.width - viewport.width()) <= 1 and abs(visible.height - viewport.height()) <= 1
+    assert visible.intersect(Bounds(1500, 1000, 1, 1)).area == 1
+
+
+def test_a_result_preview_covers_its_bounds_and_hides_while_comparing(qtbot):
+    canvas = Canvas()
+    qtbot.addWidget(canvas)
+    canvas.resize(300, 200)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    white = QPixmap(200, 100)
+    white.fill(Qt.GlobalColor.white)
+    canvas.set_pixmap(white)
+    canvas.actual_size()
+    canvas.centerOn(100, 50)
+    preview = np.zeros((20, 30, 3), dtype=np.float32)  # half resolution of a 60×40 area
+    canvas.show_result_preview(preview, Bounds(10, 20, 60, 40))
+    assert canvas.result_preview_visible and canvas.result_badge_text == "Preview"
+    picture = canvas.viewport().grab().toImage()
+    inside, outside = canvas.mapFromScene(65, 55), canvas.mapFromScene(120, 55)
+    assert picture.pixelColor(inside).lightness() < 30
+    assert picture.pixelColor(outside).lightness() > 220
+    canvas.set_compare(white, white)
+    assert not canvas.result_preview_visible and canvas.result_preview_bounds == Bounds(10, 20, 60, 40)
+    canvas.end_compare(white)
+    assert canvas.result_preview_visible
+    canvas.clear_result_preview()
+    assert not canvas.result_preview_visible and canvas.result_badge_text == ""

@@ -3,6 +3,8 @@
 Events are emitted synchronously on the caller's thread (the bridge must still deliver them later,
 queued) or, with ``threaded=True``, from a worker thread like the real engine. ``hold=True`` keeps
 restores "running" after a first progress event until the test calls ``release`` (or cancels).
+A restore asked for a preview (``RestoreRequest.preview``) first answers with a Preview event of
+``preview_bounds`` at half resolution, as the real engine does in the same job.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from instructir_desktop.inference.requests import (
     Failed,
     Finished,
     InterpretRequest,
+    Preview,
     Progress,
     Queued,
     Request,
@@ -97,6 +100,18 @@ def fake_restore(request: RestoreRequest) -> RestoreResult:
     )
 
 
+def fake_preview(request: RestoreRequest) -> Preview:
+    """What ``fake_restore`` will give for ``preview_bounds``, at half resolution (scale 0.5)."""
+    height, width = request.pixels.shape[:2]
+    whole = Bounds.of_image(height, width)
+    region = whole if request.preview_bounds is None else request.preview_bounds.intersect(whole)
+    original = np.array(request.pixels[region.slices][::2, ::2], dtype=np.float32)
+    pixels = blend(original, original * 0.5, request.strength)
+    if request.mask is not None:
+        pixels = composite(original, pixels, np.asarray(request.mask[region.slices][::2, ::2], dtype=np.float32))
+    return Preview(0, pixels, region, 0.5)
+
+
 class _FakeJobContext:
     def progress(self, fraction: float, message: str = "") -> None:
         pass
@@ -119,6 +134,7 @@ class FakeEngine:
         self.fail_with: str | None = None  # the next restore fails with this message
         self.interpret: Callable[[str], Interpretation] = fake_interpret
         self.restore: Callable[[RestoreRequest], RestoreResult] = fake_restore
+        self.previews: list[Preview] = []  # every Preview event sent
         self.status: EngineStatus | None = None
         self.closed = False
         self._ids = itertools.count(1)
@@ -196,6 +212,11 @@ class FakeEngine:
                 return
             self._emit(Finished(request_id, result, request.revision))
             return
+        if isinstance(request, RestoreRequest) and request.preview:
+            preview = fake_preview(request)
+            preview = Preview(request_id, preview.pixels, preview.bounds, preview.scale)
+            self.previews.append(preview)
+            self._emit(preview)
         self._emit(Progress(request_id, 0.5, "Restoring", 1, 2, 3.0))
         if self.hold:
             with self._lock:

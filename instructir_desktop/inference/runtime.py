@@ -236,7 +236,12 @@ class Runtime:
             if step.task == "upscale":
                 continue  # a preview shows the restoration, not the enlargement
             small = self.restore_step(small, step, check_cancel=check_cancel)
-        return blend(resize_image(crop, small.shape[0], small.shape[1]), small, request.strength), region, scale
+        original = resize_image(crop, small.shape[0], small.shape[1])
+        blended = blend(original, small, request.strength)
+        if request.mask is not None:  # like the full result: changed only through the selection
+            mask = resize_plane(np.asarray(request.mask[region.slices], dtype=np.float32), *small.shape[:2])
+            blended = composite(original, blended, mask)
+        return blended, region, scale
 
 
 def load_runtime(settings: EngineSettings, encoder: SentenceEncoder | None = None) -> Runtime:

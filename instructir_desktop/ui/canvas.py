@@ -1,9 +1,15 @@
 """The canvas: the document's flattened image with zoom, pan, fit, 100 % and a split compare view.
 
-The image is a cached QPixmap in a QGraphicsScene. It is rebuilt only when the window hands it a
-new image (the document changed); repaints, zooms and scrolls reuse it. Compare mode overlays a
-second pixmap clipped to the left of a split line in the same scene, so both sides always share
-one zoom and one scroll position.
+The image is a ``MipImage`` (8-bit levels, each half the size of the one before) drawn by a scene
+item that paints only its exposed region, from the smallest level still at least as large as it is
+on screen: a fitted 24 MP photo repaints from a level of about a viewport's size, and full
+resolution is read only from 50 % zoom up. The image is converted only when the window hands the
+canvas a new one (the document changed); repaints, zooms and scrolls reuse it. Compare mode
+overlays a second image clipped to the left of a split line in the same scene, so both sides
+always share one zoom and one scroll position.
+
+While a restoration runs, a quick preview of the area that was visible when it started can be
+shown over the image (``show_result_preview``) with a small "Preview" badge, until it is cleared.
 
 Scene coordinates are image pixels. A tool (``CanvasTool``, such as a selection tool) receives the
 left button's drags in those coordinates, at any zoom and scroll; without one, dragging pans.
@@ -13,14 +19,18 @@ preview) are separate scene items above the image, so changing them never touche
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+import numpy as np
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
     QCursor,
     QFocusEvent,
+    QFont,
+    QImage,
     QKeyEvent,
     QMouseEvent,
     QPainter,
@@ -28,6 +38,7 @@ from PySide6.QtGui import (
     QPen,
     QPixmap,
     QResizeEvent,
+    QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -39,8 +50,12 @@ from PySide6.QtWidgets import (
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
+    QStyleOptionGraphicsItem,
     QWidget,
 )
+
+from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.ui.qimages import MipImage, to_qimage
 
 MIN_ZOOM = 1 / 64
 MAX_ZOOM = 32.0
@@ -59,6 +74,103 @@ class CanvasTool(Protocol):
     def release(self, point: QPointF) -> None: ...
 
     def cancel(self) -> None: ...
+
+
+ShownImage = MipImage | QPixmap | QImage | None
+
+
+def as_mip_image(image: ShownImage) -> MipImage | None:
+    """The display image for anything the canvas is handed (None or a null image: nothing)."""
+    if image is None or isinstance(image, MipImage):
+        return image
+    if isinstance(image, QPixmap):
+        image = image.toImage()
+    return None if image.isNull() else MipImage.from_qimage(image)
+
+
+class MipItem(QGraphicsItem):
+    """Paints a ``MipImage`` at one scene unit per image pixel: only the exposed part, from the
+    smallest level at least as large as the image is on screen (see ``MipImage.level_for``)."""
+
+    def __init__(self, parent: QGraphicsItem | None = None) -> None:
+        super().__init__(parent)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
+        self._mip: MipImage | None = None
+        self.smooth = True  # bilinear when scaling (zoomed out); nearest shows crisp pixels zoomed in
+        # What the last paint drew: the level and its source rectangle in that level's pixels.
+        self.last_level = -1
+        self.last_source = QRect()
+
+    @property
+    def mip(self) -> MipImage | None:
+        return self._mip
+
+    def set_mip(self, mip: MipImage | None) -> None:
+        self.prepareGeometryChange()
+        self._mip = mip
+        self.update()
+
+    def set_smooth(self, smooth: bool) -> None:
+        if smooth != self.smooth:
+            self.smooth = smooth
+            self.update()
+
+    def boundingRect(self) -> QRectF:
+        mip = self._mip
+        return QRectF() if mip is None else QRectF(0, 0, mip.width, mip.height)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        mip = self._mip
+        if mip is None:
+            return
+        exposed = option.exposedRect.intersected(self.boundingRect())
+        if exposed.isEmpty():
+            return
+        zoom = QStyleOptionGraphicsItem.levelOfDetailFromTransform(painter.worldTransform())
+        if widget is not None:
+            zoom *= widget.devicePixelRatioF()
+        index = mip.level_for(zoom)
+        level = mip.levels[index]
+        scale_x, scale_y = mip.level_scale(index)
+        # One level pixel of margin: bilinear filtering at the edge of a partial repaint then
+        # reads the same neighbours as a full one, so no seams show between repainted strips.
+        margin = 1 if self.smooth else 0
+        left = max(0, math.floor(exposed.left() * scale_x) - margin)
+        top = max(0, math.floor(exposed.top() * scale_y) - margin)
+        right = min(level.width(), math.ceil(exposed.right() * scale_x) + margin)
+        bottom = min(level.height(), math.ceil(exposed.bottom() * scale_y) + margin)
+        if right <= left or bottom <= top:
+            return
+        source = QRect(left, top, right - left, bottom - top)
+        target = QRectF(left / scale_x, top / scale_y, (right - left) / scale_x, (bottom - top) / scale_y)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
+        painter.drawImage(target, level, QRectF(source))
+        self.last_level, self.last_source = index, source
+
+
+class _Badge(QGraphicsPathItem):
+    """A small label that keeps its size on screen at any zoom (for the preview)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self._text = QGraphicsSimpleTextItem(text, self)
+        font = QFont(self._text.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+        self._text.setFont(font)
+        self._text.setBrush(QBrush(QColor(235, 235, 235)))
+        # Drawn a little inside the top-left corner it is placed at (offsets in screen pixels).
+        self._text.setPos(16, 11)
+        rect = self._text.boundingRect()
+        path = QPainterPath()
+        path.addRoundedRect(QRectF(8, 8, rect.width() + 16, rect.height() + 6), 6, 6)
+        self.setPath(path)
+        self.setBrush(QBrush(QColor(20, 20, 24, 170)))
+        self.setPen(QPen(Qt.PenStyle.NoPen))
+
+    @property
+    def text(self) -> str:
+        return self._text.text()
 
 
 class Canvas(QGraphicsView):
@@ -80,8 +192,7 @@ class Canvas(QGraphicsView):
         self.setAcceptDrops(False)
         self.viewport().setAcceptDrops(False)
 
-        self._image = QGraphicsPixmapItem()
-        self._image.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._image = MipItem()
         self.scene().addItem(self._image)
         # Compare: the left-hand image sits inside a rectangle that clips it at the split line.
         self._clip = QGraphicsRectItem()
@@ -89,8 +200,7 @@ class Canvas(QGraphicsView):
         self._clip.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
         self._clip.setVisible(False)
         self.scene().addItem(self._clip)
-        self._left = QGraphicsPixmapItem(self._clip)
-        self._left.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._left = MipItem(self._clip)
         self._split_line = self.scene().addLine(0, 0, 0, 0, QPen(QColor(255, 255, 255, 200), 0))
         self._split_line.setVisible(False)
         self._placeholder = QGraphicsSimpleTextItem("Open a photo (Ctrl+O) or drop one here")
@@ -106,6 +216,17 @@ class Canvas(QGraphicsView):
         self._preview.setZValue(2)
         self._preview.setVisible(False)
         self.scene().addItem(self._preview)
+        # A restoration's quick preview, over the image (below the selection) until cleared.
+        self._result_preview = QGraphicsPixmapItem()
+        self._result_preview.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._result_preview.setZValue(0.5)
+        self._result_preview.setVisible(False)
+        self.scene().addItem(self._result_preview)
+        self._result_badge = _Badge("Preview")
+        self._result_badge.setZValue(3)
+        self._result_badge.setVisible(False)
+        self.scene().addItem(self._result_badge)
+        self._result_bounds: Bounds | None = None
 
         self._fit_mode = True
         self._split = 0.5
@@ -119,20 +240,40 @@ class Canvas(QGraphicsView):
 
     @property
     def has_image(self) -> bool:
-        return not self._image.pixmap().isNull()
+        return self._image.mip is not None
+
+    @property
+    def image(self) -> MipImage | None:
+        """The image shown (the right-hand one when comparing)."""
+        return self._image.mip
+
+    @property
+    def image_item(self) -> MipItem:
+        return self._image
 
     @property
     def pixmap(self) -> QPixmap:
-        return self._image.pixmap()
+        """A full-size copy of the image shown (null when none): for callers and tests, not for painting."""
+        mip = self._image.mip
+        return QPixmap() if mip is None else mip.to_pixmap()
 
-    def set_pixmap(self, pixmap: QPixmap | None) -> None:
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the image shown; (0, 0) when none."""
+        mip = self._image.mip
+        return (0, 0) if mip is None else (mip.width, mip.height)
+
+    def set_image(self, image: ShownImage) -> None:
         """Show a new image. The zoom is kept unless the view was fitted or the size changed."""
-        previous = self._image.pixmap().size()
-        self._image.setPixmap(pixmap if pixmap is not None else QPixmap())
-        self._placeholder.setVisible(pixmap is None or pixmap.isNull())
+        previous = self.image_size
+        mip = as_mip_image(image)
+        self._image.set_mip(mip)
+        self._placeholder.setVisible(mip is None)
         self._update_scene_rect()
-        if self._fit_mode or previous != self._image.pixmap().size():
+        if self._fit_mode or previous != self.image_size:
             self.fit()
+
+    set_pixmap = set_image
 
     # ------------------------------------------------------------------ compare
 
@@ -144,41 +285,43 @@ class Canvas(QGraphicsView):
     def split(self) -> float:
         return self._split
 
-    def set_compare(self, left: QPixmap, right: QPixmap) -> None:
+    def set_compare(self, left: ShownImage, right: ShownImage) -> None:
         """Show ``left`` to the left of the split line and ``right`` to its right."""
         self._comparing = True
-        self._left.setPixmap(left)
-        self._image.setPixmap(right)
+        self._left.set_mip(as_mip_image(left))
+        self._image.set_mip(as_mip_image(right))
         self._placeholder.setVisible(False)
         self._clip.setVisible(True)
         self._split_line.setVisible(True)
         self._overlay.setVisible(False)  # the selection belongs to the document, not to old states
+        self._show_result_preview_items()
         self._update_scene_rect()
         self._update_split()
         if self._fit_mode:
             self.fit()
 
-    def end_compare(self, pixmap: QPixmap | None) -> None:
+    def end_compare(self, image: ShownImage) -> None:
         self._comparing = False
         self._clip.setVisible(False)
         self._split_line.setVisible(False)
-        self._left.setPixmap(QPixmap())
+        self._left.set_mip(None)
         self._overlay.setVisible(not self._overlay.pixmap().isNull())
-        self.set_pixmap(pixmap)
+        self._show_result_preview_items()
+        self.set_image(image)
 
     def set_split(self, fraction: float) -> None:
         self._split = max(0.0, min(1.0, float(fraction)))
         self._update_split()
 
     def _update_split(self) -> None:
-        size = self._image.pixmap().size()
-        x = self._split * size.width()
-        self._clip.setRect(QRectF(0, 0, x, size.height()))
-        self._split_line.setLine(x, 0, x, size.height())
+        width, height = self.image_size
+        x = self._split * width
+        self._clip.setRect(QRectF(0, 0, x, height))
+        self._split_line.setLine(x, 0, x, height)
 
     def _update_scene_rect(self) -> None:
         if self.has_image:
-            self.setSceneRect(QRectF(self._image.pixmap().rect()))
+            self.setSceneRect(self._image.boundingRect())
         else:
             self.setSceneRect(self._placeholder.boundingRect())
 
@@ -233,11 +376,9 @@ class Canvas(QGraphicsView):
 
     def _zoom_settled(self) -> None:
         # Zoomed in, show crisp pixels (an editor must show what is there); zoomed out, smooth them.
-        mode = (
-            Qt.TransformationMode.FastTransformation if self.zoom >= 2.0 else Qt.TransformationMode.SmoothTransformation
-        )
-        self._image.setTransformationMode(mode)
-        self._left.setTransformationMode(mode)
+        smooth = self.zoom < 2.0
+        self._image.set_smooth(smooth)
+        self._left.set_smooth(smooth)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 2.0)
         self.zoom_changed.emit(self.zoom)
 
@@ -285,6 +426,61 @@ class Canvas(QGraphicsView):
     @property
     def preview_path(self) -> QPainterPath | None:
         return self._preview.path() if self._preview.isVisible() else None
+
+    def visible_image_bounds(self) -> Bounds | None:
+        """The part of the image inside the viewport now, in whole image pixels (None: no image
+        or none of it is in view)."""
+        if not self.has_image:
+            return None
+        width, height = self.image_size
+        rect = self.mapToScene(self.viewport().rect()).boundingRect()
+        left, top = max(0, math.floor(rect.left())), max(0, math.floor(rect.top()))
+        right, bottom = min(width, math.ceil(rect.right())), min(height, math.ceil(rect.bottom()))
+        if right <= left or bottom <= top:
+            return None
+        return Bounds(left, top, right - left, bottom - top)
+
+    # ------------------------------------------------------------------ a restoration's preview
+
+    def show_result_preview(self, rgb: np.ndarray | QImage, bounds: Bounds) -> None:
+        """Show ``rgb`` (float (h, w, 3) in [0, 1], or an image) stretched over ``bounds`` of the
+        image, with a "Preview" badge, until ``clear_result_preview``. Not part of the document."""
+        image = rgb if isinstance(rgb, QImage) else to_qimage(np.asarray(rgb, dtype=np.float32))
+        if image.isNull() or bounds.empty:
+            self.clear_result_preview()
+            return
+        self._result_preview.setPixmap(QPixmap.fromImage(image))
+        self._result_preview.setTransform(
+            QTransform.fromScale(bounds.width / image.width(), bounds.height / image.height())
+        )
+        self._result_preview.setPos(bounds.x, bounds.y)
+        self._result_badge.setPos(bounds.x, bounds.y)
+        self._result_bounds = bounds
+        self._show_result_preview_items()
+
+    def clear_result_preview(self) -> None:
+        self._result_bounds = None
+        self._result_preview.setPixmap(QPixmap())
+        self._show_result_preview_items()
+
+    @property
+    def result_preview_bounds(self) -> Bounds | None:
+        """Where a restoration's preview is shown; None when none is."""
+        return self._result_bounds
+
+    @property
+    def result_preview_visible(self) -> bool:
+        return self._result_preview.isVisible()
+
+    @property
+    def result_badge_text(self) -> str:
+        return self._result_badge.text if self._result_badge.isVisible() else ""
+
+    def _show_result_preview_items(self) -> None:
+        # Hidden while comparing: the preview is of the document as it is, not of old states.
+        shown = self._result_bounds is not None and not self._comparing
+        self._result_preview.setVisible(shown)
+        self._result_badge.setVisible(shown)
 
     def _panning_requested(self, event: QMouseEvent) -> bool:
         button = event.button()

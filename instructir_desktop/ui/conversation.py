@@ -8,6 +8,11 @@ the document changed meanwhile (its revision moved), so the photo is never chang
 Restorations run one at a time: the next message's snapshot is taken only after the previous
 result has been applied, so "denoise" then "brighten" chain as the person expects.
 
+A restoration of a big photo asks the engine for a quick preview of the area visible on the canvas
+first (the same job: a Preview event, then the full result). The preview is shown over the canvas
+with a "Preview" badge — never in the document or the history — and removed when the run ends,
+whichever way, or when the photo changes under it.
+
 After a step is applied its message offers a strength slider (a re-blend of the latest step, no
 network), chips that can be changed, and Run again. Follow-ups ("undo that", "a bit less", "only
 the selection": ``instructions.followups``) are answered here, in turn with the queue, and never
@@ -25,12 +30,14 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from instructir_desktop.core.document import Document
+from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.history import History, HistoryError, Step
 from instructir_desktop.inference.requests import (
     Cancelled,
     Failed,
     Finished,
     InterpretRequest,
+    Preview,
     Progress,
     RestoreRequest,
     RestoreResult,
@@ -49,6 +56,7 @@ from instructir_desktop.instructions.interpret import Interpretation, PlanStep, 
 from instructir_desktop.plugins.api import ActionInfo, PluginError
 from instructir_desktop.plugins.host import PluginHost
 from instructir_desktop.plugins.jobs import plugin_request
+from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel, MessageWidget, format_eta
 from instructir_desktop.ui.engine_bridge import EngineBridge
 from instructir_desktop.ui.session import Session
@@ -65,6 +73,9 @@ NO_SELECTION_MESSAGE = (
     "There is no selection yet. Draw one with the rectangle or brush tool (Select menu or toolbar), "
     'then say "only the selection" again.'
 )
+# Photos smaller than this restore quickly enough whole: no preview first.
+PREVIEW_MIN_PIXELS = 2_000_000
+PREVIEW_STATUS = "Preview of the visible area · full resolution on its way…"
 STALE_MESSAGE = (
     "The photo changed while this was running, so the result was not applied. Send the message again to redo it."
 )
@@ -105,6 +116,7 @@ class Run:
     selection_only: bool = False  # must run through the selection ("only the selection")
     replaces: Step | None = None  # the step this run's result replaces, when still the latest
     replaces_layer: str = ""
+    preview_shown: bool = False  # its preview is on the canvas now
 
     @property
     def ended(self) -> bool:
@@ -119,6 +131,9 @@ class Conversation(QObject):
     run_ended = Signal(object)  # Run
     busy_changed = Signal(bool)
 
+    # Restorations of photos with at least this many pixels show a preview first (needs a canvas).
+    preview_min_pixels = PREVIEW_MIN_PIXELS
+
     def __init__(
         self,
         session: Session,
@@ -126,23 +141,27 @@ class Conversation(QObject):
         chat: ChatPanel,
         parent: QObject | None = None,
         plugins: PluginHost | None = None,
+        canvas: Canvas | None = None,
     ) -> None:
         super().__init__(parent)
         self.plugins = plugins
         self.session = session
         self.bridge = bridge
         self.chat = chat
+        self.canvas = canvas  # where previews show; without one, none are asked for
         self.runs: list[Run] = []
         self._by_request: dict[int, Run] = {}
         self._waiting: list[Run] = []
         self._active: Run | None = None
         chat.message_sent.connect(self.send)
         bridge.progress.connect(self._on_progress)
+        bridge.preview.connect(self._on_preview)
         bridge.finished.connect(self._on_finished)
         bridge.cancelled.connect(self._on_cancelled)
         bridge.failed.connect(self._on_failed)
         bridge.notice.connect(self._on_notice)
         session.changed.connect(self.refresh_strength_controls)
+        session.changed.connect(self._drop_stale_preview)
 
     @property
     def busy(self) -> bool:
@@ -247,6 +266,7 @@ class Conversation(QObject):
         if run.ended:
             return
         run.cancel_requested = True
+        self._clear_preview(run)  # at once: the photo as it is is what stays
         if run in self._waiting:
             self._waiting.remove(run)
             self._end(run, CANCELLED, "Cancelled. The photo is unchanged.")
@@ -279,6 +299,51 @@ class Conversation(QObject):
         if eta_text := format_eta(eta):
             parts.append(eta_text)
         run.reply.set_progress(event.fraction, " · ".join(parts))
+
+    def _on_preview(self, event: Preview) -> None:
+        run = self._by_request.get(event.request_id)
+        if (
+            run is None
+            or run.ended
+            or run.cancel_requested
+            or event.request_id != run.restore_id
+            or self.canvas is None
+            or not self._still_current(run)
+        ):
+            return
+        self.canvas.show_result_preview(event.pixels, event.bounds)
+        run.preview_shown = True
+        run.reply.set_status(PREVIEW_STATUS)
+
+    def _still_current(self, run: Run) -> bool:
+        """The photo is still the one, at the revision, that ``run`` took its snapshot from."""
+        document = self.session.document
+        return document is not None and document is run.document and document.revision == run.revision
+
+    def _clear_preview(self, run: Run) -> None:
+        if run.preview_shown:
+            run.preview_shown = False
+            if self.canvas is not None:
+                self.canvas.clear_result_preview()
+            if not run.ended and run.reply.status == PREVIEW_STATUS:
+                run.reply.set_status("")
+
+    def _drop_stale_preview(self) -> None:
+        """The photo changed under a preview (an undo, another photo): it no longer shows what will come."""
+        run = self._active
+        if run is not None and run.preview_shown and not self._still_current(run):
+            self._clear_preview(run)
+
+    def _preview_bounds(self, document: Document, plan: Sequence[PlanStep]) -> Bounds | None:
+        """The visible part of the photo to preview first; None: no preview (small photo, upscale)."""
+        if self.canvas is None or document.width * document.height < self.preview_min_pixels:
+            return None
+        if any(step.task == "upscale" for step in plan):
+            return None  # the preview shows a restoration at the photo's size, not an enlargement
+        bounds = self.canvas.visible_image_bounds()
+        if bounds is None or (self.canvas.image_size != (document.width, document.height)):
+            return None  # nothing in view, or the canvas shows something else (comparing other sizes)
+        return bounds
 
     def _on_finished(self, event: Finished) -> None:
         run = self._by_request.pop(event.request_id, None)
@@ -362,6 +427,7 @@ class Conversation(QObject):
                     run.replaces = None
         else:
             run.replaces = None
+        preview_bounds = self._preview_bounds(document, plan)
         try:
             request = RestoreRequest(
                 layer_pixels,
@@ -369,6 +435,8 @@ class Conversation(QObject):
                 strength=run.strength,
                 mask=mask,
                 alpha=layer_alpha,
+                preview=preview_bounds is not None,
+                preview_bounds=preview_bounds,
                 revision=document.revision,
                 label=run.step_label,
             )
@@ -442,6 +510,7 @@ class Conversation(QObject):
             run.reply.show_strength(step.strength)
 
     def _end(self, run: Run, state: str, status: str, *, error: str = "") -> None:
+        self._clear_preview(run)  # a result in its place, or the photo as it was
         run.state = state
         run.error = error
         run.reply.finish(status)

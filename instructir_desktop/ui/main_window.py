@@ -138,7 +138,9 @@ class MainWindow(QMainWindow):
         self.plugins = self.plugin_preferences.build_host()
         self.plugin_manager: PluginManagerDialog | None = None
         self.action_dialog: ActionDialog | None = None
-        self.conversation = Conversation(self.session, self.bridge, self.chat, self, plugins=self.plugins)
+        self.conversation = Conversation(
+            self.session, self.bridge, self.chat, self, plugins=self.plugins, canvas=self.canvas
+        )
 
         self._build_menus()
         self._build_select_and_layer_menus()
