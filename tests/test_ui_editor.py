@@ -344,3 +344,19 @@ def test_an_unknown_command_is_answered_and_changes_nothing(qtbot, photo):
     run = send(qtbot, window, "/frobnicate", state=FAILED)
     assert "/sharpen" in run.reply.text_label.text() or "/sharpen" in run.error
     np.testing.assert_array_equal(pixels(window), original)
+
+
+def test_preloading_the_model_reports_a_missing_model_in_the_status_bar(qtbot, photo):
+    from instructir_desktop.inference.engine import Engine
+
+    def no_model(settings):
+        raise RuntimeError("no restoration weights are installed")
+
+    engine = Engine(runtime_loader=no_model)
+    window = MainWindow(engine)
+    window.interactive = False
+    qtbot.addWidget(window)
+    window.preload_model()
+    qtbot.waitUntil(lambda: window.engine_label.text() == "No model loaded", timeout=5000)
+    assert "no restoration weights" in window.statusBar().currentMessage()
+    engine.close()

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from PySide6.QtCore import QEventLoop
+from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
 from instructir_desktop.inference.engine import EngineInterface
@@ -42,6 +42,9 @@ def run_application(argv: Sequence[str], engine: EngineInterface | None = None) 
         window.interactive = False
         automation = Automation(window, options)
     window.show()
+    if engine is None:
+        # The real engine: load torch and the model on the worker while the person opens a photo.
+        QTimer.singleShot(200, window.preload_model)
     # Work left by a crash: asked about interactively; automation restores it only with --recover.
     recovered = window.offer_recovery(accept=True if options.recover else None)
     if options.image is not None and not recovered:

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from instructir_desktop.history import HistoryError, ProjectError
 from instructir_desktop.inference.engine import Engine, EngineInterface
-from instructir_desktop.inference.requests import EngineSettings
+from instructir_desktop.inference.requests import ActionRequest, EngineSettings, Failed, JobContext
 from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError
 from instructir_desktop.plugins.api import ActionInfo
 from instructir_desktop.ui.action_dialog import ActionDialog, PluginsMenu
@@ -162,6 +162,7 @@ class MainWindow(QMainWindow):
         self.history_panel.compare_requested.connect(self.compare)
         self.history_panel.compare_closed.connect(self.end_compare)
         self.bridge.finished.connect(self._update_engine_status)
+        self.bridge.failed.connect(self._on_preload_failed)
         self._shown: tuple[int, int] | None = None  # (document id, revision) on the canvas
         self.setAcceptDrops(True)
         self._document_changed()
@@ -538,6 +539,24 @@ class MainWindow(QMainWindow):
             self.canvas.end_compare(pixmap)
         else:
             self.canvas.set_pixmap(pixmap)
+
+    def preload_model(self) -> int:
+        """Load the model on the worker now, so the first instruction does not wait for it.
+
+        Called just after the window shows; the load happens on the engine's thread.
+        """
+        self.engine_label.setText("Loading the model…")
+
+        def load(job: JobContext) -> None:
+            job.runtime()
+
+        self._preload_id = self.bridge.submit(ActionRequest(run=load, label="Loading the model"))
+        return self._preload_id
+
+    def _on_preload_failed(self, event: Failed) -> None:
+        if event.request_id == getattr(self, "_preload_id", None):
+            self.engine_label.setText("No model loaded")
+            self.statusBar().showMessage(f"The restoration model could not be loaded: {event.message}")
 
     def _update_engine_status(self) -> None:
         status = getattr(self.bridge.engine, "status", None)
