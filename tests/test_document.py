@@ -339,3 +339,18 @@ def test_selection_combinations() -> None:
         doc.selection = left
     doc.selection = Selection.everything(H, W)
     assert doc.selection is not None
+
+
+def test_choosing_a_selection_or_active_layer_does_not_make_running_results_stale() -> None:
+    from instructir_desktop.core.geometry import Bounds
+    from instructir_desktop.core.selection import Selection
+
+    doc = Document.from_image(colour())
+    doc.add_layer()
+    revision = doc.revision
+    height, width = doc.size
+    doc.selection = Selection.rectangle(height, width, Bounds(x=0, y=0, width=2, height=2))
+    doc.active_index = 0
+    assert doc.revision == revision
+    doc.add_layer()
+    assert doc.revision > revision

@@ -189,7 +189,8 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
             files.append(path)
         else:
             problems.append(f"{path}: no such file or folder")
-    return files, problems
+    unique = list({file.resolve(): file for file in files}.values())  # a file named twice runs once
+    return unique, problems
 
 
 def plan_outputs(sources: Sequence[Path], output: str, several: bool) -> list[Job]:
@@ -248,7 +249,6 @@ def restore_command(args: argparse.Namespace) -> int:
     if args.text_head and not args.weights:
         raise UsageError("--text-head goes with --weights")
     sources, problems = expand_inputs(args.inputs)
-    sources = list({source.resolve(): source for source in sources}.values())  # a file named twice runs once
     for problem in problems:
         say(f"error: {problem}")
     if not sources:
@@ -505,7 +505,6 @@ def apply_command(args: argparse.Namespace) -> int:
     sources, problems = expand_inputs(args.inputs)
     for problem in problems:
         say(f"error: {problem}")
-    sources = list({source.resolve(): source for source in sources}.values())
     if not sources:
         return EXIT_FAILED
     jobs = plan_outputs(sources, args.output, several=len(args.inputs) > 1 or len(sources) > 1)

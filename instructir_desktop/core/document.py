@@ -94,17 +94,22 @@ class Layer:
         """True when this layer, shown, hides everything below it."""
         return self.visible and self.alpha is None and self.opacity >= 1.0
 
-    def copy(self, *, new_id: bool = False) -> Layer:
-        """A copy with its own pixel arrays (and a fresh id when asked)."""
+    def with_content(self, pixels: np.ndarray, alpha: np.ndarray | None, *, new_id: bool = False) -> Layer:
+        """This layer (name, opacity, visibility, mode, id) holding other pixel arrays."""
         return Layer(
-            self.pixels.copy(),
-            None if self.alpha is None else self.alpha.copy(),
+            pixels,
+            alpha,
             name=self.name,
             opacity=self.opacity,
             visible=self.visible,
             blend_mode=self.blend_mode,
             id=new_layer_id() if new_id else self.id,
         )
+
+    def copy(self, *, new_id: bool = False) -> Layer:
+        """A copy with its own pixel arrays (and a fresh id when asked)."""
+        alpha = None if self.alpha is None else self.alpha.copy()
+        return self.with_content(self.pixels.copy(), alpha, new_id=new_id)
 
 
 class Flattened(NamedTuple):
@@ -125,7 +130,9 @@ class Document:
         self._layers: list[Layer] = []
         self._active = 0
         self._selection: Selection | None = None
-        # Bumped by every change, so a result computed from an older state can be recognised as stale.
+        # Bumped by every change to the layers (pixels, stack, properties), so a result computed from
+        # an older state can be recognised as stale and the display knows when to reconvert. Choosing
+        # a selection or another active layer changes neither, so it does not move.
         self.revision = 0
         self.replace_layers(layers, active_index, height=height, width=width)
 
@@ -168,7 +175,6 @@ class Document:
     @active_index.setter
     def active_index(self, index: int) -> None:
         self._active = self._checked_index(index)
-        self.touch()
 
     @property
     def active_layer(self) -> Layer:
@@ -192,7 +198,6 @@ class Document:
         if selection is not None and (selection.height, selection.width) != self.size:
             raise ValueError(f"the selection is {selection.height}×{selection.width}, the document {self.size}")
         self._selection = selection
-        self.touch()
 
     def touch(self) -> None:
         """Record that something changed (call after writing into a layer's pixels directly)."""

@@ -641,17 +641,7 @@ class History:
             else:
                 pixels = own(pixels)
             alpha = None if layer.alpha is None else own(layer.alpha)
-            new_layers.append(
-                Layer(
-                    pixels,
-                    alpha,
-                    name=layer.name,
-                    opacity=layer.opacity,
-                    visible=layer.visible,
-                    blend_mode=layer.blend_mode,
-                    id=layer.id,
-                )
-            )
+            new_layers.append(layer.with_content(pixels, alpha))
         if restored_layer_id is not None and stored is None:
             raise ValueError(f"no layer {restored_layer_id!r} among the new layers")
         self._document.replace_layers(new_layers, active_index)

@@ -5,7 +5,6 @@ Only the engine's worker thread (or a command-line process) creates and uses a R
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,12 +32,12 @@ from instructir_desktop.model.registry import (
     LoadedModel,
     default_model_spec,
     load_model,
+    load_text_head,
     spec_from_files,
     spec_from_folder,
 )
-from instructir_desktop.model.tasks import CLASS_NAMES, TASKS
-from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder, TextHead
-from instructir_desktop.model.weights import WeightsError, load_state_dict
+from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder
+from instructir_desktop.model.weights import WeightsError
 
 MIN_TILE = 128
 # Context around a selection: the network sees this much of the surroundings.
@@ -268,18 +267,14 @@ def load_interpreter(
 ) -> Interpreter:
     """Only what reading instructions needs (encoder + text head), without the image network."""
     if text_head:
-        head_path, classes, default_encoder = text_head, None, None
+        head, classes = load_text_head(text_head)
+        default_encoder = None
     else:
         spec = default_model_spec()
         if spec.text_head is None:
             raise WeightsError(f"{spec.name}: no text head file; pass --text-head FILE")
-        head_path, classes, default_encoder = str(spec.text_head), spec.classes, spec.encoder
-    state, metadata = load_state_dict(head_path)
-    head = TextHead.from_state_dict(state)
-    if "classes" in metadata:
-        classes = tuple(json.loads(metadata["classes"]))
-    if classes is None or len(classes) != head.fc2.out_features:
-        classes = CLASS_NAMES if head.fc2.out_features == len(CLASS_NAMES) else TASKS
+        head, classes = load_text_head(spec.text_head, spec.classes)
+        default_encoder = spec.encoder
     if encoder is None:
         encoder = SentenceTransformerEncoder(encoder_folder or default_encoder)
     return Interpreter(InstructionEncoder(encoder, head), classes)

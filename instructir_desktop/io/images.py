@@ -99,8 +99,8 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-class ImageReadError(Exception):
-    """A picture could not be read; ``str()`` is one line naming the file, fit to show the user as is."""
+class _FileError(Exception):
+    """``str()`` is one line naming the file, fit to show the user as is."""
 
     def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
         # args keeps both parts so the exception survives pickling to and from worker processes.
@@ -112,16 +112,12 @@ class ImageReadError(Exception):
         return f"{_display_name(self.path)}: {self.reason}"
 
 
-class ImageWriteError(Exception):
-    """A picture could not be saved; ``str()`` is one line naming the file, fit to show the user as is."""
+class ImageReadError(_FileError):
+    """A picture could not be read."""
 
-    def __init__(self, path: str | os.PathLike[str] | None, reason: str) -> None:
-        super().__init__(path, reason)
-        self.path = Path(path) if path is not None else None
-        self.reason = _one_line(reason)
 
-    def __str__(self) -> str:
-        return f"{_display_name(self.path)}: {self.reason}"
+class ImageWriteError(_FileError):
+    """A picture could not be saved."""
 
 
 @dataclass(frozen=True)

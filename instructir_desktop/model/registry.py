@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -160,17 +160,25 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     network = build_network(image_state, spec.image_weights.name)
     if spec.text_head is None:
         raise WeightsError(f"{spec.name}: no text head file; pass --text-head FILE")
-    head_state, head_meta = load_state_dict(spec.text_head)
-    head = TextHead.from_state_dict(head_state)
-    classes = tuple(json.loads(head_meta["classes"])) if "classes" in head_meta else spec.classes
-    if len(classes) != head.fc2.out_features:
-        classes = CLASS_NAMES if head.fc2.out_features == len(CLASS_NAMES) else TASKS
+    head, classes = load_text_head(spec.text_head, spec.classes)
     if head.fc1.out_features != network.config.text_dim:
         raise WeightsError(
             f"text head gives {head.fc1.out_features}-d embeddings "
             f"but the image network expects {network.config.text_dim}"
         )
     return LoadedModel(spec, network, head, classes)
+
+
+def load_text_head(
+    path: str | os.PathLike[str], classes: Sequence[str] | None = None
+) -> tuple[TextHead, tuple[str, ...]]:
+    """A text head and its class order: from the file's metadata, else ``classes``, else by its size."""
+    state, metadata = load_state_dict(path)
+    head = TextHead.from_state_dict(state)
+    named = tuple(json.loads(metadata["classes"])) if "classes" in metadata else tuple(classes or ())
+    if len(named) != head.fc2.out_features:
+        named = CLASS_NAMES if head.fc2.out_features == len(CLASS_NAMES) else TASKS
+    return head, named
 
 
 def build_network(state_dict: Mapping[str, Tensor], label: str = "weights") -> InstructIRNet:

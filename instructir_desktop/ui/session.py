@@ -99,8 +99,6 @@ class Session(QObject):
         self.original_thumbnail: np.ndarray | None = None
         # A finished restoration lands as a new layer above the one it restored, instead of replacing it.
         self.restore_into_new_layer = False
-        # (key after, key before) of the last change that left the image's look alone: see ``image_key``.
-        self._unchanged_look: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     @property
     def document(self) -> Document | None:
@@ -112,23 +110,9 @@ class Session(QObject):
 
     @property
     def image_key(self) -> tuple[int, int] | None:
-        """Changes when the flattened image may have changed: the canvas reconverts only then.
-
-        The document's revision also moves for changes that do not alter how it looks (a new
-        selection, another active layer); those keep the key they had before.
-        """
+        """Changes when the flattened image may have changed: the canvas reconverts only then."""
         document = self.document
-        if document is None:
-            return None
-        key = (id(document), document.revision)
-        if self._unchanged_look is not None and self._unchanged_look[0] == key:
-            return self._unchanged_look[1]
-        return key
-
-    def _look_kept(self, before: tuple[int, int] | None) -> None:
-        document = self.document
-        if document is not None and before is not None:
-            self._unchanged_look = ((id(document), document.revision), before)
+        return None if document is None else (id(document), document.revision)
 
     # ------------------------------------------------------------------ selection and layers
 
@@ -139,9 +123,7 @@ class Session(QObject):
             return
         if selection is not None and selection.is_empty:
             selection = None
-        before = self.image_key
         document.selection = selection
-        self._look_kept(before)
         self.selection_changed.emit()
 
     def set_active_layer(self, index: int) -> None:
@@ -149,9 +131,7 @@ class Session(QObject):
         document = self.document
         if document is None or index == document.active_index:
             return
-        before = self.image_key
         document.active_index = index
-        self._look_kept(before)
         self.active_layer_changed.emit()
 
     def edit_layers(self, label: str, change: Callable[[Document], object]) -> Step | None:
@@ -327,17 +307,7 @@ class Session(QObject):
                 else:
                     alpha = None if layer.alpha is None else _enlarge(layer.alpha, result.scale)
                     pixels = _enlarge(layer.pixels, result.scale)
-                layers.append(
-                    Layer(
-                        pixels,
-                        alpha,
-                        name=layer.name,
-                        opacity=layer.opacity,
-                        visible=layer.visible,
-                        blend_mode=layer.blend_mode,
-                        id=layer.id,
-                    )
-                )
+                layers.append(layer.with_content(pixels, alpha))
             step = self.history.push_layers(
                 layers,
                 document.active_index,
