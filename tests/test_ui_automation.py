@@ -59,3 +59,11 @@ def test_parse_options():
 def qtapp_or_none(qapp):
     """run_application uses the test's QApplication and closes its own window."""
     return qapp
+
+
+def test_follow_ups_and_commands_that_end_at_once_do_not_stall_automation(qtapp_or_none, photo, tmp_path):
+    out = tmp_path / "out.png"
+    argv = [str(photo), "--run", "remove the noise", "--run", "a bit less", "--run", "/levels", "--timeout", "20"]
+    code = run_application([*argv, "--export", str(out), "--quit"], engine=FakeEngine())
+    assert code == 0
+    assert out.is_file()

@@ -85,7 +85,9 @@ class Automation(QObject):
         self.pending = list(options.runs)
         self.failures: list[str] = []
         self.exit_code: int | None = None
-        self._current: Run | None = None
+        # Position in the conversation of the run being waited for. Known before the message is
+        # sent, because a follow-up or a command can end inside the send itself.
+        self._awaited: int | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._timed_out)
@@ -112,13 +114,14 @@ class Automation(QObject):
         chat = self.window.chat
         # Through the input line, as a person would: type, press Enter.
         chat.input.setText(text)
+        self._awaited = len(self.window.conversation.runs)
         chat.input.returnPressed.emit()
-        self._current = self.window.conversation.runs[-1] if self.window.conversation.runs else None
 
     def _run_ended(self, run: Run) -> None:
-        if run is not self._current:
+        runs = self.window.conversation.runs
+        if self._awaited is None or self._awaited >= len(runs) or runs[self._awaited] is not run:
             return
-        self._current = None
+        self._awaited = None
         summary = run.reply.status or run.reply.text
         if run.state == DONE:
             say(f"  {run.reply.text} {summary}")
