@@ -53,14 +53,37 @@ def test_layer_checks_its_arrays_and_properties() -> None:
         Layer(np.zeros((4, 4, 3), np.float32), blend_mode="multiply")
 
 
-def test_layer_keeps_writable_float32_arrays_without_copying() -> None:
+def test_layer_keeps_float32_arrays_without_copying() -> None:
     pixels = colour()
     assert Layer(pixels).pixels is pixels
     frozen = colour()
     frozen.setflags(write=False)
-    layer = Layer(frozen)
-    assert layer.pixels is not frozen and layer.pixels.flags.writeable
+    assert Layer(frozen).pixels is frozen  # shared with a snapshot: copied only when written
     assert Layer(pixels.astype(np.float64)).pixels.dtype == np.float32
+
+
+def test_a_frozen_snapshot_never_changes_and_costs_no_copy() -> None:
+    """A restore request shares the layer's arrays with the worker instead of copying 24 MP."""
+    layer = Layer(colour(), np.full((24, 32), 0.5, np.float32))
+    pixels_before, alpha_before = layer.pixels, layer.alpha
+    snapshot_pixels, snapshot_alpha = layer.freeze()
+    assert snapshot_pixels is pixels_before and snapshot_alpha is alpha_before
+    assert not snapshot_pixels.flags.writeable and snapshot_pixels.flags.owndata
+    kept = snapshot_pixels.copy()
+    layer.writable_pixels()[0:4, 0:4] = 0.0  # the next edit copies first
+    layer.writable_alpha()[0:4, 0:4] = 1.0
+    np.testing.assert_array_equal(snapshot_pixels, kept)
+    assert float(snapshot_alpha[0, 0]) == 0.5
+    assert layer.pixels is not snapshot_pixels and float(layer.pixels[0, 0, 0]) == 0.0
+    assert layer.writable_pixels() is layer.pixels  # a private copy is not copied again
+    with pytest.raises(ValueError):
+        snapshot_pixels[0, 0, 0] = 1.0
+    # A view is frozen as a copy of its own, since its base could still be written through.
+    base = colour()
+    view_layer = Layer(base[:, :])
+    frozen_view, _ = view_layer.freeze()
+    base[...] = 0.0
+    assert frozen_view.any()
 
 
 # ---------------------------------------------------------------------------------------------- flatten

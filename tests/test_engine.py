@@ -490,6 +490,32 @@ def test_strength_zero_keeps_the_input_and_one_is_the_restoration(runtime: Runti
     assert len(full.step_seconds) == 1 and full.seconds > 0
 
 
+def test_the_worker_can_prepare_the_undo_step(runtime: Runtime) -> None:
+    """With prepare_history, the result carries the history step, identical to one made on the spot."""
+    from instructir_desktop.core.document import Document
+    from instructir_desktop.history import History, Restoration
+
+    pixels = photo(96, 128)
+    mask = np.zeros((96, 128), dtype=np.float32)
+    mask[20:60, 30:90] = 1.0
+    for request_mask in (None, mask):
+        plain = runtime.restore(RestoreRequest(pixels, DENOISE, strength=0.6, mask=request_mask))
+        result = runtime.restore(RestoreRequest(pixels, DENOISE, strength=0.6, mask=request_mask, prepare_history=True))
+        assert plain.prepared is None and result.prepared is not None
+        assert result.pixels is result.prepared.pixels
+        np.testing.assert_allclose(result.pixels, plain.pixels, atol=2 / 65535)  # only snapped to 16 bits
+        direct, prepared = History(Document.from_image(pixels)), History(Document.from_image(pixels))
+        direct_layer, prepared_layer = direct.document.active_layer, prepared.document.active_layer
+        restoration = Restoration(result.original, result.restored, result.mask, 0.6)
+        direct.push_restoration(direct_layer.id, result.bounds, restoration, label="denoise")
+        prepared.push_prepared(prepared_layer.id, result.bounds, result.prepared, label="denoise")
+        np.testing.assert_array_equal(prepared_layer.pixels, direct_layer.pixels)
+        prepared.undo()
+        np.testing.assert_array_equal(prepared_layer.pixels, pixels)
+    upscale = (PlanStep("upscale", 0.9, "bigger", 2),)
+    assert runtime.restore(RestoreRequest(pixels, upscale, prepare_history=True)).prepared is None
+
+
 def test_mask_limits_the_change_to_the_selection(runtime: Runtime) -> None:
     height, width = 320, 320
     pixels = photo(height, width)

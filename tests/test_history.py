@@ -23,6 +23,7 @@ from instructir_desktop.history import (
     UnsupportedProjectVersion,
     codec,
     load_project,
+    prepare_restoration,
     save_project,
 )
 from instructir_desktop.history.codec import decode, encode, snap
@@ -224,6 +225,59 @@ def test_set_strength_reblends_without_the_network() -> None:
     np.testing.assert_array_equal(layer.pixels[region.slices], original)
     history.redo()
     np.testing.assert_array_equal(direct_layer.pixels, layer.pixels)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole layer", "rectangle"])
+def test_a_restoration_prepared_on_another_thread_lands_like_a_direct_one(whole: bool) -> None:
+    """The editor prepares a step on the engine's worker; the result must not differ in any way."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    direct = new_history()
+    prepared_history = History(direct.document.copy())
+    region = Bounds.of_image(H, W) if whole else Bounds(4, 6, 30, 20)
+    layer = prepared_history.document.active_layer
+    snapshot = layer.pixels[region.slices].copy()  # what a request carries to the worker
+    restored = network_output(region.height, region.width)
+    mask = None if whole else RNG.random((region.height, region.width), dtype=np.float32)
+    restoration = Restoration(snapshot, restored, mask, 0.8)
+    revision = prepared_history.document.revision
+    with ThreadPoolExecutor(1) as worker:
+        prepared = worker.submit(prepare_restoration, snapshot, restoration).result()
+    assert prepared_history.document.revision == revision  # preparing touched nothing
+
+    direct_layer = direct.document.active_layer
+    direct.push_restoration(direct_layer.id, region, restoration, label="denoise")
+    prepared_history.push_prepared(layer.id, region, prepared, label="denoise")
+    assert_same_document(prepared_history.document, direct.document)
+    assert prepared_history.document.revision == revision + 1
+    # A whole-layer result is swapped in, not copied: no full-size copy on the GUI thread.
+    assert (layer.pixels is prepared.pixels) == whole
+    step = prepared_history.steps[0]
+    assert step.can_reblend and step.strength == 0.8
+    assert step.change is not None and step.change.nbytes == direct.steps[0].change.nbytes
+
+    for history in (direct, prepared_history):
+        history.set_strength(0, 0.25)
+    assert_same_document(prepared_history.document, direct.document)
+    prepared_history.undo()
+    np.testing.assert_array_equal(prepared_history.document.active_layer.pixels[region.slices], snapshot)
+    prepared_history.redo()
+    assert_same_document(prepared_history.document, direct.document)
+
+
+def test_a_prepared_restoration_must_fit_its_rectangle() -> None:
+    history = new_history()
+    layer = history.document.active_layer
+    region = Bounds(0, 0, 10, 10)
+    revision = history.document.revision
+    prepared = prepare_restoration(
+        layer.pixels[region.slices].copy(), Restoration(layer.pixels[region.slices], network_output(10, 10))
+    )
+    with pytest.raises(ValueError, match="expected"):
+        history.push_prepared(layer.id, Bounds(0, 0, 12, 10), prepared, label="x")
+    with pytest.raises(ValueError, match="inside the layer"):
+        history.push_prepared(layer.id, Bounds(W - 5, 0, 10, 10), prepared, label="x")
+    assert len(history) == 0 and history.document.revision == revision
 
 
 def test_set_strength_only_for_the_latest_restoration() -> None:

@@ -4,6 +4,7 @@ pyramid it paints big photos from, and a restoration's preview overlay."""
 from __future__ import annotations
 
 import os
+import threading
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -14,7 +15,7 @@ from PySide6.QtGui import QPixmap, QWheelEvent
 from PySide6.QtWidgets import QApplication
 from ui_fake_engine import FakeEngine
 
-import instructir_desktop.ui.main_window as main_window_module
+import instructir_desktop.ui.display_builder as display_builder_module
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.io import write_image
 from instructir_desktop.ui import qimages
@@ -96,13 +97,13 @@ def test_wheel_zooms_about_the_pointer(qtbot):
 
 def test_pixels_are_converted_only_when_the_image_changes(qtbot, window, monkeypatch):
     calls = []
-    real = main_window_module.flattened_pixmap
+    real = display_builder_module.flattened_pixmap
 
     def counting(image):
         calls.append(image.rgb.shape)
         return real(image)
 
-    monkeypatch.setattr(main_window_module, "flattened_pixmap", counting)
+    monkeypatch.setattr(display_builder_module, "flattened_pixmap", counting)
     canvas = window.canvas
     for _ in range(3):
         canvas.zoom_in()
@@ -234,3 +235,42 @@ def test_a_result_preview_covers_its_bounds_and_hides_while_comparing(qtbot):
     assert canvas.result_preview_visible
     canvas.clear_result_preview()
     assert not canvas.result_preview_visible and canvas.result_badge_text == ""
+
+
+def shown_colour(window) -> tuple[int, int, int]:
+    image = window.canvas.image.levels[0]
+    colour = image.pixelColor(image.width() // 2, image.height() // 2)
+    return colour.red(), colour.green(), colour.blue()
+
+
+def test_a_large_photo_is_converted_off_the_gui_thread_and_stale_builds_are_dropped(qtbot, window, monkeypatch):
+    """Results and undos of a big photo must not freeze the window while its display image is built."""
+    builder = window.display_builder
+    builder.synchronous_pixels = 0  # treat the test photo as a large one
+    gate = threading.Event()
+    threads = []
+    real = display_builder_module.flattened_pixmap
+
+    def gated(image):
+        threads.append(threading.current_thread())
+        assert gate.wait(10)
+        return real(image)
+
+    monkeypatch.setattr(display_builder_module, "flattened_pixmap", gated)
+    before = shown_colour(window)
+    window.chat.send_text("remove the noise")  # the fake engine halves the pixels
+    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
+    qtbot.waitUntil(lambda: len(threads) == 1, timeout=5000)
+    # The result is in the document, the build is held: the canvas keeps the old image meanwhile
+    # and the event loop keeps running (this test's waits run on it).
+    assert len(window.session.history) == 1 and builder.busy
+    assert shown_colour(window) == before
+    window.undo()  # while the first build still runs: its image is stale once it finishes
+    window.redo()
+    gate.set()
+    qtbot.waitUntil(lambda: not builder.busy, timeout=5000)
+    assert all(thread is not threading.main_thread() for thread in threads)
+    # Only the newest request was built after the held one (the undo's was replaced by the redo's).
+    assert len(threads) == 2
+    halved = tuple(round(value * 0.5) for value in before)
+    assert all(abs(a - b) <= 1 for a, b in zip(shown_colour(window), halved, strict=True))

@@ -360,3 +360,28 @@ def test_preloading_the_model_reports_a_missing_model_in_the_status_bar(qtbot, p
     qtbot.waitUntil(lambda: window.engine_label.text() == "No model loaded", timeout=5000)
     assert "no restoration weights" in window.statusBar().currentMessage()
     engine.close()
+
+
+def test_a_restore_shares_the_layer_with_the_worker_and_later_edits_copy_it(qtbot, photo):
+    """No full-size copy of the photo on the GUI thread when a restore starts, and the worker's
+    snapshot stays exactly as sent whatever the person does meanwhile."""
+    path, _ = photo
+    engine = FakeEngine()
+    window = open_window(qtbot, engine, path)
+    send(qtbot, window, "remove the noise")
+    layer = window.session.document.active_layer
+    engine.hold = True
+    window.chat.send_text("remove the noise")
+    held = window.conversation.runs[-1]
+    qtbot.waitUntil(lambda: bool(engine.held), timeout=5000)
+    request = engine.requests[engine.restore_ids()[-1]]
+    assert request.pixels is layer.pixels  # shared, not copied
+    sent = request.pixels.copy()
+
+    window.undo()  # writes the first step's "before" pixels into the layer: into a copy of it
+    assert not np.array_equal(layer.pixels, sent)
+    np.testing.assert_array_equal(request.pixels, sent)
+    engine.release(engine.restore_ids()[-1])
+    qtbot.waitUntil(lambda: held.ended, timeout=5000)
+    assert held.state == STALE  # the photo moved on: the held result is not applied
+    assert len(window.session.history) == 1 and window.session.history.index == 0

@@ -14,7 +14,7 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from PySide6.QtWidgets import QApplication
 from ui_fake_engine import FakeEngine
 
-import instructir_desktop.ui.main_window as main_window_module
+import instructir_desktop.ui.display_builder as display_builder_module
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.core.selection import Selection
 from instructir_desktop.io import read_image, write_image
@@ -282,8 +282,8 @@ def test_select_all_and_deselect_shortcuts_redraw_only_the_overlay(qtbot, small,
     path, _ = small
     window = open_window(qtbot, path, settings)
     calls = []
-    real = main_window_module.flattened_pixmap
-    monkeypatch.setattr(main_window_module, "flattened_pixmap", lambda image: calls.append(1) or real(image))
+    real = display_builder_module.flattened_pixmap
+    monkeypatch.setattr(display_builder_module, "flattened_pixmap", lambda image: calls.append(1) or real(image))
     focus_canvas(qtbot, window)
     qtbot.keyClick(window.canvas, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     selection = window.session.document.selection

@@ -18,6 +18,7 @@ import numpy as np
 
 from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.history import Restoration, prepare_restoration
 from instructir_desktop.inference.requests import (
     ActionRequest,
     Cancelled,
@@ -86,7 +87,12 @@ def fake_restore(request: RestoreRequest) -> RestoreResult:
     if alpha is not None and scale > 1:
         alpha = np.repeat(np.repeat(alpha, scale, axis=0), scale, axis=1)
     height, width = original.shape[:2]
+    prepared = None
+    if request.prepare_history and scale == 1:  # as the real runtime does
+        prepared = prepare_restoration(request.pixels, Restoration(original, restored, mask, request.strength))
+        pixels = prepared.pixels
     return RestoreResult(
+        prepared=prepared,
         pixels=pixels,
         bounds=Bounds.of_image(height, width),
         original=original,

@@ -37,12 +37,22 @@ def new_layer_id() -> str:
 
 
 def _pixel_array(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """``values`` as a writable float32 array of ``shape``, copied only when it must be."""
+    """``values`` as a float32 array of ``shape``, copied only when it must be.
+
+    A read-only array is kept as it is: it is shared with a snapshot (``Layer.freeze``), and
+    whoever writes into the layer next writes into a copy (``Layer.writable_pixels``).
+    """
     array = np.asarray(values, dtype=np.float32)
     if array.shape != shape:
         raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
-    if not array.flags.writeable:
-        array = array.copy()
+    return array
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` itself made read-only when it owns its memory (else a read-only copy that does)."""
+    if not array.flags.owndata:
+        array = array.copy()  # a view: its base could still be written through
+    array.flags.writeable = False
     return array
 
 
@@ -50,8 +60,10 @@ def _pixel_array(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.nd
 class Layer:
     """One layer: colour, optional alpha, and how it is mixed into the layers below.
 
-    The layer holds the arrays it is given, without copying them when they already are writable
-    float32 (a 24 MP layer is 288 MB): hand it arrays it may own.
+    The layer holds the arrays it is given, without copying them when they already are float32
+    (a 24 MP layer is 288 MB): hand it arrays it may own. Read-only arrays are shared with a
+    snapshot (``freeze``); writes in place go through ``writable_pixels``/``writable_alpha``,
+    which copy them first.
     """
 
     pixels: np.ndarray
@@ -105,6 +117,30 @@ class Layer:
             blend_mode=self.blend_mode,
             id=new_layer_id() if new_id else self.id,
         )
+
+    def freeze(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The layer's pixels and alpha as arrays that will never change, at no cost.
+
+        A worker can read them while the person goes on editing: the arrays become read-only,
+        and the next write into this layer writes into a copy instead (copy-on-write).
+        """
+        self.pixels = _frozen(self.pixels)
+        if self.alpha is not None:
+            self.alpha = _frozen(self.alpha)
+        return self.pixels, self.alpha
+
+    def writable_pixels(self) -> np.ndarray:
+        """The pixel array, to write into in place (a private copy first if a snapshot shares it)."""
+        if not self.pixels.flags.writeable:
+            self.pixels = self.pixels.copy()
+        return self.pixels
+
+    def writable_alpha(self) -> np.ndarray:
+        if self.alpha is None:
+            raise ValueError(f"layer {self.name!r} has no alpha plane")
+        if not self.alpha.flags.writeable:
+            self.alpha = self.alpha.copy()
+        return self.alpha
 
     def copy(self, *, new_id: bool = False) -> Layer:
         """A copy with its own pixel arrays (and a fresh id when asked)."""

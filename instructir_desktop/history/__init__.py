@@ -5,10 +5,12 @@ from instructir_desktop.history.history import (
     History,
     HistoryError,
     PatchChange,
+    PreparedRestoration,
     Recording,
     Restoration,
     StackChange,
     Step,
+    prepare_restoration,
     reblend,
 )
 from instructir_desktop.history.project import (
@@ -27,6 +29,7 @@ __all__ = [
     "History",
     "HistoryError",
     "PatchChange",
+    "PreparedRestoration",
     "ProjectContents",
     "ProjectError",
     "Recording",
@@ -35,6 +38,7 @@ __all__ = [
     "Step",
     "UnsupportedProjectVersion",
     "load_project",
+    "prepare_restoration",
     "read_project",
     "reblend",
     "save_project",

@@ -143,12 +143,54 @@ class PatchChange:
         region = self.bounds.slices
         if layer.pixels[region].shape != pixels.shape:
             raise HistoryError(f"layer {layer.name!r} does not hold the rectangle {self.bounds}")
-        layer.pixels[region] = pixels
+        layer.writable_pixels()[region] = pixels
         if alpha is not None:
             if layer.alpha is None:
                 raise HistoryError(f"layer {layer.name!r} has no alpha plane to restore")
-            layer.alpha[region] = alpha
+            layer.writable_alpha()[region] = alpha
         document.touch()
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedRestoration:
+    """A restoration made ready for the history away from the GUI thread (``prepare_restoration``).
+
+    Everything slow is done: the arrays are snapped, blended at ``strength`` and compressed, so
+    ``History.push_prepared`` only has to put ``pixels`` into the layer. ``pixels`` is a new array
+    nobody else writes to; the history takes it over.
+    """
+
+    before: EncodedArray  # the layer's pixels under the rectangle when the restoration was asked for
+    stored: StoredRestoration
+    pixels: np.ndarray  # what the rectangle shows at ``stored.strength``
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+def prepare_restoration(before: np.ndarray, restoration: Restoration) -> PreparedRestoration:
+    """Do a restoration step's heavy work (snapping, blending, compression) on any thread.
+
+    ``before`` is what the layer holds under the rectangle at the moment the restoration was
+    requested; the step must be pushed while the layer still holds exactly that (check the
+    document's revision), or undoing it would bring back the wrong pixels.
+    """
+    height, width = np.shape(before)[:2]
+    if np.shape(before) != (height, width, 3):
+        raise ValueError(f"before pixels are {np.shape(before)}, expected (h, w, 3)")
+    restoration.check(height, width)
+    original, restored = snap(restoration.original), snap(restoration.restored)
+    mask = None if restoration.mask is None else snap(restoration.mask)
+    # The original usually is the layer's own pixels: then it is stored once, as "before".
+    shared = np.array_equal(before, original)
+    stored = StoredRestoration(
+        None if shared else encode(original),
+        encode(restored),
+        None if mask is None else encode(mask),
+        float(restoration.strength),
+    )
+    return PreparedRestoration(encode(before), stored, reblend(original, restored, mask, stored.strength))
 
 
 @dataclass(frozen=True, eq=False)
@@ -578,22 +620,42 @@ class History:
         whole = Bounds.of_image(layer.height, layer.width)
         if bounds.intersect(whole) != bounds or bounds.empty:
             raise ValueError(f"{bounds} is not a non-empty rectangle inside the layer ({whole})")
-        restoration.check(bounds.height, bounds.width)
-        original, restored = snap(restoration.original), snap(restoration.restored)
-        mask = None if restoration.mask is None else snap(restoration.mask)
-        before = layer.pixels[bounds.slices]
-        # The original usually is the layer's own pixels: then it is stored once, as "before".
-        shared = np.array_equal(before, original)
-        stored = StoredRestoration(
-            None if shared else encode(original),
-            encode(restored),
-            None if mask is None else encode(mask),
-            float(restoration.strength),
+        prepared = prepare_restoration(layer.pixels[bounds.slices], restoration)
+        return self.push_prepared(
+            layer_id, bounds, prepared, label=label, tasks=tasks, seconds=seconds, model_id=model_id
         )
-        change = PatchChange(layer_id, bounds, before=encode(before), after=None, restoration=stored)
-        layer.pixels[bounds.slices] = reblend(original, restored, mask, stored.strength)
+
+    def push_prepared(
+        self,
+        layer_id: str,
+        bounds: Bounds,
+        prepared: PreparedRestoration,
+        *,
+        label: str,
+        tasks: Sequence[str] = (),
+        seconds: float = 0.0,
+        model_id: str = "",
+    ) -> Step:
+        """``push_restoration`` for a restoration prepared off the GUI thread: no pixel work here.
+
+        A rectangle covering the whole layer swaps the layer's array for ``prepared.pixels``
+        (no copy); a smaller one is copied in. The layer must still hold, under ``bounds``, the
+        pixels ``prepared`` was made from (see ``prepare_restoration``).
+        """
+        layer = _layer_in(self._document, layer_id)
+        whole = Bounds.of_image(layer.height, layer.width)
+        if bounds.intersect(whole) != bounds or bounds.empty:
+            raise ValueError(f"{bounds} is not a non-empty rectangle inside the layer ({whole})")
+        if prepared.shape != (bounds.height, bounds.width):
+            raise ValueError(f"the prepared restoration is {prepared.shape}, expected {(bounds.height, bounds.width)}")
+        if bounds == whole and prepared.pixels.flags.writeable and prepared.pixels.flags.c_contiguous:
+            layer.pixels = prepared.pixels
+        else:
+            layer.writable_pixels()[bounds.slices] = prepared.pixels
         self._document.touch()
-        step = Step(label, change, self._document.thumbnail(), tuple(tasks), stored.strength, seconds, model_id)
+        change = PatchChange(layer_id, bounds, before=prepared.before, after=None, restoration=prepared.stored)
+        strength = prepared.stored.strength
+        step = Step(label, change, self._document.thumbnail(), tuple(tasks), strength, seconds, model_id)
         return self._push(step)
 
     def push_layers(
@@ -707,7 +769,7 @@ class History:
         else:
             assert change.restored_layer_id is not None
             layer = _layer_in(self._document, change.restored_layer_id)
-            layer.pixels[...] = change.restoration.result()
+            layer.writable_pixels()[...] = change.restoration.result()
             self._document.touch()
         if self._clean_index == self._index:
             self._clean_index = -1

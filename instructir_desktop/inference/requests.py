@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.history import PreparedRestoration
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep
 
 if TYPE_CHECKING:
@@ -19,9 +20,18 @@ if TYPE_CHECKING:
 
 
 def _frozen(array: np.ndarray | None, dtype: type = np.float32) -> np.ndarray | None:
-    """A read-only copy, so the worker can never see the document change under it."""
+    """A read-only array the worker can read while the document changes: ``array`` itself when
+    it already is one (say from ``Layer.freeze``), else a read-only copy."""
     if array is None:
         return None
+    if (
+        isinstance(array, np.ndarray)
+        and array.dtype == dtype
+        and array.flags.c_contiguous
+        and array.flags.owndata
+        and not array.flags.writeable
+    ):
+        return array
     copy: np.ndarray = np.array(array, dtype=dtype, copy=True, order="C")
     copy.setflags(write=False)
     return copy
@@ -55,6 +65,9 @@ class RestoreRequest:
     preview_bounds: Bounds | None = None
     revision: int = 0
     label: str = ""
+    # Also make the undo step's data (snapped, blended, compressed) on the worker, so that the
+    # editor's GUI thread only swaps the result in (see ``history.prepare_restoration``).
+    prepare_history: bool = False
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels)
@@ -118,6 +131,9 @@ class RestoreResult:
     model_id: str
     step_seconds: tuple[float, ...] = ()
     notices: tuple[str, ...] = ()
+    # With ``RestoreRequest.prepare_history`` and no size change: the step ready for
+    # ``History.push_prepared``; ``pixels`` is then its array.
+    prepared: PreparedRestoration | None = None
 
 
 # ----------------------------------------------------------------------------- events

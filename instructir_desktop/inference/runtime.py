@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.history import Restoration, prepare_restoration
 from instructir_desktop.inference.devices import (
     configure_cpu_allocator,
     default_tile_size,
@@ -205,9 +206,16 @@ class Runtime:
         alpha = request.alpha
         if alpha is not None and scale != 1:
             alpha = resize_plane(np.asarray(alpha, dtype=np.float32), height * scale, width * scale)
+        prepared = None
+        if request.prepare_history and scale == 1:
+            if check_cancel is not None:
+                check_cancel()
+            prepared = prepare_restoration(source, Restoration(original, current, mask, request.strength))
+            blended = prepared.pixels
         if self.device.type == "cpu":
             release_cpu_memory()
         return RestoreResult(
+            prepared=prepared,
             pixels=blended,
             bounds=region.scaled(scale),
             original=original,

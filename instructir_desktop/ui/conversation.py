@@ -405,7 +405,10 @@ class Conversation(QObject):
     def _start_restore(self, run: Run, document: Document) -> None:
         assert run.interpretation is not None
         layer = document.active_layer
-        layer_pixels, layer_alpha, layer_id = layer.pixels, layer.alpha, layer.id
+        # Shared with the worker, not copied (a 24 MP copy would freeze the window): the next
+        # edit of this layer writes into a copy instead.
+        layer_pixels, layer_alpha = layer.freeze()
+        layer_id = layer.id
         plan = run.interpretation.steps
         upscaling = any(step.task == "upscale" for step in plan)
         selection = document.selection
@@ -439,6 +442,7 @@ class Conversation(QObject):
                 preview_bounds=preview_bounds,
                 revision=document.revision,
                 label=run.step_label,
+                prepare_history=not self.session.restore_into_new_layer,
             )
         except ValueError as error:
             self._end(run, FAILED, f"I can't do that: {error}", error=str(error))

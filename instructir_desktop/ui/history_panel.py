@@ -129,6 +129,11 @@ class HistoryPanel(QWidget):
         self.left_choice.setCurrentIndex(left)
         self.right_choice.setCurrentIndex(right)
 
+    @property
+    def comparing(self) -> bool:
+        """The compare button is down: two history states are on the canvas."""
+        return self.compare_button.isChecked()
+
     def set_comparing(self, comparing: bool) -> None:
         self.compare_button.blockSignals(True)
         self.compare_button.setChecked(comparing)

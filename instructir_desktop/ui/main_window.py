@@ -36,12 +36,13 @@ from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel
 from instructir_desktop.ui.conversation import Conversation
 from instructir_desktop.ui.dialogs import EXPORT_FORMATS, AboutDialog, ExportDialog, SettingsDialog
+from instructir_desktop.ui.display_builder import DisplayBuilder
 from instructir_desktop.ui.engine_bridge import EngineBridge
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
 from instructir_desktop.ui.layers_panel import LayersPanel
 from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
 from instructir_desktop.ui.preferences import Preferences, default_recovery_folder
-from instructir_desktop.ui.qimages import flattened_pixmap
+from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
 from instructir_desktop.ui.recovery import RecoveryStore
 from instructir_desktop.ui.selection_tools import SelectionTools
 from instructir_desktop.ui.session import PROJECT_SUFFIX, Session
@@ -164,6 +165,8 @@ class MainWindow(QMainWindow):
         self.bridge.finished.connect(self._update_engine_status)
         self.bridge.failed.connect(self._on_preload_failed)
         self._shown: tuple[int, int] | None = None  # (document id, revision) on the canvas
+        self.display_builder = DisplayBuilder(self)
+        self.display_builder.built.connect(self._display_built)
         self.setAcceptDrops(True)
         self._document_changed()
 
@@ -534,11 +537,30 @@ class MainWindow(QMainWindow):
         if key == self._shown and not self.canvas.comparing:
             return
         self._shown = key
-        pixmap = None if document is None else flattened_pixmap(document.flatten())
+        if document is None:
+            self._show_display_image(None)
+            return
+        image = self.display_builder.build(key, document, lambda: self.session.image_key)
+        if image is not None:
+            self._show_display_image(image)
+        # else: a large photo builds on the display thread and arrives through _display_built
+
+    def _display_built(self, key: object, image: MipImage | None) -> None:
+        document = self.session.document
+        if key != self.session.image_key or document is None:
+            return
+        if self.history_panel.comparing:
+            self._shown = None  # two history states are on the canvas; ending the compare rebuilds
+            return
+        if image is None:  # the background build failed: build here, where an error surfaces
+            image = flattened_pixmap(document.flatten())
+        self._show_display_image(image)
+
+    def _show_display_image(self, image: MipImage | None) -> None:
         if self.canvas.comparing:
-            self.canvas.end_compare(pixmap)
+            self.canvas.end_compare(image)
         else:
-            self.canvas.set_pixmap(pixmap)
+            self.canvas.set_pixmap(image)
 
     def preload_model(self) -> int:
         """Load the model on the worker now, so the first instruction does not wait for it.
@@ -761,4 +783,5 @@ class MainWindow(QMainWindow):
         self.recovery.discard()
         self.conversation.cancel_all()
         self.bridge.close()
+        self.display_builder.shutdown()
         super().closeEvent(event)

@@ -287,8 +287,20 @@ class Session(QObject):
             self.changed.emit()
             return added
         restoration = Restoration(result.original, result.restored, result.mask, strength)
-        if result.scale == 1:
-            step: Step | None = self.history.push_restoration(
+        prepared = result.prepared
+        if prepared is not None and result.scale == 1 and prepared.stored.strength == strength:
+            # The worker did the pixel work and compression: only a swap happens on the GUI thread.
+            step: Step | None = self.history.push_prepared(
+                layer_id,
+                result.bounds,
+                prepared,
+                label=label,
+                tasks=tuple(tasks),
+                seconds=result.seconds,
+                model_id=result.model_id,
+            )
+        elif result.scale == 1:
+            step = self.history.push_restoration(
                 layer_id,
                 result.bounds,
                 restoration,

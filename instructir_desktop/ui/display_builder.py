@@ -1,0 +1,110 @@
+"""Builds the canvas's display image of the document away from the GUI thread.
+
+Flattening a 12 MP document, converting it to 8 bits and building its mip pyramid takes a few
+hundred milliseconds: on the GUI thread that freezes the window each time a result lands or a
+step is undone. Small documents are still built at once (a few milliseconds, and the canvas is
+up to date the moment the call returns); larger ones on one background thread, the canvas
+keeping the previous image until the new one is ready.
+
+Only the newest request matters: a request made while a build runs replaces any request still
+waiting, and a finished build whose document has moved on since (another revision, another
+photo) is dropped. The build reads the layers' arrays while the GUI thread may write into them
+(an undo of a local patch); such a torn image always belongs to an old revision, so it is
+never shown.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+
+from PySide6.QtCore import QObject, Signal
+
+from instructir_desktop.core.document import Document
+from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
+
+# Up to this many pixels the image is built on the GUI thread (about 10-20 ms).
+SYNCHRONOUS_PIXELS = 1_000_000
+
+
+def snapshot(document: Document) -> Document:
+    """A document sharing the layers' arrays, immune to the layer stack changing under it."""
+    layers = [layer.with_content(layer.pixels, layer.alpha) for layer in document.layers]
+    return Document(document.height, document.width, layers, document.active_index)
+
+
+class DisplayBuilder(QObject):
+    """Turns documents into ``MipImage``s; ``built(key, image)`` brings back background builds."""
+
+    # key, MipImage; or key, None when the build failed (the caller then builds it itself, where
+    # the error shows as it would have without this class).
+    built = Signal(object, object)
+    _finished = Signal(object, object, object)  # key, MipImage or None, error or None
+
+    def __init__(self, parent: QObject | None = None, synchronous_pixels: int = SYNCHRONOUS_PIXELS) -> None:
+        super().__init__(parent)
+        self.synchronous_pixels = synchronous_pixels
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._running = False
+        self._waiting: tuple[Hashable, Document] | None = None
+        self._wanted: Hashable | None = None
+        self._current: Callable[[], Hashable] = lambda: None
+        self._finished.connect(self._on_finished)
+
+    @property
+    def busy(self) -> bool:
+        """A build is running or waiting."""
+        return self._running or self._waiting is not None
+
+    def build(self, key: Hashable, document: Document, current: Callable[[], Hashable]) -> MipImage | None:
+        """The display image of ``document`` now (small documents), or None and ``built`` later.
+
+        ``current`` tells, when a background build finishes, which key the window shows now: a
+        build for any other key is dropped.
+        """
+        self._current = current
+        self._wanted = key
+        if document.height * document.width <= self.synchronous_pixels:
+            self._waiting = None  # an older, larger document still building is no longer wanted
+            return flattened_pixmap(document.flatten())
+        with self._lock:
+            self._waiting = (key, snapshot(document))
+            if self._running:
+                return None
+            self._running = True
+        self._start_next()
+        return None
+
+    def _start_next(self) -> None:
+        with self._lock:
+            job, self._waiting = self._waiting, None
+            if job is None:
+                self._running = False
+                return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-builder")
+        key, document = job
+        self._executor.submit(self._run, key, document)
+
+    def _run(self, key: Hashable, document: Document) -> None:
+        try:
+            image = flattened_pixmap(document.flatten())
+        except Exception as error:  # a torn read, or a real fault: the GUI thread decides
+            self._finished.emit(key, None, error)
+            return
+        self._finished.emit(key, image, None)
+
+    def _on_finished(self, key: Hashable, image: MipImage | None, _error: BaseException | None) -> None:
+        self._start_next()
+        if key != self._wanted or key != self._current():
+            return  # the document moved on; a newer build is (or was) on its way
+        self.built.emit(key, image)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._waiting = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
