@@ -535,6 +535,34 @@ def test_project_round_trip_keeps_the_history(tmp_path: Path) -> None:
     assert_same_document(loaded.document, history.document)
 
 
+def test_project_keeps_the_selection(tmp_path: Path) -> None:
+    from instructir_desktop.core.selection import Selection
+
+    history = new_history()
+    selection = Selection.rectangle(H, W, Bounds(5, 7, 20, 12), feather_radius=2.5)
+    history.document.selection = selection
+    path = tmp_path / "selected.irproject"
+    save_project(path, history)
+    loaded = load_project(path).document.selection
+    assert loaded is not None
+    np.testing.assert_allclose(loaded.mask, selection.mask, atol=0.5 * GRID_STEP)  # feathered values kept
+
+    history.document.selection = None
+    save_project(path, history)
+    assert load_project(path).document.selection is None
+
+    # A project written before selections were kept has no such entry, and still opens.
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    del manifest["document"]["selection"]
+    entries["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    assert load_project(path).document.selection is None
+
+
 def test_project_keeps_dropped_steps_dropped(tmp_path: Path) -> None:
     history = new_history()
     layer_id = history.document.active_layer.id

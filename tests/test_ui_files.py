@@ -215,6 +215,28 @@ def test_a_reopened_project_still_exports_with_exif_and_icc(qtbot, prefs, tmp_pa
         assert exported.info.get("icc_profile") == icc
 
 
+def test_a_reopened_project_keeps_the_selection_on_screen(qtbot, prefs, tmp_path):
+    from instructir_desktop.core.geometry import Bounds
+    from instructir_desktop.core.selection import Selection
+
+    source = tmp_path / "photo.png"
+    make_png(source, height=24, width=32)
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(source)
+    selection = Selection.rectangle(24, 32, Bounds(4, 6, 12, 10), feather_radius=1.5)
+    window.session.set_selection(selection)
+    project = tmp_path / "selected.irproject"
+    assert window.save_project_to(project)
+
+    other = new_window(qtbot, prefs, tmp_path)
+    assert other.open_path(project)
+    reopened = other.session.document.selection
+    assert reopened is not None
+    np.testing.assert_allclose(reopened.mask, selection.mask, atol=1e-4)
+    assert not other.canvas.overlay.isNull()  # drawn, so the next restore visibly applies to it
+    assert other.selection_tools.deselect_action.isEnabled()
+
+
 def test_a_reopened_project_keeps_a_16_bit_source_depth(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "deep.png", bits=16))

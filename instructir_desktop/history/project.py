@@ -2,7 +2,7 @@
 
 Layout (format version 1)::
 
-    manifest.json        format name and version, the document's layers, every step (as below)
+    manifest.json        format name and version, the document's layers and selection, every step
     blobs/NNNNNN.bin     one stored pixel array: its zlib chunks back to back (stored, not deflated:
                          they are compressed already); the manifest gives shape and chunk lengths
     thumbnails/NNNNNN.npy  each step's uint8 RGBA thumbnail
@@ -32,6 +32,7 @@ import numpy as np
 
 from instructir_desktop.core.document import BLEND_MODES, Document, Layer
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.core.selection import Selection
 from instructir_desktop.history.codec import ENCODINGS, EncodedArray, decode, encode
 from instructir_desktop.history.history import (
     DEFAULT_MEMORY_LIMIT,
@@ -217,6 +218,8 @@ def save_project(
                     "width": document.width,
                     "active_index": document.active_index,
                     "layers": layers,
+                    # The selection the person made is part of their work (older readers skip it).
+                    "selection": writer.blob(None if document.selection is None else encode(document.selection.mask)),
                 },
                 "history": {"index": history.index, "steps": steps},
             }
@@ -456,10 +459,15 @@ class _Reader:
             raise ProjectError(f"{where} has no layers")
         if not 0 <= active < len(layers):
             raise ProjectError(f"{where}.active_index is outside the stack")
+        # Projects saved before selections were kept have no "selection" at all.
+        mask = self.optional_pixels(record, "selection", where, (height, width)) if "selection" in record else None
         try:
-            return Document(height, width, layers, active)
+            document = Document(height, width, layers, active)
+            if mask is not None:
+                document.selection = Selection(_decoded(mask, f"{where}.selection"))
         except ValueError as error:
             raise ProjectError(f"{where}: {error}") from None
+        return document
 
 
 def _decoded(array: EncodedArray, where: str) -> np.ndarray:
