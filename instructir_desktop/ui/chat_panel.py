@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from instructir_desktop.instructions.interpret import PlanStep, describe_step
 from instructir_desktop.model.tasks import TASK_TITLES, TASKS
+from instructir_desktop.ui import icons
 
 EXAMPLES: tuple[str, ...] = (
     "Remove the noise",
@@ -150,7 +151,7 @@ class MessageWidget(QFrame):
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setMaximumHeight(10)
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton(icons.icon("cancel"), "Cancel")
         self.cancel_button.clicked.connect(self._cancel_clicked)
         row.addWidget(self.progress_bar, 1)
         row.addWidget(self.cancel_button)

@@ -153,6 +153,7 @@ class LayersPanel(QWidget):
             # A short name on the button (the dock stays narrow), the full one in the menu and the tooltip.
             button = QToolButton()
             button.setText(text)
+            button.setAccessibleName(action.text().replace("&", ""))
             shortcut = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
             button.setToolTip(action.text().replace("&", "") + (f" ({shortcut})" if shortcut else ""))
             button.clicked.connect(action.trigger)

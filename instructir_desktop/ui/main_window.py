@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSlider,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -31,6 +32,7 @@ from instructir_desktop.inference.engine import Engine, EngineInterface
 from instructir_desktop.inference.requests import ActionRequest, EngineSettings, Failed, JobContext
 from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError
 from instructir_desktop.plugins.api import ActionInfo
+from instructir_desktop.ui import icons
 from instructir_desktop.ui.action_dialog import ActionDialog, PluginsMenu
 from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel
@@ -147,6 +149,8 @@ class MainWindow(QMainWindow):
         self._build_select_and_layer_menus()
         self._build_plugins_menu()
         self.menuBar().addMenu(self.help_menu)
+        self._build_main_toolbar()
+        self.apply_icons()
         self.size_label = QLabel()
         self.zoom_label = QLabel()
         self.engine_label = QLabel("Model loads on first use")
@@ -220,6 +224,71 @@ class MainWindow(QMainWindow):
         for action in self.findChildren(QAction):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             self.addAction(action)
+
+    def _build_main_toolbar(self) -> None:
+        self.main_toolbar = QToolBar("Main")
+        self.main_toolbar.setObjectName("mainToolbar")
+        for group in (
+            (self.open_action, self.save_project_action, self.export_action),
+            (self.undo_action, self.redo_action),
+            (self.zoom_in_action, self.zoom_out_action, self.fit_action, self.actual_size_action),
+        ):
+            for action in group:
+                self.main_toolbar.addAction(action)
+            self.main_toolbar.addSeparator()
+        # Before the selection tools, on the same row.
+        self.insertToolBar(self.selection_tools.toolbar, self.main_toolbar)
+
+    def apply_icons(self) -> None:
+        """Give actions and buttons their icons, tinted for the current palette (again after a theme change)."""
+        tools, layers = self.selection_tools, self.layers_panel
+        named: tuple[tuple[QAction, str], ...] = (
+            (self.open_action, "open"),
+            (self.save_project_action, "save"),
+            (self.export_action, "export"),
+            (self.undo_action, "undo"),
+            (self.redo_action, "redo"),
+            (self.zoom_in_action, "zoom-in"),
+            (self.zoom_out_action, "zoom-out"),
+            (self.fit_action, "zoom-fit"),
+            (self.actual_size_action, "zoom-actual"),
+            (self.settings_action, "settings"),
+            (self.about_action, "about"),
+            (tools.hand_action, "hand"),
+            (tools.rectangle_action, "select-rectangle"),
+            (tools.brush_action, "select-brush"),
+            (tools.select_all_action, "select-all"),
+            (tools.deselect_action, "deselect"),
+            (tools.invert_action, "select-invert"),
+            (layers.duplicate_action, "layer-duplicate"),
+            (layers.delete_action, "layer-delete"),
+            (layers.move_up_action, "layer-up"),
+            (layers.move_down_action, "layer-down"),
+            (layers.merge_down_action, "layer-merge"),
+            (self.plugins_menu.manage_action, "plugins"),
+        )
+        for action, name in named:
+            action.setIcon(icons.icon(name))
+        for key, name in (
+            ("duplicate", "layer-duplicate"),
+            ("delete", "layer-delete"),
+            ("up", "layer-up"),
+            ("down", "layer-down"),
+            ("merge", "layer-merge"),
+        ):
+            button, themed = layers.buttons[key], icons.icon(name)
+            button.setIcon(themed)
+            # The icon alone keeps the dock narrow (the name is in the tooltip); the text if there is no icon.
+            style = Qt.ToolButtonStyle.ToolButtonTextOnly if themed.isNull() else Qt.ToolButtonStyle.ToolButtonIconOnly
+            button.setToolButtonStyle(style)
+        self.chat.send_button.setIcon(icons.icon("send"))
+        self.history_panel.compare_button.setIcon(icons.icon("compare"))
+        self.setWindowIcon(icons.app_icon())
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.PaletteChange):
+            self.apply_icons()  # light ↔ dark: retint
+        super().changeEvent(event)
 
     def _build_select_and_layer_menus(self) -> None:
         tools, layers = self.selection_tools, self.layers_panel
