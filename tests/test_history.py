@@ -265,6 +265,40 @@ def test_a_restoration_prepared_on_another_thread_lands_like_a_direct_one(whole:
     assert_same_document(prepared_history.document, direct.document)
 
 
+def test_undo_and_redo_of_the_latest_whole_photo_step_swap_arrays_and_stay_exact() -> None:
+    """Undoing a 24 MP restoration must not decompress 24 MP: the array it replaced is kept."""
+    history = new_history()
+    layer = history.document.active_layer
+    first = layer.pixels
+    whole = Bounds.of_image(H, W)
+    restoration = Restoration(first.copy(), network_output(H, W), None, 1.0)
+    history.push_restoration(layer.id, whole, restoration, label="denoise")
+    after = history.document.active_layer.pixels
+    expected_before, expected_after = first.copy(), after.copy()
+
+    assert history.state_at(0).active_layer.pixels is not first  # a copy never takes the kept array
+    history.undo()
+    assert history.document.active_layer.pixels is first  # swapped back, not decoded
+    history.redo()
+    assert history.document.active_layer.pixels is after
+    np.testing.assert_array_equal(after, expected_after)
+    history.set_strength(0, 0.5)
+    half = history.document.active_layer.pixels.copy()
+    history.undo()
+    np.testing.assert_array_equal(history.document.active_layer.pixels, expected_before)
+    history.redo()
+    np.testing.assert_array_equal(history.document.active_layer.pixels, half)
+
+    # A second step: only one full-size array is kept, and undoing past it decodes exactly.
+    history.push_restoration(layer.id, whole, Restoration(half, network_output(H, W)), label="sharpen")
+    kept = [s.change.swapped_out is not None for s in history.steps if s.change is not None]
+    assert kept == [False, True]
+    history.set_index(0)
+    np.testing.assert_array_equal(history.document.active_layer.pixels, expected_before)
+    history.set_index(1)
+    np.testing.assert_array_equal(history.document.active_layer.pixels, half)
+
+
 def test_a_prepared_restoration_must_fit_its_rectangle() -> None:
     history = new_history()
     layer = history.document.active_layer

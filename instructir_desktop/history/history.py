@@ -119,6 +119,10 @@ class PatchChange:
     alpha_before: EncodedArray | None = None
     alpha_after: EncodedArray | None = None
     restoration: StoredRestoration | None = None
+    # The whole layer's array on the side this step is not showing, kept from the last swap, so
+    # undoing or redoing the latest step is a swap instead of decompressing a full-size photo.
+    # Only for steps covering the whole layer without alpha; the history keeps one such array.
+    swapped_out: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -132,17 +136,38 @@ class PatchChange:
             raise HistoryError("this step's result is missing")
         return decode(self.after)
 
-    def undo(self, document: Document) -> None:
-        self._write(document, decode(self.before), _decoded(self.alpha_before))
+    def undo(self, document: Document, *, keep_swapped: bool = False) -> None:
+        """Put the before pixels back. ``keep_swapped``: ``document`` is the history's own, so the
+        whole-layer array taken out may be kept for the way back (never for a copy of the document)."""
+        if not (keep_swapped and self._swap(document)):
+            self._write(document, decode(self.before), _decoded(self.alpha_before), keep_swapped)
 
-    def redo(self, document: Document) -> None:
-        self._write(document, self.after_pixels(), _decoded(self.alpha_after))
+    def redo(self, document: Document, *, keep_swapped: bool = False) -> None:
+        if not (keep_swapped and self._swap(document)):
+            self._write(document, self.after_pixels(), _decoded(self.alpha_after), keep_swapped)
 
-    def _write(self, document: Document, pixels: np.ndarray, alpha: np.ndarray | None) -> None:
+    def _swap(self, document: Document) -> bool:
+        """Put ``swapped_out`` back into the layer, keeping the array it replaces (False: nothing kept)."""
+        if self.swapped_out is None:
+            return False
+        layer = _layer_in(document, self.layer_id)
+        if layer.pixels.shape != self.swapped_out.shape or self.bounds != Bounds.of_image(layer.height, layer.width):
+            self.swapped_out = None
+            return False
+        layer.pixels, self.swapped_out = self.swapped_out, layer.pixels
+        document.touch()
+        return True
+
+    def _write(self, document: Document, pixels: np.ndarray, alpha: np.ndarray | None, keep_swapped: bool) -> None:
         layer = _layer_in(document, self.layer_id)
         region = self.bounds.slices
         if layer.pixels[region].shape != pixels.shape:
             raise HistoryError(f"layer {layer.name!r} does not hold the rectangle {self.bounds}")
+        if keep_swapped and self.bounds == Bounds.of_image(layer.height, layer.width) and self.alpha_after is None:
+            # A whole-layer step: swap in the decoded array and keep the old one for the way back.
+            self.swapped_out, layer.pixels = layer.pixels, pixels
+            document.touch()
+            return
         layer.writable_pixels()[region] = pixels
         if alpha is not None:
             if layer.alpha is None:
@@ -238,10 +263,10 @@ class StackChange:
         restoration = 0 if self.restoration is None else self.restoration.nbytes
         return self.before.nbytes + self.after.nbytes + restoration
 
-    def undo(self, document: Document) -> None:
+    def undo(self, document: Document, *, keep_swapped: bool = False) -> None:
         _rebuild(document, self.before, None)
 
-    def redo(self, document: Document) -> None:
+    def redo(self, document: Document, *, keep_swapped: bool = False) -> None:
         _rebuild(document, self.after, self.restoration)
 
 
@@ -505,7 +530,8 @@ class History:
             raise HistoryError("nothing to undo" if self._index == 0 else "this step was dropped to save memory")
         step = self._steps[self._index - 1]
         assert step.change is not None
-        step.change.undo(self._document)
+        self._keep_swapped_out_only_for(step)
+        step.change.undo(self._document, keep_swapped=True)
         self._index -= 1
         return step
 
@@ -514,9 +540,16 @@ class History:
             raise HistoryError("nothing to redo")
         step = self._steps[self._index]
         assert step.change is not None
-        step.change.redo(self._document)
+        self._keep_swapped_out_only_for(step)
+        step.change.redo(self._document, keep_swapped=True)
         self._index += 1
         return step
+
+    def _keep_swapped_out_only_for(self, step: Step) -> None:
+        """At most one full-size array is kept for fast undo/redo: the latest moved step's."""
+        for other in self._steps:
+            if other is not step and isinstance(other.change, PatchChange):
+                other.change.swapped_out = None
 
     def set_index(self, index: int) -> None:
         """Undo or redo until ``index`` steps are applied."""
@@ -648,12 +681,12 @@ class History:
             raise ValueError(f"{bounds} is not a non-empty rectangle inside the layer ({whole})")
         if prepared.shape != (bounds.height, bounds.width):
             raise ValueError(f"the prepared restoration is {prepared.shape}, expected {(bounds.height, bounds.width)}")
-        if bounds == whole and prepared.pixels.flags.writeable and prepared.pixels.flags.c_contiguous:
-            layer.pixels = prepared.pixels
+        change = PatchChange(layer_id, bounds, before=prepared.before, after=None, restoration=prepared.stored)
+        if bounds == whole and prepared.pixels.flags.c_contiguous:
+            change.swapped_out, layer.pixels = layer.pixels, prepared.pixels
         else:
             layer.writable_pixels()[bounds.slices] = prepared.pixels
         self._document.touch()
-        change = PatchChange(layer_id, bounds, before=prepared.before, after=None, restoration=prepared.stored)
         strength = prepared.stored.strength
         step = Step(label, change, self._document.thumbnail(), tuple(tasks), strength, seconds, model_id)
         return self._push(step)
@@ -765,7 +798,10 @@ class History:
         change.restoration.strength = float(strength)
         step.strength = float(strength)
         if isinstance(change, PatchChange):
+            before = change.swapped_out  # the before side stays valid; the after side is rewritten
+            change.swapped_out = None
             change.redo(self._document)
+            change.swapped_out = before
         else:
             assert change.restored_layer_id is not None
             layer = _layer_in(self._document, change.restored_layer_id)
@@ -777,6 +813,7 @@ class History:
 
     def _push(self, step: Step) -> Step:
         self._discard_redo_branch()
+        self._keep_swapped_out_only_for(step)
         self._steps.append(step)
         self._index += 1
         self._enforce_memory_limit()
