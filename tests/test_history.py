@@ -299,6 +299,27 @@ def test_undo_and_redo_of_the_latest_whole_photo_step_swap_arrays_and_stay_exact
     np.testing.assert_array_equal(history.document.active_layer.pixels, half)
 
 
+def test_a_snapshot_shares_pixels_but_never_sees_later_edits(tmp_path: Path) -> None:
+    """What an autosave thread writes while the person goes on editing."""
+    history = new_history()
+    layer = history.document.active_layer
+    region = Bounds(4, 6, 30, 20)
+    history.push_restoration(
+        layer.id, region, Restoration(layer.pixels[region.slices].copy(), network_output(20, 30)), label="denoise"
+    )
+    snapshot = history.snapshot()
+    assert snapshot.document.active_layer.pixels is history.document.active_layer.pixels  # no copy
+    frozen_pixels = snapshot.document.active_layer.pixels.copy()
+    history.set_strength(0, 0.4)  # writes into the layer: into a copy of it
+    history.push_restoration(
+        layer.id, region, Restoration(layer.pixels[region.slices].copy(), network_output(20, 30)), label="x"
+    )
+    np.testing.assert_array_equal(snapshot.document.active_layer.pixels, frozen_pixels)
+    assert len(snapshot) == 1 and snapshot.steps[0].change.restoration.strength == 1.0
+    save_project(tmp_path / "snap.irproject", snapshot, mark_clean=False)
+    np.testing.assert_array_equal(load_project(tmp_path / "snap.irproject").document.active_layer.pixels, frozen_pixels)
+
+
 def test_a_prepared_restoration_must_fit_its_rectangle() -> None:
     history = new_history()
     layer = history.document.active_layer

@@ -348,6 +348,18 @@ class Document:
         twin.revision = self.revision
         return twin
 
+    def frozen_copy(self) -> Document:
+        """A copy that shares the layers' arrays instead of copying them, for another thread to read.
+
+        The arrays become read-only (``Layer.freeze``), so neither document can change the other's
+        pixels: whichever writes into a layer first writes into a copy of its own.
+        """
+        layers = [layer.with_content(*layer.freeze()) for layer in self._layers]
+        twin = Document(self._height, self._width, layers, self._active)
+        twin._selection = self._selection
+        twin.revision = self.revision
+        return twin
+
     # ------------------------------------------------------------------ rendering
 
     def flatten(self, region: Bounds | None = None) -> Flattened:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -271,6 +271,17 @@ class StackChange:
 
 
 Change = PatchChange | StackChange
+
+
+def _detached(change: Change | None) -> Change | None:
+    """A copy of ``change`` whose mutable parts (a re-blend's strength, kept arrays) are its own;
+    the stored arrays, which never change, are shared."""
+    if change is None:
+        return None
+    restoration = None if change.restoration is None else replace(change.restoration)
+    if isinstance(change, PatchChange):
+        return replace(change, restoration=restoration, swapped_out=None)
+    return replace(change, restoration=restoration)
 
 
 def _rebuild(document: Document, stack: StoredStack, restoration: StoredRestoration | None) -> None:
@@ -558,6 +569,15 @@ class History:
             self.undo()
         while self._index < index:
             self.redo()
+
+    def snapshot(self) -> History:
+        """A copy to save on another thread while editing goes on: it shares the stored changes
+        and, copy-on-write, the layers' pixels (``Document.frozen_copy``), so it costs no pixel copy."""
+        twin = History(self._document.frozen_copy(), self._memory_limit)
+        twin._steps = [replace(step, change=_detached(step.change)) for step in self._steps]
+        twin._index = self._index
+        twin._clean_index = self._clean_index
+        return twin
 
     def state_at(self, index: int) -> Document:
         """A copy of the document as it was with ``index`` steps applied; the document is untouched."""

@@ -6,11 +6,13 @@ the document and history in ``Session``. Nothing here waits on the engine.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -68,6 +70,8 @@ def _action(parent: QObject, text: str, slot: object, shortcuts: tuple[Shortcut,
 
 
 class MainWindow(QMainWindow):
+    _autosave_finished = Signal(object, object)  # key, exception or None (from the autosave thread)
+
     def __init__(
         self,
         engine: EngineInterface | None = None,
@@ -92,6 +96,9 @@ class MainWindow(QMainWindow):
         self.bridge = EngineBridge(engine if engine is not None else Engine(self.engine_settings), self)
         self.recovery = RecoveryStore(recovery_folder if recovery_folder is not None else default_recovery_folder())
         self._autosaved: tuple[int, int, int, int] | None = None  # what the autosave holds (see ``autosave``)
+        self._autosave_pool: ThreadPoolExecutor | None = None
+        self._autosave_future: concurrent.futures.Future[None] | None = None
+        self._autosave_finished.connect(self._on_autosave_finished)
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.set_autosave_interval(self.preferences.autosave_seconds())
@@ -722,22 +729,47 @@ class MainWindow(QMainWindow):
         A document with nothing unsaved needs no recovery file: it is deleted.
         """
         if not self.session.modified:
+            self.wait_for_autosave()  # or a write still running would bring the file back
             if self.recovery.path is not None:
                 self.recovery.discard()
             self._autosaved = None
             return False
-        if self.conversation.busy:
+        if self.conversation.busy or self.autosaving:
             return False
         key = self._autosave_key()
-        if key == self._autosaved and self.recovery.path is not None:
+        if key == self._autosaved and (self.recovery.path is not None or self.autosaving):
             return False
         try:
-            self.session.autosave_to(self.recovery.target())
+            job = self.session.autosave_job(self.recovery.target())
         except (OSError, ValueError) as error:
             self.statusBar().showMessage(f"Autosave failed: {error}", 8000)
             return False
+        # Compressing and writing a 24 MP project takes seconds: that happens on another thread,
+        # from a snapshot that shares the pixels copy-on-write, so the window never waits for it.
+        if self._autosave_pool is None:
+            self._autosave_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autosave")
         self._autosaved = key
+        future = self._autosave_pool.submit(job)
+        self._autosave_future = future
+        future.add_done_callback(lambda done: self._autosave_finished.emit(key, done.exception()))
         return True
+
+    @property
+    def autosaving(self) -> bool:
+        return self._autosave_future is not None and not self._autosave_future.done()
+
+    def wait_for_autosave(self, timeout: float | None = 60.0) -> None:
+        """Block until a running autosave has been written (before deleting the file, closing, tests)."""
+        if self._autosave_future is not None:
+            concurrent.futures.wait([self._autosave_future], timeout=timeout)
+        QCoreApplication.sendPostedEvents(self)  # deliver its "finished" now
+
+    def _on_autosave_finished(self, key: object, error: BaseException | None) -> None:
+        if error is None:
+            return
+        if self._autosaved == key:
+            self._autosaved = None  # try again at the next tick
+        self.statusBar().showMessage(f"Autosave failed: {error}", 8000)
 
     def offer_recovery(self, accept: bool | None = None) -> bool:
         """At start: offer the work a crashed window autosaved. True when it was restored.
@@ -849,6 +881,7 @@ class MainWindow(QMainWindow):
             return
         # The clean-close path: nothing to recover at the next start.
         self.autosave_timer.stop()
+        self.wait_for_autosave()
         self.recovery.discard()
         self.conversation.cancel_all()
         self.bridge.close()

@@ -213,14 +213,20 @@ class Session(QObject):
 
     def autosave_to(self, path: Path) -> None:
         """Write everything to a recovery file, leaving the saved/unsaved state as it is (raises OSError)."""
+        self.autosave_job(path)()
+
+    def autosave_job(self, path: Path) -> Callable[[], None]:
+        """``autosave_to`` as a job any thread can run: it writes a snapshot taken now (no pixels
+        are copied), so the editing can go on meanwhile. The job raises OSError."""
         assert self.history is not None
+        snapshot = self.history.snapshot()
         source = {
             "path": None if self.path is None else str(self.path),
             "project_path": None if self.project_path is None else str(self.project_path),
         }
         extra = metadata_attachments(self.metadata)
         extra[SOURCE_KEY] = json.dumps(source).encode("utf-8")
-        save_project(path, self.history, extra=extra, mark_clean=False)
+        return lambda: save_project(path, snapshot, extra=extra, mark_clean=False)
 
     def export(self, path: Path, *, quality: int = 95, bit_depth: int | None = None) -> Path:
         """Write the flattened image with the source's metadata (EXIF, ICC, XMP, DPI). Raises ImageWriteError.
