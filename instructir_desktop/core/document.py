@@ -398,8 +398,8 @@ class Document:
         ]
         rgb, alpha = _flatten_layers(sampled, Bounds.of_image(out_h * samples, out_w * samples))
         coverage = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha
-        weighted = (rgb * coverage[..., None]).reshape(out_h, samples, out_w, samples, 3).mean(axis=(1, 3))
-        mean_coverage = coverage.reshape(out_h, samples, out_w, samples).mean(axis=(1, 3))
+        weighted = _block_mean(rgb * coverage[..., None], samples)
+        mean_coverage = _block_mean(coverage, samples)
         colour = np.divide(
             weighted, mean_coverage[..., None], out=np.zeros_like(weighted), where=mean_coverage[..., None] > 0
         )
@@ -421,6 +421,18 @@ class Document:
     def _check_blend_mode(layer: Layer) -> None:
         if layer.blend_mode not in BLEND_MODES:
             raise ValueError(f"unknown blend mode {layer.blend_mode!r}")
+
+
+def _block_mean(values: np.ndarray, samples: int) -> np.ndarray:
+    """Means of ``samples`` × ``samples`` blocks: (h·s, w·s, …) → (h, w, …).
+
+    Summing rows of blocks first, then columns, keeps both reductions over nearly contiguous
+    memory: several times faster than one ``mean`` over two strided axes.
+    """
+    height, width = values.shape[0] // samples, values.shape[1] // samples
+    rest = values.shape[2:]
+    rows = values.reshape(height, samples, width * samples, *rest).sum(axis=1)
+    return rows.reshape(height, width, samples, *rest).sum(axis=2) / np.float32(samples * samples)
 
 
 def _flatten_layers(layers: Sequence[Layer], area: Bounds) -> Flattened:
