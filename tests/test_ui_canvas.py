@@ -274,3 +274,24 @@ def test_a_large_photo_is_converted_off_the_gui_thread_and_stale_builds_are_drop
     assert len(threads) == 2
     halved = tuple(round(value * 0.5) for value in before)
     assert all(abs(a - b) <= 1 for a, b in zip(shown_colour(window), halved, strict=True))
+
+
+def test_comparing_states_of_a_large_photo_builds_them_off_the_gui_thread(qtbot, window):
+    window.compare_builder.synchronous_pixels = 0  # treat the test photo as a large one
+    before = shown_colour(window)
+    window.chat.send_text("remove the noise")
+    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
+    assert window.compare(0, 1)
+    assert window.compare_bar.isVisible() and window.history_panel.comparing
+    qtbot.waitUntil(lambda: window.canvas.comparing, timeout=5000)
+    left = window.canvas._left.mip.levels[0]
+    colour = left.pixelColor(left.width() // 2, left.height() // 2)
+    assert (colour.red(), colour.green(), colour.blue()) == before  # the original on the left
+    window.end_compare()
+    assert not window.canvas.comparing
+
+    # A compare overtaken by an edit before its images are ready is dropped, not shown.
+    window.history_panel.compare_button.setChecked(True)
+    window.undo()
+    qtbot.wait(200)
+    assert not window.compare_builder.busy and not window.canvas.comparing

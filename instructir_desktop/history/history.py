@@ -564,7 +564,7 @@ class History:
 
     def set_index(self, index: int) -> None:
         """Undo or redo until ``index`` steps are applied."""
-        self._check_reachable(index)
+        self.check_reachable(index)
         while self._index > index:
             self.undo()
         while self._index < index:
@@ -581,7 +581,7 @@ class History:
 
     def state_at(self, index: int) -> Document:
         """A copy of the document as it was with ``index`` steps applied; the document is untouched."""
-        self._check_reachable(index)
+        self.check_reachable(index)
         state = self._document.copy()
         for position in range(self._index - 1, index - 1, -1):
             change = self._steps[position].change
@@ -599,7 +599,8 @@ class History:
             return self._document.flatten()
         return self.state_at(index).flatten()
 
-    def _check_reachable(self, index: int) -> None:
+    def check_reachable(self, index: int) -> None:
+        """Raise IndexError or HistoryError unless ``state_at(index)`` can be built."""
         if not 0 <= index <= len(self._steps):
             raise IndexError(f"history index {index} is outside 0..{len(self._steps)}")
         if not self.oldest_index <= index <= self.newest_index:

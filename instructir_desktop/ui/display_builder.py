@@ -35,12 +35,13 @@ def snapshot(document: Document) -> Document:
 
 
 class DisplayBuilder(QObject):
-    """Turns documents into ``MipImage``s; ``built(key, image)`` brings back background builds."""
+    """Turns documents into ``MipImage``s (or runs other display jobs, ``submit``); ``built(key,
+    result)`` brings back what ran in the background."""
 
-    # key, MipImage; or key, None when the build failed (the caller then builds it itself, where
-    # the error shows as it would have without this class).
+    # key, result (a MipImage for ``build``); or key, None when the job failed (the caller then
+    # does the work itself, where the error shows as it would have without this class).
     built = Signal(object, object)
-    _finished = Signal(object, object, object)  # key, MipImage or None, error or None
+    _finished = Signal(object, object, object)  # key, result or None, error or None
 
     def __init__(self, parent: QObject | None = None, synchronous_pixels: int = SYNCHRONOUS_PIXELS) -> None:
         super().__init__(parent)
@@ -48,7 +49,7 @@ class DisplayBuilder(QObject):
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._running = False
-        self._waiting: tuple[Hashable, Document] | None = None
+        self._waiting: tuple[Hashable, Callable[[], object]] | None = None
         self._wanted: Hashable | None = None
         self._current: Callable[[], Hashable] = lambda: None
         self._finished.connect(self._on_finished)
@@ -64,43 +65,54 @@ class DisplayBuilder(QObject):
         ``current`` tells, when a background build finishes, which key the window shows now: a
         build for any other key is dropped.
         """
+        if document.height * document.width <= self.synchronous_pixels:
+            self.forget()
+            return flattened_pixmap(document.flatten())
+        frozen = snapshot(document)
+        self.submit(key, lambda: flattened_pixmap(frozen.flatten()), current)
+        return None
+
+    def submit(self, key: Hashable, job: Callable[[], object], current: Callable[[], Hashable]) -> None:
+        """Run ``job`` on the builder's thread; ``built(key, its result)`` follows unless stale by then."""
         self._current = current
         self._wanted = key
-        if document.height * document.width <= self.synchronous_pixels:
-            self._waiting = None  # an older, larger document still building is no longer wanted
-            return flattened_pixmap(document.flatten())
         with self._lock:
-            self._waiting = (key, snapshot(document))
+            self._waiting = (key, job)
             if self._running:
-                return None
+                return
             self._running = True
         self._start_next()
-        return None
+
+    def forget(self) -> None:
+        """Whatever is waiting or running is no longer wanted (the caller showed something newer)."""
+        self._wanted = None
+        with self._lock:
+            self._waiting = None
 
     def _start_next(self) -> None:
         with self._lock:
-            job, self._waiting = self._waiting, None
-            if job is None:
+            waiting, self._waiting = self._waiting, None
+            if waiting is None:
                 self._running = False
                 return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="display-builder")
-        key, document = job
-        self._executor.submit(self._run, key, document)
+        key, job = waiting
+        self._executor.submit(self._run, key, job)
 
-    def _run(self, key: Hashable, document: Document) -> None:
+    def _run(self, key: Hashable, job: Callable[[], object]) -> None:
         try:
-            image = flattened_pixmap(document.flatten())
+            result = job()
         except Exception as error:  # a torn read, or a real fault: the GUI thread decides
             self._finished.emit(key, None, error)
             return
-        self._finished.emit(key, image, None)
+        self._finished.emit(key, result, None)
 
-    def _on_finished(self, key: Hashable, image: MipImage | None, _error: BaseException | None) -> None:
+    def _on_finished(self, key: Hashable, result: object, _error: BaseException | None) -> None:
         self._start_next()
         if key != self._wanted or key != self._current():
             return  # the document moved on; a newer build is (or was) on its way
-        self.built.emit(key, image)
+        self.built.emit(key, result)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -178,6 +178,9 @@ class MainWindow(QMainWindow):
         self._shown: tuple[int, int] | None = None  # (document id, revision) on the canvas
         self.display_builder = DisplayBuilder(self)
         self.display_builder.built.connect(self._display_built)
+        self.compare_builder = DisplayBuilder(self)
+        self.compare_builder.built.connect(self._compare_built)
+        self._compare_choice: tuple[int, int] = (0, 0)
         self.setAcceptDrops(True)
         self._document_changed()
 
@@ -548,23 +551,57 @@ class MainWindow(QMainWindow):
     def compare(self, left: int, right: int) -> bool:
         """Show two states of the history with a split line between them (same zoom and scroll)."""
         history = self.session.history
-        if history is None:
+        document = self.session.document
+        if history is None or document is None:
             return False
         try:
-            left_image, right_image = history.image_at(left), history.image_at(right)
+            for index in (left, right):
+                history.check_reachable(index)
         except (HistoryError, IndexError) as error:
             self._warn(str(error))
             self.history_panel.set_comparing(False)
             return False
-        self.canvas.set_compare(flattened_pixmap(left_image), flattened_pixmap(right_image))
-        self.canvas.set_split(self.split_slider.value() / 1000)
+        self._compare_choice = (left, right)
         self.compare_left_label.setText(f"◀ {self._state_name(left)}")
         self.compare_right_label.setText(f"{self._state_name(right)} ▶")
         self.compare_bar.setVisible(True)
         self.history_panel.set_comparing(True)
+        if document.height * document.width <= self.compare_builder.synchronous_pixels:
+            self._show_compare(flattened_pixmap(history.image_at(left)), flattened_pixmap(history.image_at(right)))
+            return True
+        # Rebuilding two states of a large photo takes a second: on the display thread, from a
+        # copy-on-write snapshot, while the canvas keeps showing the photo.
+        snapshot = history.snapshot()
+
+        def build() -> tuple[MipImage, MipImage]:
+            return flattened_pixmap(snapshot.image_at(left)), flattened_pixmap(snapshot.image_at(right))
+
+        key = (self._compare_key(), left, right)
+        self.compare_builder.submit(key, build, lambda: (self._compare_key(), *self._compare_choice))
+        self.statusBar().showMessage("Preparing the comparison…", 3000)
         return True
 
+    def _compare_key(self) -> tuple[int, int, int, int] | None:
+        history = self.session.history
+        if history is None or not self.history_panel.comparing:
+            return None
+        return (id(history), history.index, len(history), history.document.revision)
+
+    def _compare_built(self, _key: object, images: tuple[MipImage, MipImage] | None) -> None:
+        if images is None:  # the background build failed: do it here, where the error surfaces
+            history = self.session.history
+            if history is None:
+                return
+            left, right = self._compare_choice
+            images = (flattened_pixmap(history.image_at(left)), flattened_pixmap(history.image_at(right)))
+        self._show_compare(*images)
+
+    def _show_compare(self, left: MipImage, right: MipImage) -> None:
+        self.canvas.set_compare(left, right)
+        self.canvas.set_split(self.split_slider.value() / 1000)
+
     def end_compare(self) -> None:
+        self.compare_builder.forget()
         if not self.canvas.comparing:
             return
         self.compare_bar.setVisible(False)
@@ -886,4 +923,5 @@ class MainWindow(QMainWindow):
         self.conversation.cancel_all()
         self.bridge.close()
         self.display_builder.shutdown()
+        self.compare_builder.shutdown()
         super().closeEvent(event)
