@@ -320,6 +320,30 @@ def test_a_snapshot_shares_pixels_but_never_sees_later_edits(tmp_path: Path) -> 
     np.testing.assert_array_equal(load_project(tmp_path / "snap.irproject").document.active_layer.pixels, frozen_pixels)
 
 
+def test_a_save_that_finishes_later_marks_the_state_it_holds_clean() -> None:
+    history = new_history()
+    layer = history.document.active_layer
+    for label in ("one", "two"):
+        history.push_restoration(
+            layer.id, Bounds(0, 0, 8, 8), Restoration(layer.pixels[:8, :8].copy(), network_output(8, 8)), label=label
+        )
+    state = history.saved_state()  # a save of "after two steps" starts
+    history.undo()
+    history.clean_after_save(state)
+    assert not history.is_clean and history.clean_index == 2
+    history.redo()
+    assert history.is_clean
+    # The saved state no longer exists (a new branch, or a re-blend): nothing is clean.
+    state = history.saved_state()
+    history.set_strength(1, 0.5)
+    history.clean_after_save(state)
+    assert history.clean_index == -1 and not history.is_clean
+    history.set_clean(0)
+    assert history.clean_index == 0
+    with pytest.raises(IndexError):
+        history.set_clean(5)
+
+
 def test_a_prepared_restoration_must_fit_its_rectangle() -> None:
     history = new_history()
     layer = history.document.active_layer

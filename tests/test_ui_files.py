@@ -317,7 +317,7 @@ def test_autosave_then_crash_offers_recovery_with_the_history_intact(qtbot, pref
     window.undo()  # index 1 of 2: the redo step must survive too
     expected = window.session.document.flatten().rgb.copy()
     assert window.autosave()
-    window.wait_for_autosave()
+    window.wait_for_writes()
     recovery_file = window.recovery.path
     assert recovery_file is not None and recovery_file.parent == tmp_path / "recovery"
     assert not window.autosave()  # unchanged since: not written again
@@ -351,7 +351,7 @@ def test_declining_recovery_deletes_the_autosave(qtbot, prefs, tmp_path):
     window.open_path(make_png(tmp_path / "photo.png"))
     send(qtbot, window, "remove the noise")
     assert window.autosave()
-    window.wait_for_autosave()
+    window.wait_for_writes()
     recovery_file = window.recovery.path
     window.recovery.abandon()
     restarted = new_window(qtbot, prefs, tmp_path)
@@ -366,7 +366,7 @@ def test_a_clean_close_deletes_the_autosave_and_offers_nothing(qtbot, prefs, tmp
     window.open_path(make_png(tmp_path / "photo.png"))
     send(qtbot, window, "remove the noise")
     assert window.autosave()
-    window.wait_for_autosave()
+    window.wait_for_writes()
     recovery_file = window.recovery.path
     window.close()
     assert not recovery_file.exists()
@@ -388,7 +388,7 @@ def test_saving_removes_the_autosave_and_a_running_restore_skips_it(qtbot, prefs
     engine.release(run.restore_id)
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
     assert window.autosave()
-    window.wait_for_autosave()
+    window.wait_for_writes()
     recovery_file = window.recovery.path
     assert window.save_project_to(tmp_path / "saved.irproject")
     assert not window.autosave() and not recovery_file.exists()
@@ -416,17 +416,56 @@ def test_autosave_writes_on_another_thread_from_a_snapshot(qtbot, prefs, tmp_pat
     monkeypatch.setattr(session_module, "save_project", slow_save)
     assert window.autosave()
     qtbot.waitUntil(lambda: bool(writers), timeout=5000)
-    assert writers[0] is not threading.main_thread() and window.autosaving
+    assert writers[0] is not threading.main_thread() and window.writing
     assert not window.autosave()  # one at a time
     send(qtbot, window, "brighten it")  # editing goes on while the file is written
     gate.set()
-    window.wait_for_autosave()
+    window.wait_for_writes()
     recovered = load_project(window.recovery.path)
     assert len(recovered) == 1  # the snapshot, not the step made meanwhile
     np.testing.assert_allclose(recovered.document.flatten().rgb, expected, atol=1e-6)
     assert window.autosave()  # the newer work is written at the next tick
-    window.wait_for_autosave()
+    window.wait_for_writes()
     assert len(load_project(window.recovery.path)) == 2
+
+
+def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_unchanged(
+    qtbot, prefs, tmp_path, monkeypatch
+):
+    import threading
+
+    import instructir_desktop.ui.session as session_module
+
+    window = new_window(qtbot, prefs, tmp_path)
+    window.background_save_pixels = 0  # treat the test photo as a large one
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    project = tmp_path / "large.irproject"
+    assert window.save_project_to(project)
+    window.wait_for_writes()
+    assert not window.session.modified and window.session.project_path == project
+    assert "Saved large.irproject" in window.statusBar().currentMessage()
+    assert len(load_project(project)) == 1
+
+    gate, writers = threading.Event(), []
+    real_save = session_module.save_project
+
+    def slow_save(*args, **kwargs):
+        writers.append(threading.current_thread())
+        assert gate.wait(10)
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "save_project", slow_save)
+    send(qtbot, window, "brighten it")
+    assert window.save_project_to(project)
+    qtbot.waitUntil(lambda: bool(writers), timeout=5000)
+    assert writers[0] is not threading.main_thread()
+    assert "Saving" in window.statusBar().currentMessage()
+    window.undo()  # a change while the file is written
+    gate.set()
+    window.wait_for_writes()
+    assert len(load_project(project)) == 2  # the file holds the work as it was when saving began
+    assert window.session.modified  # but the undo since is not saved
 
 
 def test_the_autosave_timer_follows_the_interval(qtbot, prefs, tmp_path):

@@ -493,8 +493,28 @@ class History:
     def is_clean(self) -> bool:
         return self._index == self._clean_index
 
-    def set_clean(self) -> None:
-        self._clean_index = self._index
+    def set_clean(self, index: int | None = None) -> None:
+        """The state after ``index`` steps (default: now) is the saved one; -1: none of them is."""
+        index = self._index if index is None else index
+        if not -1 <= index <= len(self._steps):
+            raise IndexError(f"history index {index} is outside -1..{len(self._steps)}")
+        self._clean_index = index
+
+    def saved_state(self) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
+        """What identifies the current state for a save that finishes later: ``clean_after_save``."""
+        applied = self._steps[: self._index]
+        return self._index, tuple(id(step) for step in applied), tuple(step.strength for step in applied)
+
+    def clean_after_save(self, state: tuple[int, tuple[int, ...], tuple[float, ...]]) -> None:
+        """A save of ``state`` (from ``saved_state``) finished: mark that state clean if the history
+        still holds it (the person may have undone or redone meanwhile), else nothing is clean."""
+        index = state[0]
+        if index <= len(self._steps):
+            applied = self._steps[:index]
+            if (tuple(id(step) for step in applied), tuple(step.strength for step in applied)) == state[1:]:
+                self._clean_index = index
+                return
+        self._clean_index = -1
 
     @property
     def memory_limit(self) -> int:

@@ -15,11 +15,13 @@ never shown.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from instructir_desktop.core.document import Document
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
@@ -34,6 +36,12 @@ def snapshot(document: Document) -> Document:
     return Document(document.height, document.width, layers, document.active_index)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    key: Hashable
+    result: object  # None: the job failed
+
+
 class DisplayBuilder(QObject):
     """Turns documents into ``MipImage``s (or runs other display jobs, ``submit``); ``built(key,
     result)`` brings back what ran in the background."""
@@ -41,7 +49,9 @@ class DisplayBuilder(QObject):
     # key, result (a MipImage for ``build``); or key, None when the job failed (the caller then
     # does the work itself, where the error shows as it would have without this class).
     built = Signal(object, object)
-    _finished = Signal(object, object, object)  # key, result or None, error or None
+    # Internal, crosses threads: one non-None object through a queued connection to a declared
+    # slot, the one form PySide handles safely from a foreign thread (None arguments are not).
+    _finished = Signal(object)
 
     def __init__(self, parent: QObject | None = None, synchronous_pixels: int = SYNCHRONOUS_PIXELS) -> None:
         super().__init__(parent)
@@ -52,7 +62,7 @@ class DisplayBuilder(QObject):
         self._waiting: tuple[Hashable, Callable[[], object]] | None = None
         self._wanted: Hashable | None = None
         self._current: Callable[[], Hashable] = lambda: None
-        self._finished.connect(self._on_finished)
+        self._finished.connect(self._on_finished, Qt.ConnectionType.QueuedConnection)
 
     @property
     def busy(self) -> bool:
@@ -102,13 +112,15 @@ class DisplayBuilder(QObject):
 
     def _run(self, key: Hashable, job: Callable[[], object]) -> None:
         try:
-            result = job()
-        except Exception as error:  # a torn read, or a real fault: the GUI thread decides
-            self._finished.emit(key, None, error)
-            return
-        self._finished.emit(key, result, None)
+            outcome = _Outcome(key, job())
+        except Exception:  # a torn read, or a real fault: the GUI thread decides
+            outcome = _Outcome(key, None)
+        with contextlib.suppress(RuntimeError):  # the builder's C++ object is gone: the window closed
+            self._finished.emit(outcome)
 
-    def _on_finished(self, key: Hashable, result: object, _error: BaseException | None) -> None:
+    @Slot(object)
+    def _on_finished(self, outcome: _Outcome) -> None:
+        key, result = outcome.key, outcome.result
         self._start_next()
         if key != self._wanted or key != self._current():
             return  # the document moved on; a newer build is (or was) on its way

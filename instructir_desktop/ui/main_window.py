@@ -7,12 +7,14 @@ the document and history in ``Session``. Nothing here waits on the engine.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -49,7 +51,7 @@ from instructir_desktop.ui.preferences import Preferences, default_recovery_fold
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
 from instructir_desktop.ui.recovery import RecoveryStore
 from instructir_desktop.ui.selection_tools import SelectionTools
-from instructir_desktop.ui.session import PROJECT_SUFFIX, Session
+from instructir_desktop.ui.session import PROJECT_SUFFIX, SavedState, Session
 
 APP_NAME = "InstructIR Desktop"
 IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(READ_EXTENSIONS)) + ")"
@@ -70,7 +72,9 @@ def _action(parent: QObject, text: str, slot: object, shortcuts: tuple[Shortcut,
 
 
 class MainWindow(QMainWindow):
-    _autosave_finished = Signal(object, object)  # key, exception or None (from the autosave thread)
+    # From the autosave thread: (key, error message or ""), one object through a queued connection.
+    _autosave_finished = Signal(object)
+    _save_finished = Signal(object)  # (path, saved state, error message or "") from the writer thread
 
     def __init__(
         self,
@@ -96,9 +100,12 @@ class MainWindow(QMainWindow):
         self.bridge = EngineBridge(engine if engine is not None else Engine(self.engine_settings), self)
         self.recovery = RecoveryStore(recovery_folder if recovery_folder is not None else default_recovery_folder())
         self._autosaved: tuple[int, int, int, int] | None = None  # what the autosave holds (see ``autosave``)
-        self._autosave_pool: ThreadPoolExecutor | None = None
-        self._autosave_future: concurrent.futures.Future[None] | None = None
-        self._autosave_finished.connect(self._on_autosave_finished)
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._writing: concurrent.futures.Future[None] | None = None
+        self._autosave_finished.connect(self._on_autosave_finished, Qt.ConnectionType.QueuedConnection)
+        self._save_finished.connect(self._on_save_finished, Qt.ConnectionType.QueuedConnection)
+        # Projects of photos larger than this are written on the writer thread.
+        self.background_save_pixels = 1_000_000
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.set_autosave_interval(self.preferences.autosave_seconds())
@@ -486,17 +493,62 @@ class MainWindow(QMainWindow):
         return self.save_project_to(path)
 
     def save_project_to(self, path: Path) -> bool:
-        if self.session.document is None:
+        """Save the project (True: saved, or for a large photo, being saved on the writer thread)."""
+        document = self.session.document
+        if document is None:
             return False
+        if self.writing:
+            self.wait_for_writes()  # one writer at a time; an autosave is short
+        if document.height * document.width > self.background_save_pixels:
+            return self._save_in_background(path)
         try:
             self.session.save_project(path)
         except OSError as error:
             self._warn(f"{path.name}: {error}")
             return False
+        self._saved(path)
+        return True
+
+    def _saved(self, path: Path) -> None:
         self.preferences.add_recent(path)
         self._rebuild_recent_menu()
         self.statusBar().showMessage(f"Saved {path.name}", 8000)
+
+    def _save_in_background(self, path: Path) -> bool:
+        # Compressing and writing a large photo's project takes seconds: the writer thread does
+        # it from a copy-on-write snapshot; the work counts as saved once the file is complete,
+        # if nothing changed meanwhile.
+        job, saved_state = self.session.save_project_job(path)
+        self.statusBar().showMessage(f"Saving {path.name}…")
+        self._write_in_background(job, lambda error: self._save_finished.emit((path, saved_state, error)))
         return True
+
+    def _write_in_background(self, job: Callable[[], None], report: Callable[[str], None]) -> None:
+        """Run ``job`` on the writer thread, then ``report`` its error message ("" for none) there;
+        the report goes out before the job counts as done, so ``wait_for_writes`` sees it."""
+        if self._writer_pool is None:
+            self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="project-writer")
+
+        def write() -> None:
+            try:
+                job()
+            except Exception as error:  # reported to the person on the GUI thread
+                message = str(error) or type(error).__name__
+            else:
+                message = ""
+            with contextlib.suppress(RuntimeError):  # the window is gone
+                report(message)
+
+        self._writing = self._writer_pool.submit(write)
+
+    @Slot(object)
+    def _on_save_finished(self, outcome: tuple[Path, SavedState, str]) -> None:
+        path, saved_state, error = outcome
+        if error:
+            self._warn(f"{path.name}: {error}")
+            return
+        self.session.saved(path, saved_state)
+        self._saved(path)
 
     def _is_original(self, path: Path) -> bool:
         source = self.session.path
@@ -766,15 +818,15 @@ class MainWindow(QMainWindow):
         A document with nothing unsaved needs no recovery file: it is deleted.
         """
         if not self.session.modified:
-            self.wait_for_autosave()  # or a write still running would bring the file back
+            self.wait_for_writes()  # or a write still running would bring the file back
             if self.recovery.path is not None:
                 self.recovery.discard()
             self._autosaved = None
             return False
-        if self.conversation.busy or self.autosaving:
+        if self.conversation.busy or self.writing:
             return False
         key = self._autosave_key()
-        if key == self._autosaved and (self.recovery.path is not None or self.autosaving):
+        if key == self._autosaved and (self.recovery.path is not None or self.writing):
             return False
         try:
             job = self.session.autosave_job(self.recovery.target())
@@ -783,26 +835,25 @@ class MainWindow(QMainWindow):
             return False
         # Compressing and writing a 24 MP project takes seconds: that happens on another thread,
         # from a snapshot that shares the pixels copy-on-write, so the window never waits for it.
-        if self._autosave_pool is None:
-            self._autosave_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autosave")
         self._autosaved = key
-        future = self._autosave_pool.submit(job)
-        self._autosave_future = future
-        future.add_done_callback(lambda done: self._autosave_finished.emit(key, done.exception()))
+        self._write_in_background(job, lambda error: self._autosave_finished.emit((key, error)))
         return True
 
     @property
-    def autosaving(self) -> bool:
-        return self._autosave_future is not None and not self._autosave_future.done()
+    def writing(self) -> bool:
+        """An autosave or a project save is being written on the writer thread."""
+        return self._writing is not None and not self._writing.done()
 
-    def wait_for_autosave(self, timeout: float | None = 60.0) -> None:
-        """Block until a running autosave has been written (before deleting the file, closing, tests)."""
-        if self._autosave_future is not None:
-            concurrent.futures.wait([self._autosave_future], timeout=timeout)
+    def wait_for_writes(self, timeout: float | None = 120.0) -> None:
+        """Block until a running autosave or save has been written (before closing, deleting, tests)."""
+        if self._writing is not None:
+            concurrent.futures.wait([self._writing], timeout=timeout)
         QCoreApplication.sendPostedEvents(self)  # deliver its "finished" now
 
-    def _on_autosave_finished(self, key: object, error: BaseException | None) -> None:
-        if error is None:
+    @Slot(object)
+    def _on_autosave_finished(self, outcome: tuple[object, str]) -> None:
+        key, error = outcome
+        if not error:
             return
         if self._autosaved == key:
             self._autosaved = None  # try again at the next tick
@@ -909,16 +960,19 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Cancel,
         )
         if answer == QMessageBox.StandardButton.Save:
-            return self.save_project()
+            saved = self.save_project()
+            self.wait_for_writes()
+            return saved and not self.session.modified
         return answer == QMessageBox.StandardButton.Discard
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.wait_for_writes()  # a save still being written decides whether anything is unsaved
         if not self._may_discard():
             event.ignore()
             return
         # The clean-close path: nothing to recover at the next start.
         self.autosave_timer.stop()
-        self.wait_for_autosave()
+        self.wait_for_writes()
         self.recovery.discard()
         self.conversation.cancel_all()
         self.bridge.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,14 @@ def metadata_from_attachments(extra: dict[str, bytes]) -> ImageMetadata | None:
 def _enlarge(values: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement of the layers an upscale did not restore (numpy only on the GUI thread)."""
     return np.repeat(np.repeat(values, factor, axis=0), factor, axis=1)
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """Which history, in which state, a project save running on another thread holds."""
+
+    history: History
+    state: tuple[int, tuple[int, ...], tuple[float, ...]]
 
 
 class Session(QObject):
@@ -209,6 +218,24 @@ class Session(QObject):
         assert self.history is not None
         save_project(path, self.history, extra=metadata_attachments(self.metadata))
         self.project_path = path
+        self.changed.emit()
+
+    def save_project_job(self, path: Path) -> tuple[Callable[[], None], SavedState]:
+        """``save_project`` as a job for another thread, from a snapshot taken now, and the state
+        it saves: hand both to ``saved`` once the job has finished. The job raises OSError."""
+        assert self.history is not None
+        snapshot = self.history.snapshot()
+        extra = metadata_attachments(self.metadata)
+        state = SavedState(self.history, self.history.saved_state())
+        return (lambda: save_project(path, snapshot, extra=extra, mark_clean=False)), state
+
+    def saved(self, path: Path, state: SavedState) -> None:
+        """A ``save_project_job`` finished: the project is at ``path``, and the state it holds is
+        the saved one (even if the person moved on meanwhile: then there is something unsaved)."""
+        if state.history is not self.history or self.history is None:
+            return  # another photo was opened meanwhile; the file is written all the same
+        self.project_path = path
+        self.history.clean_after_save(state.state)
         self.changed.emit()
 
     def autosave_to(self, path: Path) -> None:
