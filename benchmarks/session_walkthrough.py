@@ -169,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     check(np.abs(after_local - before_local)[brush.mask > 0.99].mean() > 1e-4, "the brushed region changed")
 
     project = scratch / "work.irproject"
-    step("save the project", lambda: check(window.save_project_to(project), "project saved"))
+    # A large photo's project is written on the writer thread: done when the window says "Saved".
+    step(
+        "save the project (writer thread)",
+        lambda: check(window.save_project_to(project), "project saved"),
+        lambda: not window.writing and not session.modified,
+    )
     other = MainWindow(preferences=preferences, recovery_folder=scratch / "recovery-2")
     other.interactive = False
     other.set_autosave_interval(0)
