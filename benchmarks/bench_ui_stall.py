@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_canvas() -> bool:
         """The result is what the canvas shows (a large photo's display image builds off the GUI thread)."""
-        return not window.display_builder.busy and window._shown == window.session.image_key
+        return window.canvas_up_to_date
 
     def wait_for_canvas() -> None:
         if on_canvas():

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     session, conversation = window.session, window.conversation
 
     def on_canvas() -> bool:
-        return not window.display_builder.busy and window._shown == session.image_key
+        return window.canvas_up_to_date
 
     def run_done() -> bool:
         return bool(conversation.runs) and conversation.runs[-1].ended and on_canvas()

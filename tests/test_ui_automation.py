@@ -67,3 +67,31 @@ def test_follow_ups_and_commands_that_end_at_once_do_not_stall_automation(qtapp_
     code = run_application([*argv, "--export", str(out), "--quit"], engine=FakeEngine())
     assert code == 0
     assert out.is_file()
+
+
+def test_the_screenshot_waits_for_a_large_photos_display_image(qtapp_or_none, tmp_path, monkeypatch, capsys):
+    """A large photo's display image builds on another thread: the screenshot must show the result."""
+    import time
+
+    import instructir_desktop.ui.display_builder as display_builder_module
+
+    monkeypatch.setattr(display_builder_module, "SYNCHRONOUS_PIXELS", 0)  # every photo counts as large
+    real_build = display_builder_module.flattened_pixmap
+
+    def slow_build(image):  # as slow as a 24 MP build, so a screenshot taken too early shows the old image
+        time.sleep(0.6)
+        return real_build(image)
+
+    monkeypatch.setattr(display_builder_module, "flattened_pixmap", slow_build)
+    path, shot = tmp_path / "magenta.png", tmp_path / "shot.png"
+    colour = np.array([0.8, 0.2, 0.6], dtype=np.float32)
+    write_image(path, np.broadcast_to(colour, (300, 400, 3)).copy())
+    argv = [str(path), "--run", "remove the noise", "--screenshot", str(shot), "--quit"]
+    assert run_application(argv, engine=FakeEngine(threaded=True)) == 0, capsys.readouterr().err
+    pixels = read_image(shot).rgb
+
+    def count(rgb: np.ndarray) -> int:
+        return int(np.all(np.abs(pixels - rgb) < 1.5 / 255, axis=-1).sum())
+
+    assert count(colour * 0.5) > 10_000  # the fake engine's halved result fills the canvas
+    assert count(colour) < 10_000  # the original shows only in the history's "Original" thumbnail

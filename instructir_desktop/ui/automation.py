@@ -107,7 +107,7 @@ class Automation(QObject):
 
     def _next(self) -> None:
         if self.failures or not self.pending:
-            QTimer.singleShot(SETTLE_MS, self._finish)
+            self._finish_when_shown()
             return
         text = self.pending.pop(0)
         say(f"› {text}")
@@ -116,6 +116,14 @@ class Automation(QObject):
         chat.input.setText(text)
         self._awaited = len(self.window.conversation.runs)
         chat.input.returnPressed.emit()
+
+    def _finish_when_shown(self) -> None:
+        """The result of a large photo reaches the canvas a moment after the run ends (its display
+        image builds on another thread): the screenshot waits for it."""
+        if self.window.canvas_up_to_date or self.exit_code is not None:
+            QTimer.singleShot(SETTLE_MS, self._finish)
+        else:
+            QTimer.singleShot(20, self._finish_when_shown)
 
     def _run_ended(self, run: Run) -> None:
         runs = self.window.conversation.runs

@@ -53,9 +53,9 @@ class DisplayBuilder(QObject):
     # slot, the one form PySide handles safely from a foreign thread (None arguments are not).
     _finished = Signal(object)
 
-    def __init__(self, parent: QObject | None = None, synchronous_pixels: int = SYNCHRONOUS_PIXELS) -> None:
+    def __init__(self, parent: QObject | None = None, synchronous_pixels: int | None = None) -> None:
         super().__init__(parent)
-        self.synchronous_pixels = synchronous_pixels
+        self.synchronous_pixels = SYNCHRONOUS_PIXELS if synchronous_pixels is None else synchronous_pixels
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._running = False

@@ -710,6 +710,11 @@ class MainWindow(QMainWindow):
             self._show_display_image(image)
         # else: a large photo builds on the display thread and arrives through _display_built
 
+    @property
+    def canvas_up_to_date(self) -> bool:
+        """The canvas shows the document as it is now (a large photo's image may still be building)."""
+        return not self.display_builder.busy and self._shown == self.session.image_key
+
     def _display_built(self, key: object, image: MipImage | None) -> None:
         document = self.session.document
         if key != self.session.image_key or document is None:
