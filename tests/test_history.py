@@ -227,8 +227,12 @@ def test_set_strength_reblends_without_the_network() -> None:
     np.testing.assert_array_equal(direct_layer.pixels, layer.pixels)
 
 
-@pytest.mark.parametrize("whole", [True, False], ids=["whole layer", "rectangle"])
-def test_a_restoration_prepared_on_another_thread_lands_like_a_direct_one(whole: bool) -> None:
+@pytest.mark.parametrize(
+    ("whole", "give_layer"),
+    [(True, False), (False, False), (False, True)],
+    ids=["whole layer", "rectangle", "rectangle, new layer built on the worker"],
+)
+def test_a_restoration_prepared_on_another_thread_lands_like_a_direct_one(whole: bool, give_layer: bool) -> None:
     """The editor prepares a step on the engine's worker; the result must not differ in any way."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -241,8 +245,10 @@ def test_a_restoration_prepared_on_another_thread_lands_like_a_direct_one(whole:
     mask = None if whole else RNG.random((region.height, region.width), dtype=np.float32)
     restoration = Restoration(snapshot, restored, mask, 0.8)
     revision = prepared_history.document.revision
+    whole_layer = layer.pixels.copy() if give_layer else None
     with ThreadPoolExecutor(1) as worker:
-        prepared = worker.submit(prepare_restoration, snapshot, restoration).result()
+        job = worker.submit(prepare_restoration, snapshot, restoration, layer=whole_layer, bounds=region)
+        prepared = job.result()
     assert prepared_history.document.revision == revision  # preparing touched nothing
 
     direct_layer = direct.document.active_layer
@@ -250,8 +256,15 @@ def test_a_restoration_prepared_on_another_thread_lands_like_a_direct_one(whole:
     prepared_history.push_prepared(layer.id, region, prepared, label="denoise")
     assert_same_document(prepared_history.document, direct.document)
     assert prepared_history.document.revision == revision + 1
-    # A whole-layer result is swapped in, not copied: no full-size copy on the GUI thread.
+    # A whole-layer result, or a layer built on the worker, is swapped in: no full-size copy here.
     assert (layer.pixels is prepared.pixels) == whole
+    assert (layer.pixels is prepared.layer) == give_layer
+    if give_layer:
+        prepared_history.undo()
+        np.testing.assert_array_equal(layer.pixels[region.slices], snapshot)
+        prepared_history.redo()
+        assert layer.pixels is prepared.layer  # swapped back, not rebuilt
+        assert_same_document(prepared_history.document, direct.document)
     step = prepared_history.steps[0]
     assert step.can_reblend and step.strength == 0.8
     assert step.change is not None and step.change.nbytes == direct.steps[0].change.nbytes

@@ -120,8 +120,8 @@ class PatchChange:
     alpha_after: EncodedArray | None = None
     restoration: StoredRestoration | None = None
     # The whole layer's array on the side this step is not showing, kept from the last swap, so
-    # undoing or redoing the latest step is a swap instead of decompressing a full-size photo.
-    # Only for steps covering the whole layer without alpha; the history keeps one such array.
+    # undoing or redoing the latest step is a swap instead of decompressing (or copying) a
+    # full-size photo. Only for steps without alpha; the history keeps one such array.
     swapped_out: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -151,7 +151,7 @@ class PatchChange:
         if self.swapped_out is None:
             return False
         layer = _layer_in(document, self.layer_id)
-        if layer.pixels.shape != self.swapped_out.shape or self.bounds != Bounds.of_image(layer.height, layer.width):
+        if layer.pixels.shape != self.swapped_out.shape:
             self.swapped_out = None
             return False
         layer.pixels, self.swapped_out = self.swapped_out, layer.pixels
@@ -188,18 +188,25 @@ class PreparedRestoration:
     before: EncodedArray  # the layer's pixels under the rectangle when the restoration was asked for
     stored: StoredRestoration
     pixels: np.ndarray  # what the rectangle shows at ``stored.strength``
+    # For a rectangle smaller than the layer, when the whole layer was given: the layer with the
+    # rectangle replaced, so that pushing swaps it in instead of copying a full-size layer.
+    layer: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
 
 
-def prepare_restoration(before: np.ndarray, restoration: Restoration) -> PreparedRestoration:
+def prepare_restoration(
+    before: np.ndarray, restoration: Restoration, *, layer: np.ndarray | None = None, bounds: Bounds | None = None
+) -> PreparedRestoration:
     """Do a restoration step's heavy work (snapping, blending, compression) on any thread.
 
     ``before`` is what the layer holds under the rectangle at the moment the restoration was
     requested; the step must be pushed while the layer still holds exactly that (check the
-    document's revision), or undoing it would bring back the wrong pixels.
+    document's revision), or undoing it would bring back the wrong pixels. With the whole
+    ``layer`` (as it was then) and the rectangle's ``bounds`` in it, the new layer is built here
+    too (``PreparedRestoration.layer``).
     """
     height, width = np.shape(before)[:2]
     if np.shape(before) != (height, width, 3):
@@ -215,7 +222,14 @@ def prepare_restoration(before: np.ndarray, restoration: Restoration) -> Prepare
         None if mask is None else encode(mask),
         float(restoration.strength),
     )
-    return PreparedRestoration(encode(before), stored, reblend(original, restored, mask, stored.strength))
+    pixels = reblend(original, restored, mask, stored.strength)
+    whole_layer = None
+    if layer is not None and bounds is not None and np.shape(layer)[:2] != (height, width):
+        if (bounds.height, bounds.width) != (height, width):
+            raise ValueError(f"{bounds} does not match the {height}×{width} rectangle")
+        whole_layer = np.array(layer, dtype=np.float32, order="C")
+        whole_layer[bounds.slices] = pixels
+    return PreparedRestoration(encode(before), stored, pixels, whole_layer)
 
 
 @dataclass(frozen=True, eq=False)
@@ -725,6 +739,8 @@ class History:
         change = PatchChange(layer_id, bounds, before=prepared.before, after=None, restoration=prepared.stored)
         if bounds == whole and prepared.pixels.flags.c_contiguous:
             change.swapped_out, layer.pixels = layer.pixels, prepared.pixels
+        elif prepared.layer is not None and prepared.layer.shape == layer.pixels.shape:
+            change.swapped_out, layer.pixels = layer.pixels, prepared.layer
         else:
             layer.writable_pixels()[bounds.slices] = prepared.pixels
         self._document.touch()

@@ -210,7 +210,9 @@ class Runtime:
         if request.prepare_history and scale == 1:
             if check_cancel is not None:
                 check_cancel()
-            prepared = prepare_restoration(source, Restoration(original, current, mask, request.strength))
+            prepared = prepare_restoration(
+                source, Restoration(original, current, mask, request.strength), layer=request.pixels, bounds=region
+            )
             blended = prepared.pixels
         if self.device.type == "cpu":
             release_cpu_memory()
