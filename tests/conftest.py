@@ -44,3 +44,11 @@ def isolated_qt_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         os.environ.pop(RECOVERY_FOLDER_ENV, None)
     else:
         os.environ[RECOVERY_FOLDER_ENV] = previous
+
+
+@pytest.fixture
+def prefs(tmp_path):
+    """A private preferences file for one window (the person's own settings are never touched)."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)

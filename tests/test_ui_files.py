@@ -4,6 +4,7 @@ keep the source's EXIF/ICC, autosave and recovery after a crash."""
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -11,7 +12,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 from ui_fake_engine import FakeEngine
 
 from instructir_desktop.core.document import Document
@@ -22,11 +22,6 @@ from instructir_desktop.ui.main_window import MainWindow
 from instructir_desktop.ui.preferences import RECENT_LIMIT
 
 EXIF_MAKE = 0x010F
-
-
-@pytest.fixture
-def prefs(tmp_path):
-    return QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
 
 
 def new_window(qtbot, prefs, tmp_path, engine=None) -> MainWindow:
@@ -394,26 +389,31 @@ def test_saving_removes_the_autosave_and_a_running_restore_skips_it(qtbot, prefs
     assert not window.autosave() and not recovery_file.exists()
 
 
-def test_autosave_writes_on_another_thread_from_a_snapshot(qtbot, prefs, tmp_path, monkeypatch):
-    """The window goes on (and edits go on) while the recovery file is written; the file holds
-    the work as it was when the autosave started."""
-    import threading
-
+def held_project_writes(monkeypatch) -> tuple[threading.Event, list[threading.Thread]]:
+    """Project files are written only once the returned event is set; the list collects the
+    threads that wrote them."""
     import instructir_desktop.ui.session as session_module
 
-    window = new_window(qtbot, prefs, tmp_path)
-    window.open_path(make_png(tmp_path / "photo.png"))
-    send(qtbot, window, "remove the noise")
-    expected = window.session.document.flatten().rgb.copy()
     gate, writers = threading.Event(), []
     real_save = session_module.save_project
 
-    def slow_save(*args, **kwargs):
+    def held_save(*args, **kwargs):
         writers.append(threading.current_thread())
         assert gate.wait(10)
         real_save(*args, **kwargs)
 
-    monkeypatch.setattr(session_module, "save_project", slow_save)
+    monkeypatch.setattr(session_module, "save_project", held_save)
+    return gate, writers
+
+
+def test_autosave_writes_on_another_thread_from_a_snapshot(qtbot, prefs, tmp_path, monkeypatch):
+    """The window goes on (and edits go on) while the recovery file is written; the file holds
+    the work as it was when the autosave started."""
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    expected = window.session.document.flatten().rgb.copy()
+    gate, writers = held_project_writes(monkeypatch)
     assert window.autosave()
     qtbot.waitUntil(lambda: bool(writers), timeout=5000)
     assert writers[0] is not threading.main_thread() and window.writing
@@ -432,10 +432,6 @@ def test_autosave_writes_on_another_thread_from_a_snapshot(qtbot, prefs, tmp_pat
 def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_unchanged(
     qtbot, prefs, tmp_path, monkeypatch
 ):
-    import threading
-
-    import instructir_desktop.ui.session as session_module
-
     window = new_window(qtbot, prefs, tmp_path)
     window.background_save_pixels = 0  # treat the test photo as a large one
     window.open_path(make_png(tmp_path / "photo.png"))
@@ -447,15 +443,7 @@ def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_un
     assert "Saved large.irproject" in window.statusBar().currentMessage()
     assert len(load_project(project)) == 1
 
-    gate, writers = threading.Event(), []
-    real_save = session_module.save_project
-
-    def slow_save(*args, **kwargs):
-        writers.append(threading.current_thread())
-        assert gate.wait(10)
-        real_save(*args, **kwargs)
-
-    monkeypatch.setattr(session_module, "save_project", slow_save)
+    gate, writers = held_project_writes(monkeypatch)
     send(qtbot, window, "brighten it")
     assert window.save_project_to(project)
     qtbot.waitUntil(lambda: bool(writers), timeout=5000)

@@ -6,8 +6,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 from ui_fake_engine import FakeEngine
@@ -27,11 +26,6 @@ class ConfigurableEngine(FakeEngine):
 
     def configure(self, settings: EngineSettings) -> None:
         self.configured.append(settings)
-
-
-@pytest.fixture
-def prefs(tmp_path):
-    return QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
 
 
 def new_window(qtbot, prefs, tmp_path, engine=None) -> MainWindow:

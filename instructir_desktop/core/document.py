@@ -354,7 +354,14 @@ class Document:
         The arrays become read-only (``Layer.freeze``), so neither document can change the other's
         pixels: whichever writes into a layer first writes into a copy of its own.
         """
-        layers = [layer.with_content(*layer.freeze()) for layer in self._layers]
+        for layer in self._layers:
+            layer.freeze()
+        return self.shared_copy()
+
+    def shared_copy(self) -> Document:
+        """A copy whose layers hold this document's very arrays: the stack, names and opacities
+        are its own, the pixels are not (use ``frozen_copy`` unless torn reads are harmless)."""
+        layers = [layer.with_content(layer.pixels, layer.alpha) for layer in self._layers]
         twin = Document(self._height, self._width, layers, self._active)
         twin._selection = self._selection
         twin.revision = self.revision

@@ -34,6 +34,8 @@ from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.history.codec import EncodedArray, decode, encode, snap
 
 DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024
+# A history state as ``History.saved_state`` identifies it: (index, ids of the applied steps, their strengths).
+SavedState = tuple[int, tuple[int, ...], tuple[float, ...]]
 
 
 class HistoryError(RuntimeError):
@@ -83,6 +85,14 @@ def _layer_in(document: Document, layer_id: str) -> Layer:
         return document.layer(layer_id)
     except KeyError:
         raise HistoryError(f"the document has no layer {layer_id!r}: the history does not match it") from None
+
+
+def _whole_if_inside(layer: Layer, region: Bounds) -> Bounds:
+    """The layer's whole rectangle, after checking ``region`` is a non-empty rectangle inside it."""
+    whole = Bounds.of_image(layer.height, layer.width)
+    if region.intersect(whole) != region or region.empty:
+        raise ValueError(f"{region} is not a non-empty rectangle inside the layer ({whole})")
+    return whole
 
 
 @dataclass(eq=False)
@@ -514,21 +524,20 @@ class History:
             raise IndexError(f"history index {index} is outside -1..{len(self._steps)}")
         self._clean_index = index
 
-    def saved_state(self) -> tuple[int, tuple[int, ...], tuple[float, ...]]:
+    def saved_state(self) -> SavedState:
         """What identifies the current state for a save that finishes later: ``clean_after_save``."""
-        applied = self._steps[: self._index]
-        return self._index, tuple(id(step) for step in applied), tuple(step.strength for step in applied)
+        return self._state_after(self._index)
 
-    def clean_after_save(self, state: tuple[int, tuple[int, ...], tuple[float, ...]]) -> None:
+    def clean_after_save(self, state: SavedState) -> None:
         """A save of ``state`` (from ``saved_state``) finished: mark that state clean if the history
         still holds it (the person may have undone or redone meanwhile), else nothing is clean."""
         index = state[0]
-        if index <= len(self._steps):
-            applied = self._steps[:index]
-            if (tuple(id(step) for step in applied), tuple(step.strength for step in applied)) == state[1:]:
-                self._clean_index = index
-                return
-        self._clean_index = -1
+        self.set_clean(index if index <= len(self._steps) and self._state_after(index) == state else -1)
+
+    def _state_after(self, index: int) -> SavedState:
+        # The steps themselves and their strengths (a re-blend changes the pixels, not the steps).
+        applied = self._steps[:index]
+        return index, tuple(id(step) for step in applied), tuple(step.strength for step in applied)
 
     @property
     def memory_limit(self) -> int:
@@ -662,10 +671,8 @@ class History:
         layer = _layer_in(self._document, layer_id)
         if alpha is not None and layer.alpha is None:
             raise ValueError(f"layer {layer.name!r} has no alpha plane; give it one with a layer step")
-        whole = Bounds.of_image(layer.height, layer.width)
-        region = whole if bounds is None else bounds
-        if region.intersect(whole) != region or region.empty:
-            raise ValueError(f"{region} is not a non-empty rectangle inside the layer ({whole})")
+        region = Bounds.of_image(layer.height, layer.width) if bounds is None else bounds
+        _whole_if_inside(layer, region)
         if np.shape(pixels) != (region.height, region.width, 3):
             raise ValueError(f"pixels are {np.shape(pixels)}, expected {(region.height, region.width, 3)}")
         if alpha is not None and np.shape(alpha) != (region.height, region.width):
@@ -705,9 +712,7 @@ class History:
     ) -> Step:
         """Apply a restoration of ``bounds`` of a layer at its strength, keeping what re-blending needs."""
         layer = _layer_in(self._document, layer_id)
-        whole = Bounds.of_image(layer.height, layer.width)
-        if bounds.intersect(whole) != bounds or bounds.empty:
-            raise ValueError(f"{bounds} is not a non-empty rectangle inside the layer ({whole})")
+        _whole_if_inside(layer, bounds)  # before slicing: a slice would silently shrink
         prepared = prepare_restoration(layer.pixels[bounds.slices], restoration)
         return self.push_prepared(
             layer_id, bounds, prepared, label=label, tasks=tasks, seconds=seconds, model_id=model_id
@@ -731,9 +736,7 @@ class History:
         pixels ``prepared`` was made from (see ``prepare_restoration``).
         """
         layer = _layer_in(self._document, layer_id)
-        whole = Bounds.of_image(layer.height, layer.width)
-        if bounds.intersect(whole) != bounds or bounds.empty:
-            raise ValueError(f"{bounds} is not a non-empty rectangle inside the layer ({whole})")
+        whole = _whole_if_inside(layer, bounds)
         if prepared.shape != (bounds.height, bounds.width):
             raise ValueError(f"the prepared restoration is {prepared.shape}, expected {(bounds.height, bounds.width)}")
         change = PatchChange(layer_id, bounds, before=prepared.before, after=None, restoration=prepared.stored)

@@ -30,12 +30,6 @@ from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
 SYNCHRONOUS_PIXELS = 1_000_000
 
 
-def snapshot(document: Document) -> Document:
-    """A document sharing the layers' arrays, immune to the layer stack changing under it."""
-    layers = [layer.with_content(layer.pixels, layer.alpha) for layer in document.layers]
-    return Document(document.height, document.width, layers, document.active_index)
-
-
 @dataclass(frozen=True)
 class _Outcome:
     key: Hashable
@@ -78,8 +72,10 @@ class DisplayBuilder(QObject):
         if document.height * document.width <= self.synchronous_pixels:
             self.forget()
             return flattened_pixmap(document.flatten())
-        frozen = snapshot(document)
-        self.submit(key, lambda: flattened_pixmap(frozen.flatten()), current)
+        # Not frozen: freezing would make the next local edit copy a whole layer. A torn read
+        # belongs to an old revision and is dropped (see the module's docstring).
+        shared = document.shared_copy()
+        self.submit(key, lambda: flattened_pixmap(shared.flatten()), current)
         return None
 
     def submit(self, key: Hashable, job: Callable[[], object], current: Callable[[], Hashable]) -> None:

@@ -50,6 +50,16 @@ def layer_thumbnail(layer: Layer, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     return Document(layer.height, layer.width, [alone]).thumbnail(side)
 
 
+def _show_icon_of(action: QAction, button: QToolButton) -> None:
+    """The button shows its action's icon alone (the dock stays narrow; the name is in the
+    tooltip), or its short name while the action has no icon."""
+    button.setIcon(action.icon())
+    icon_only = not action.icon().isNull()
+    button.setToolButtonStyle(
+        Qt.ToolButtonStyle.ToolButtonIconOnly if icon_only else Qt.ToolButtonStyle.ToolButtonTextOnly
+    )
+
+
 class LayerRow(QWidget):
     """One layer: [visible] [thumbnail] name / opacity slider and value."""
 
@@ -158,6 +168,7 @@ class LayersPanel(QWidget):
             button.setToolTip(action.text().replace("&", "") + (f" ({shortcut})" if shortcut else ""))
             button.clicked.connect(action.trigger)
             action.enabledChanged.connect(button.setEnabled)
+            action.changed.connect(lambda button=button, action=action: _show_icon_of(action, button))
             buttons.addWidget(button)
             self.buttons[key] = button
         buttons.addStretch(1)

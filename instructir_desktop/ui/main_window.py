@@ -51,7 +51,7 @@ from instructir_desktop.ui.preferences import Preferences, default_recovery_fold
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
 from instructir_desktop.ui.recovery import RecoveryStore
 from instructir_desktop.ui.selection_tools import SelectionTools
-from instructir_desktop.ui.session import PROJECT_SUFFIX, SavedState, Session
+from instructir_desktop.ui.session import PROJECT_SUFFIX, PendingSave, Session
 
 APP_NAME = "InstructIR Desktop"
 IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(READ_EXTENSIONS)) + ")"
@@ -72,9 +72,9 @@ def _action(parent: QObject, text: str, slot: object, shortcuts: tuple[Shortcut,
 
 
 class MainWindow(QMainWindow):
-    # From the autosave thread: (key, error message or ""), one object through a queued connection.
-    _autosave_finished = Signal(object)
-    _save_finished = Signal(object)  # (path, saved state, error message or "") from the writer thread
+    # From the writer thread: (what to call on the GUI thread, error message or ""), as one object
+    # through a queued connection.
+    _written = Signal(object)
 
     def __init__(
         self,
@@ -102,8 +102,7 @@ class MainWindow(QMainWindow):
         self._autosaved: tuple[int, int, int, int] | None = None  # what the autosave holds (see ``autosave``)
         self._writer_pool: ThreadPoolExecutor | None = None
         self._writing: concurrent.futures.Future[None] | None = None
-        self._autosave_finished.connect(self._on_autosave_finished, Qt.ConnectionType.QueuedConnection)
-        self._save_finished.connect(self._on_save_finished, Qt.ConnectionType.QueuedConnection)
+        self._written.connect(self._on_written, Qt.ConnectionType.QueuedConnection)
         # Projects of photos larger than this are written on the writer thread.
         self.background_save_pixels = 1_000_000
         self.autosave_timer = QTimer(self)
@@ -286,18 +285,6 @@ class MainWindow(QMainWindow):
         )
         for action, name in named:
             action.setIcon(icons.icon(name))
-        for key, name in (
-            ("duplicate", "layer-duplicate"),
-            ("delete", "layer-delete"),
-            ("up", "layer-up"),
-            ("down", "layer-down"),
-            ("merge", "layer-merge"),
-        ):
-            button, themed = layers.buttons[key], icons.icon(name)
-            button.setIcon(themed)
-            # The icon alone keeps the dock narrow (the name is in the tooltip); the text if there is no icon.
-            style = Qt.ToolButtonStyle.ToolButtonTextOnly if themed.isNull() else Qt.ToolButtonStyle.ToolButtonIconOnly
-            button.setToolButtonStyle(style)
         self.chat.send_button.setIcon(icons.icon("send"))
         self.history_panel.compare_button.setIcon(icons.icon("compare"))
         self.setWindowIcon(icons.app_icon())
@@ -499,33 +486,33 @@ class MainWindow(QMainWindow):
             return False
         if self.writing:
             self.wait_for_writes()  # one writer at a time; an autosave is short
+        job, pending = self.session.save_project_job(path)
         if document.height * document.width > self.background_save_pixels:
-            return self._save_in_background(path)
+            # Compressing and writing a large photo's project takes seconds. The job works from a
+            # copy-on-write snapshot; the work counts as saved once the file is complete.
+            self.statusBar().showMessage(f"Saving {path.name}…")
+            self._write_in_background(job, lambda error: self._save_finished(path, pending, error))
+            return True
         try:
-            self.session.save_project(path)
+            job()
         except OSError as error:
-            self._warn(f"{path.name}: {error}")
+            self._save_finished(path, pending, str(error))
             return False
-        self._saved(path)
+        self._save_finished(path, pending, "")
         return True
 
-    def _saved(self, path: Path) -> None:
+    def _save_finished(self, path: Path, pending: PendingSave, error: str) -> None:
+        if error:
+            self._warn(f"{path.name}: {error}")
+            return
+        self.session.saved(path, pending)
         self.preferences.add_recent(path)
         self._rebuild_recent_menu()
         self.statusBar().showMessage(f"Saved {path.name}", 8000)
 
-    def _save_in_background(self, path: Path) -> bool:
-        # Compressing and writing a large photo's project takes seconds: the writer thread does
-        # it from a copy-on-write snapshot; the work counts as saved once the file is complete,
-        # if nothing changed meanwhile.
-        job, saved_state = self.session.save_project_job(path)
-        self.statusBar().showMessage(f"Saving {path.name}…")
-        self._write_in_background(job, lambda error: self._save_finished.emit((path, saved_state, error)))
-        return True
-
-    def _write_in_background(self, job: Callable[[], None], report: Callable[[str], None]) -> None:
-        """Run ``job`` on the writer thread, then ``report`` its error message ("" for none) there;
-        the report goes out before the job counts as done, so ``wait_for_writes`` sees it."""
+    def _write_in_background(self, job: Callable[[], None], done: Callable[[str], None]) -> None:
+        """Run ``job`` on the writer thread, then ``done`` with its error message ("" for none) on
+        the GUI thread; ``done`` is posted before the job counts as finished (``wait_for_writes``)."""
         if self._writer_pool is None:
             self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="project-writer")
 
@@ -537,18 +524,14 @@ class MainWindow(QMainWindow):
             else:
                 message = ""
             with contextlib.suppress(RuntimeError):  # the window is gone
-                report(message)
+                self._written.emit((done, message))
 
         self._writing = self._writer_pool.submit(write)
 
     @Slot(object)
-    def _on_save_finished(self, outcome: tuple[Path, SavedState, str]) -> None:
-        path, saved_state, error = outcome
-        if error:
-            self._warn(f"{path.name}: {error}")
-            return
-        self.session.saved(path, saved_state)
-        self._saved(path)
+    def _on_written(self, outcome: tuple[Callable[[str], None], str]) -> None:
+        done, error = outcome
+        done(error)
 
     def _is_original(self, path: Path) -> bool:
         source = self.session.path
@@ -634,10 +617,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _compare_key(self) -> tuple[int, int, int, int] | None:
-        history = self.session.history
-        if history is None or not self.history_panel.comparing:
-            return None
-        return (id(history), history.index, len(history), history.document.revision)
+        return self._history_key() if self.history_panel.comparing else None
 
     def _compare_built(self, _key: object, images: tuple[MipImage, MipImage] | None) -> None:
         if images is None:  # the background build failed: do it here, where the error surfaces
@@ -810,7 +790,8 @@ class MainWindow(QMainWindow):
         if seconds > 0:
             self.autosave_timer.start(seconds * 1000)
 
-    def _autosave_key(self) -> tuple[int, int, int, int] | None:
+    def _history_key(self) -> tuple[int, int, int, int] | None:
+        """Moves whenever the history or the pixels move (autosave and compare are keyed on it)."""
         history = self.session.history
         if history is None:
             return None
@@ -830,7 +811,7 @@ class MainWindow(QMainWindow):
             return False
         if self.conversation.busy or self.writing:
             return False
-        key = self._autosave_key()
+        key = self._history_key()
         if key == self._autosaved and (self.recovery.path is not None or self.writing):
             return False
         try:
@@ -841,7 +822,7 @@ class MainWindow(QMainWindow):
         # Compressing and writing a 24 MP project takes seconds: that happens on another thread,
         # from a snapshot that shares the pixels copy-on-write, so the window never waits for it.
         self._autosaved = key
-        self._write_in_background(job, lambda error: self._autosave_finished.emit((key, error)))
+        self._write_in_background(job, lambda error: self._autosave_finished(key, error))
         return True
 
     @property
@@ -855,9 +836,7 @@ class MainWindow(QMainWindow):
             concurrent.futures.wait([self._writing], timeout=timeout)
         QCoreApplication.sendPostedEvents(self)  # deliver its "finished" now
 
-    @Slot(object)
-    def _on_autosave_finished(self, outcome: tuple[object, str]) -> None:
-        key, error = outcome
+    def _autosave_finished(self, key: object, error: str) -> None:
         if not error:
             return
         if self._autosaved == key:
@@ -903,7 +882,7 @@ class MainWindow(QMainWindow):
         self.conversation.cancel_all()
         try:
             self.recovery.adopt(newest)  # a second crash still leaves it behind
-            self._autosaved = self._autosave_key()
+            self._autosaved = self._history_key()
         except OSError:
             RecoveryStore.remove(newest)
             self._autosaved = None

@@ -21,6 +21,7 @@ from instructir_desktop.history import (
     History,
     HistoryError,
     Restoration,
+    SavedState,
     Step,
     read_project,
     save_project,
@@ -84,11 +85,11 @@ def _enlarge(values: np.ndarray, factor: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SavedState:
+class PendingSave:
     """Which history, in which state, a project save running on another thread holds."""
 
     history: History
-    state: tuple[int, tuple[int, ...], tuple[float, ...]]
+    state: SavedState
 
 
 class Session(QObject):
@@ -178,7 +179,7 @@ class Session(QObject):
         self._adopt(contents.history, path, path, metadata_from_attachments(contents.extra))
 
     def open_recovered(self, path: Path) -> None:
-        """Reopen an autosave (see ``autosave_to``) as it was: unsaved, with its source and project paths.
+        """Reopen an autosave (see ``autosave_job``) as it was: unsaved, with its source and project paths.
 
         Raises ProjectError; the current photo is kept then. Nothing recovered counts as saved, so
         closing asks before losing it again.
@@ -213,46 +214,38 @@ class Session(QObject):
         self.opened.emit()
         self.changed.emit()
 
-    def save_project(self, path: Path) -> None:
-        """Layers, masks, the whole history and the source's metadata (EXIF/ICC/XMP, bit depth)."""
+    def save_project_job(self, path: Path) -> tuple[Callable[[], None], PendingSave]:
+        """Saving the project (layers, masks, the whole history, the source's EXIF/ICC/XMP and bit
+        depth) as a job any thread can run, from a snapshot taken now, and what it saves: hand
+        that to ``saved`` once the job has finished. The job raises OSError."""
         assert self.history is not None
-        save_project(path, self.history, extra=metadata_attachments(self.metadata))
-        self.project_path = path
-        self.changed.emit()
+        pending = PendingSave(self.history, self.history.saved_state())
+        return self._project_job(path, metadata_attachments(self.metadata)), pending
 
-    def save_project_job(self, path: Path) -> tuple[Callable[[], None], SavedState]:
-        """``save_project`` as a job for another thread, from a snapshot taken now, and the state
-        it saves: hand both to ``saved`` once the job has finished. The job raises OSError."""
-        assert self.history is not None
-        snapshot = self.history.snapshot()
-        extra = metadata_attachments(self.metadata)
-        state = SavedState(self.history, self.history.saved_state())
-        return (lambda: save_project(path, snapshot, extra=extra, mark_clean=False)), state
-
-    def saved(self, path: Path, state: SavedState) -> None:
+    def saved(self, path: Path, pending: PendingSave) -> None:
         """A ``save_project_job`` finished: the project is at ``path``, and the state it holds is
         the saved one (even if the person moved on meanwhile: then there is something unsaved)."""
-        if state.history is not self.history or self.history is None:
+        if pending.history is not self.history or self.history is None:
             return  # another photo was opened meanwhile; the file is written all the same
         self.project_path = path
-        self.history.clean_after_save(state.state)
+        self.history.clean_after_save(pending.state)
         self.changed.emit()
 
-    def autosave_to(self, path: Path) -> None:
-        """Write everything to a recovery file, leaving the saved/unsaved state as it is (raises OSError)."""
-        self.autosave_job(path)()
-
     def autosave_job(self, path: Path) -> Callable[[], None]:
-        """``autosave_to`` as a job any thread can run: it writes a snapshot taken now (no pixels
-        are copied), so the editing can go on meanwhile. The job raises OSError."""
-        assert self.history is not None
-        snapshot = self.history.snapshot()
+        """Writing everything to a recovery file as a job any thread can run, leaving the
+        saved/unsaved state as it is. The job raises OSError."""
         source = {
             "path": None if self.path is None else str(self.path),
             "project_path": None if self.project_path is None else str(self.project_path),
         }
         extra = metadata_attachments(self.metadata)
         extra[SOURCE_KEY] = json.dumps(source).encode("utf-8")
+        return self._project_job(path, extra)
+
+    def _project_job(self, path: Path, extra: dict[str, bytes]) -> Callable[[], None]:
+        # A snapshot taken now that shares the pixels copy-on-write: editing goes on meanwhile.
+        assert self.history is not None
+        snapshot = self.history.snapshot()
         return lambda: save_project(path, snapshot, extra=extra, mark_clean=False)
 
     def export(self, path: Path, *, quality: int = 95, bit_depth: int | None = None) -> Path:
