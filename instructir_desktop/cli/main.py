@@ -25,7 +25,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some inputs failed; the others were written
 EXIT_USAGE = 2  # nothing was attempted: bad arguments, no weights, nothing restorable asked
 
-SUBCOMMANDS = ("restore", "interpret", "train", "evaluate", "plugins", "apply")
+SUBCOMMANDS = ("restore", "interpret", "train", "evaluate", "plugins", "apply", "desktop-entry")
 
 
 class UsageError(Exception):
@@ -109,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--folder", action="append", default=[], help="also scan this user plugin folder")
     apply.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     apply.add_argument("--device", default="auto", help="for actions that restore: auto, cpu, cuda or mps")
+
+    desktop = commands.add_parser(
+        "desktop-entry",
+        help="add the editor to the desktop's application menu",
+        description="Add the editor to the application menu (with its icon, and as the opener of .irproject "
+        "files) for this user, launching this installation; or remove it again.",
+    )
+    desktop.add_argument("action", choices=("install", "remove"))
+    desktop.add_argument(
+        "--data-home", type=Path, default=None, help="instead of $XDG_DATA_HOME (normally ~/.local/share)"
+    )
     return parser
 
 
@@ -529,6 +540,22 @@ def apply_command(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def desktop_entry_command(args: argparse.Namespace) -> int:
+    from instructir_desktop.cli import desktop_entry
+
+    try:
+        if args.action == "install":
+            done = desktop_entry.install(args.data_home)
+        else:
+            done = desktop_entry.remove(args.data_home)
+    except OSError as error:
+        say(f"error: {describe(error)}")
+        return EXIT_FAILED
+    for line in done:
+        say(line)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -545,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": evaluate_command,
         "plugins": plugins_command,
         "apply": apply_command,
+        "desktop-entry": desktop_entry_command,
     }
     try:
         return handlers[args.command](args)

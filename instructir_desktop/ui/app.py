@@ -16,7 +16,9 @@ from instructir_desktop.ui.main_window import APP_NAME, MainWindow
 from instructir_desktop.ui.preferences import Preferences
 from instructir_desktop.ui.theme import follow_system_theme
 
-__all__ = ["APP_NAME", "MainWindow", "run_application"]
+__all__ = ["APP_NAME", "DESKTOP_FILE_NAME", "MainWindow", "run_application"]
+
+DESKTOP_FILE_NAME = "instructir-desktop"
 
 
 def run_application(argv: Sequence[str], engine: EngineInterface | None = None) -> int:
@@ -29,6 +31,8 @@ def run_application(argv: Sequence[str], engine: EngineInterface | None = None) 
     app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("InstructIR")
+    # Matches packaging/linux/instructir-desktop.desktop: the desktop shell shows its icon and name.
+    app.setDesktopFileName(DESKTOP_FILE_NAME)
     follow_system_theme(app)
     # The persisted settings (Edit → Settings…), with what the command line names on top.
     settings = Preferences().engine_settings()

@@ -14,12 +14,15 @@ from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 
-# A checkout or editable install has ``resources/`` beside the package; a built package may carry
-# a copy inside it.
+from instructir_desktop.core.install_paths import CHECKOUT_ROOT, installed_share_folders
+
+# A checkout or editable install has ``resources/`` beside the package; an installed wheel has
+# the icons in its data folder.
 ICON_FOLDERS = (
-    Path(__file__).resolve().parents[2] / "resources" / "icons",
-    Path(__file__).resolve().parents[1] / "resources" / "icons",
+    CHECKOUT_ROOT / "resources" / "icons",
+    *(share / "instructir-desktop" / "icons" for share in installed_share_folders()),
 )
+APP_ICON_NAME = "instructir-desktop"  # also the desktop entry's Icon= name
 _SIZES = (16, 24, 32, 48)
 
 
@@ -40,7 +43,7 @@ def icon(name: str) -> QIcon:
 
 
 def app_icon() -> QIcon:
-    return _icon("app", "", "")
+    return _icon(APP_ICON_NAME, "", "")
 
 
 @cache  # keyed by the colours too: a theme change renders afresh, switching back is free
