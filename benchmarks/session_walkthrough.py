@@ -185,7 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     other.undo()
     check(np.array_equal(other.session.document.flatten().rgb, restored), "undo works in the reopened project")
     exported = scratch / "restored.jpg"
-    step("export a JPEG", lambda: check(other.export_to(exported), "exported"))
+    # Also on the writer thread at this size: done when the window says "Exported".
+    step(
+        "export a JPEG (writer thread)",
+        lambda: check(other.export_to(exported), "export started"),
+        lambda: not other.writing and "Exported" in other.statusBar().currentMessage(),
+    )
+    check(not other.session.modified, "the exported state counts as saved")
     with Image.open(exported) as image:
         check(image.getexif().get(0x010F) == "WalkthroughCam", "the export keeps the EXIF")
     check(source.stat().st_size > 0 and Image.open(source).size == (width, height), "the original is untouched")

@@ -456,6 +456,55 @@ def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_un
     assert window.session.modified  # but the undo since is not saved
 
 
+def test_a_large_photo_exports_on_the_writer_thread_from_a_snapshot(qtbot, prefs, tmp_path, monkeypatch):
+    """The window goes on while a large export is composited and encoded; the file holds the
+    photo as it was when the export began, and only that state counts as saved."""
+    import instructir_desktop.ui.session as session_module
+
+    window = new_window(qtbot, prefs, tmp_path)
+    window.background_save_pixels = 0  # treat the test photo as a large one
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    expected = window.session.document.flatten().rgb.copy()
+    gate, writers = threading.Event(), []
+    real_write = session_module.write_image
+
+    def held_write(*args, **kwargs):
+        writers.append(threading.current_thread())
+        assert gate.wait(10)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "write_image", held_write)
+    target = tmp_path / "exported.png"
+    assert window.export_to(target)
+    qtbot.waitUntil(lambda: bool(writers), timeout=5000)
+    assert writers[0] is not threading.main_thread()
+    assert "Exporting exported.png" in window.statusBar().currentMessage()
+    send(qtbot, window, "brighten it")  # editing goes on while the file is written
+    gate.set()
+    window.wait_for_writes()
+    qtbot.waitUntil(lambda: "Exported exported.png" in window.statusBar().currentMessage(), timeout=5000)
+    np.testing.assert_allclose(read_image(target).rgb, expected, atol=1 / 255)
+    assert window.session.modified  # the step made during the export is not in the file
+
+    window.undo()  # back to the exported state: nothing unsaved
+    assert not window.session.modified
+
+
+def test_a_failed_background_export_says_why_and_keeps_the_work_unsaved(qtbot, prefs, tmp_path):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.background_save_pixels = 0
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where a folder should be")
+    assert window.export_to(blocked / "out.png")
+    window.wait_for_writes()
+    qtbot.waitUntil(lambda: "out.png" in window.statusBar().currentMessage(), timeout=5000)
+    assert "Exported" not in window.statusBar().currentMessage()
+    assert window.session.modified
+
+
 def test_the_autosave_timer_follows_the_interval(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     assert window.autosave_timer.isActive() and window.autosave_timer.interval() == 60_000

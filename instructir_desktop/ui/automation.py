@@ -163,7 +163,8 @@ class Automation(QObject):
             else:
                 self._fail(f"could not write the screenshot {options.screenshot}")
         if options.export is not None and not self.failures:
-            if self.window.export_to(options.export):
+            # In the foreground whatever the size: the result decides the exit code, now.
+            if self.window.export_to(options.export, background=False):
                 say(f"exported: {options.export}")
             else:
                 self._fail(self.window.statusBar().currentMessage())

@@ -440,24 +440,51 @@ class MainWindow(QMainWindow):
         self.export_to(target, replace_original=replace_original, quality=options.quality, bit_depth=options.bit_depth)
 
     def export_to(
-        self, path: Path, *, replace_original: bool = False, quality: int = 95, bit_depth: int | None = None
+        self,
+        path: Path,
+        *,
+        replace_original: bool = False,
+        quality: int = 95,
+        bit_depth: int | None = None,
+        background: bool | None = None,
     ) -> bool:
         """Write the current image with the source's metadata. Never the original, unless asked explicitly.
 
-        ``bit_depth`` None keeps the source's where the format can hold it.
+        ``bit_depth`` None keeps the source's where the format can hold it. ``background`` None
+        writes photos over ``background_save_pixels`` on the writer thread: True then means the
+        export started, and the status bar says "Exported" (or why not) when it is written.
         """
         if self.session.document is None:
             return False
         if self._is_original(path) and not replace_original:
             self._warn(f"{path.name} is the original photo; choose another name to export to.")
             return False
+        document = self.session.document
+        job, pending = self.session.export_job(path, quality=quality, bit_depth=bit_depth)
+        if background is None:
+            background = document.height * document.width > self.background_save_pixels
+        if background:
+            # Compositing and encoding a large photo takes a second or more: the writer thread does
+            # it from a copy-on-write snapshot while editing goes on.
+            if self.writing:
+                self.wait_for_writes()  # one writer at a time; an autosave is short
+            self.statusBar().showMessage(f"Exporting {path.name}…")
+            self._write_in_background(job, lambda error: self._export_finished(path, pending, error))
+            return True
         try:
-            written = self.session.export(path, quality=quality, bit_depth=bit_depth)
+            job()
         except (ImageWriteError, OSError) as error:
-            self._warn(str(error))
+            self._export_finished(path, pending, str(error))
             return False
-        self.statusBar().showMessage(f"Exported {written.name}", 8000)
+        self._export_finished(path, pending, "")
         return True
+
+    def _export_finished(self, path: Path, pending: PendingSave, error: str) -> None:
+        if error:
+            self._warn(error if path.name in error else f"{path.name}: {error}")
+            return
+        self.session.exported(pending)
+        self.statusBar().showMessage(f"Exported {path.name}", 8000)
 
     def save_project(self) -> bool:
         if self.session.project_path is None:
@@ -510,7 +537,7 @@ class MainWindow(QMainWindow):
         self._rebuild_recent_menu()
         self.statusBar().showMessage(f"Saved {path.name}", 8000)
 
-    def _write_in_background(self, job: Callable[[], None], done: Callable[[str], None]) -> None:
+    def _write_in_background(self, job: Callable[[], object], done: Callable[[str], None]) -> None:
         """Run ``job`` on the writer thread, then ``done`` with its error message ("" for none) on
         the GUI thread; ``done`` is posted before the job counts as finished (``wait_for_writes``)."""
         if self._writer_pool is None:

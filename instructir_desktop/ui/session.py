@@ -253,12 +253,34 @@ class Session(QObject):
 
         The work now exists outside the program, so closing no longer asks about unsaved changes.
         """
-        assert self.history is not None
-        rgb, alpha = self.history.document.flatten()
-        written = write_image(path, rgb, alpha, metadata=self.metadata, quality=quality, bit_depth=bit_depth)
-        self.history.set_clean()
-        self.changed.emit()
+        job, pending = self.export_job(path, quality=quality, bit_depth=bit_depth)
+        written = job()
+        self.exported(pending)
         return written
+
+    def export_job(
+        self, path: Path, *, quality: int = 95, bit_depth: int | None = None
+    ) -> tuple[Callable[[], Path], PendingSave]:
+        """``export`` as a job any thread can run, from a copy-on-write snapshot of the document
+        taken now, and what it exports: hand that to ``exported`` once the job has finished. The
+        job returns the path written and raises ImageWriteError or OSError."""
+        assert self.history is not None
+        snapshot = self.history.document.frozen_copy()
+        metadata = self.metadata
+        pending = PendingSave(self.history, self.history.saved_state())
+
+        def write() -> Path:
+            rgb, alpha = snapshot.flatten()
+            return write_image(path, rgb, alpha, metadata=metadata, quality=quality, bit_depth=bit_depth)
+
+        return write, pending
+
+    def exported(self, pending: PendingSave) -> None:
+        """An ``export_job`` finished: the state it wrote no longer counts as unsaved work."""
+        if pending.history is not self.history or self.history is None:
+            return
+        self.history.clean_after_save(pending.state)
+        self.changed.emit()
 
     # ------------------------------------------------------------------ history
 
