@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     if not window.open_path(path, ask=False):
         print(f"error: {window.statusBar().currentMessage()}", file=sys.stderr)
         return 1
+    while window.opening:  # a large photo is read on the reader thread
+        app.processEvents()
+        time.sleep(0.005)
+    if window.session.document is None:
+        print(f"error: {window.statusBar().currentMessage()}", file=sys.stderr)
+        return 1
 
     phase = {"name": "interpreting"}
     bridge = window.bridge

@@ -122,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     def run_done() -> bool:
         return bool(conversation.runs) and conversation.runs[-1].ended and on_canvas()
 
-    step("open the photo", lambda: window.open_path(source, ask=False), on_canvas)
+    # Read on the reader thread at this size: done when the photo is on the canvas.
+    step(
+        "open the photo (reader thread)",
+        lambda: check(window.open_path(source, ask=False), "open started"),
+        lambda: not window.opening and window.session.document is not None and on_canvas(),
+    )
     preload = window.preload_model()
     loaded: list[int] = []
     window.bridge.finished.connect(lambda event: loaded.append(event.request_id))
@@ -179,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     other.interactive = False
     other.set_autosave_interval(0)
     other.show()
-    step("reopen it in a second window", lambda: check(other.open_path(project, ask=False), "project reopened"))
+    step(
+        "reopen it in a second window (reader thread)",
+        lambda: check(other.open_path(project, ask=False), "project reopen started"),
+        lambda: not other.opening and other.session.document is not None and other.canvas_up_to_date,
+    )
     check(len(other.session.history) == 2, "the reopened project has both steps")
     check(np.array_equal(other.session.document.flatten().rgb, after_local), "the reopened photo is the same")
     other.undo()

@@ -433,8 +433,8 @@ def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_un
     qtbot, prefs, tmp_path, monkeypatch
 ):
     window = new_window(qtbot, prefs, tmp_path)
-    window.background_save_pixels = 0  # treat the test photo as a large one
     window.open_path(make_png(tmp_path / "photo.png"))
+    window.large_photo_pixels = 0  # treat the test photo as a large one
     send(qtbot, window, "remove the noise")
     project = tmp_path / "large.irproject"
     assert window.save_project_to(project)
@@ -462,8 +462,8 @@ def test_a_large_photo_exports_on_the_writer_thread_from_a_snapshot(qtbot, prefs
     import instructir_desktop.ui.session as session_module
 
     window = new_window(qtbot, prefs, tmp_path)
-    window.background_save_pixels = 0  # treat the test photo as a large one
     window.open_path(make_png(tmp_path / "photo.png"))
+    window.large_photo_pixels = 0  # treat the test photo as a large one
     send(qtbot, window, "remove the noise")
     expected = window.session.document.flatten().rgb.copy()
     gate, writers = threading.Event(), []
@@ -493,8 +493,8 @@ def test_a_large_photo_exports_on_the_writer_thread_from_a_snapshot(qtbot, prefs
 
 def test_a_failed_background_export_says_why_and_keeps_the_work_unsaved(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
-    window.background_save_pixels = 0
     window.open_path(make_png(tmp_path / "photo.png"))
+    window.large_photo_pixels = 0
     send(qtbot, window, "remove the noise")
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where a folder should be")
@@ -503,6 +503,122 @@ def test_a_failed_background_export_says_why_and_keeps_the_work_unsaved(qtbot, p
     qtbot.waitUntil(lambda: "out.png" in window.statusBar().currentMessage(), timeout=5000)
     assert "Exported" not in window.statusBar().currentMessage()
     assert window.session.modified
+
+
+def held_file_reads(monkeypatch) -> tuple[threading.Event, list[threading.Thread]]:
+    """Files opened by the window are read only once the returned event is set; the list
+    collects the threads that read them."""
+    import instructir_desktop.ui.main_window as window_module
+
+    gate, readers = threading.Event(), []
+    real_load = window_module.load_file
+
+    def held_load(path):
+        readers.append(threading.current_thread())
+        assert gate.wait(10)
+        return real_load(path)
+
+    monkeypatch.setattr(window_module, "load_file", held_load)
+    return gate, readers
+
+
+def test_a_large_photo_is_read_on_the_reader_thread_while_the_window_goes_on(qtbot, prefs, tmp_path, monkeypatch):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "first.png"))
+    send(qtbot, window, "remove the noise")
+    window.session.history.set_clean()
+    window.large_photo_pixels = 100  # the next photo (12 × 16) counts as large
+    gate, readers = held_file_reads(monkeypatch)
+    assert window.open_path(make_png(tmp_path / "second.png", seed=1))
+    qtbot.waitUntil(lambda: bool(readers), timeout=5000)
+    assert readers[0] is not threading.main_thread()
+    assert window.opening and "Opening second.png" in window.statusBar().currentMessage()
+    assert window.session.path.name == "first.png"  # still the open photo, and usable
+    window.undo()
+    assert len(window.session.history) == 1
+    window.session.history.set_clean()
+    gate.set()
+    qtbot.waitUntil(lambda: not window.opening, timeout=5000)
+    assert window.session.path.name == "second.png" and len(window.session.history) == 0
+    np.testing.assert_allclose(
+        window.session.document.flatten().rgb, read_image(tmp_path / "second.png").rgb, atol=1e-6
+    )
+    assert "Opened second.png: 16 × 12" in window.statusBar().currentMessage()
+    assert window.recent_actions()[0].data() == str(tmp_path / "second.png")
+
+
+def test_a_newer_open_supersedes_a_file_still_being_read(qtbot, prefs, tmp_path, monkeypatch):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.large_photo_pixels = 100
+    gate, readers = held_file_reads(monkeypatch)
+    assert window.open_path(make_png(tmp_path / "slow.png"))
+    qtbot.waitUntil(lambda: bool(readers), timeout=5000)
+    window.large_photo_pixels = 10_000
+    gate.set()  # the second read goes straight through
+    assert window.open_path(make_png(tmp_path / "quick.png", seed=2))
+    assert not window.opening and window.session.path.name == "quick.png"
+    qtbot.wait(100)  # the first file arrives and is dropped
+    assert window.session.path.name == "quick.png"
+
+
+def test_a_file_that_fails_on_the_reader_thread_says_why_and_keeps_the_open_photo(qtbot, prefs, tmp_path, monkeypatch):
+    import instructir_desktop.ui.main_window as window_module
+    from instructir_desktop.io import ImageReadError
+
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "kept.png"))
+    window.large_photo_pixels = 100
+    broken = make_png(tmp_path / "broken.png", seed=3)
+
+    def failing_load(path):
+        raise ImageReadError(path, "the file is truncated or corrupt")
+
+    monkeypatch.setattr(window_module, "load_file", failing_load)
+    assert window.open_path(broken)
+    qtbot.waitUntil(lambda: not window.opening, timeout=5000)
+    assert "broken.png" in window.statusBar().currentMessage()
+    assert "truncated" in window.statusBar().currentMessage()
+    assert window.session.path.name == "kept.png"
+
+
+def test_work_done_while_a_file_is_read_is_not_lost_without_asking(qtbot, prefs, tmp_path, monkeypatch):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "first.png"))
+    window.large_photo_pixels = 100
+    gate, readers = held_file_reads(monkeypatch)
+    assert window.open_path(make_png(tmp_path / "second.png", seed=1))
+    qtbot.waitUntil(lambda: bool(readers), timeout=5000)
+    send(qtbot, window, "remove the noise")  # new, unsaved work on the open photo
+    asked = []
+
+    def keep_the_work() -> bool:
+        asked.append(True)
+        return False
+
+    monkeypatch.setattr(window, "_may_discard", keep_the_work)
+    gate.set()
+    qtbot.waitUntil(lambda: not window.opening, timeout=5000)
+    assert asked and window.session.path.name == "first.png" and len(window.session.history) == 1
+    assert "Did not open second.png" in window.statusBar().currentMessage()
+
+
+def test_a_large_project_is_read_on_the_reader_thread(qtbot, prefs, tmp_path, monkeypatch):
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(make_png(tmp_path / "photo.png"))
+    send(qtbot, window, "remove the noise")
+    project = tmp_path / "work.irproject"
+    assert window.save_project_to(project)
+    window.large_project_bytes = 10
+    gate, readers = held_file_reads(monkeypatch)
+    other = new_window(qtbot, prefs, tmp_path)
+    other.large_project_bytes = 10
+    assert other.open_path(project)
+    qtbot.waitUntil(lambda: bool(readers), timeout=5000)
+    assert other.opening and other.session.document is None
+    gate.set()
+    qtbot.waitUntil(lambda: not other.opening, timeout=5000)
+    assert len(other.session.history) == 1 and not other.session.modified
+    assert other.session.project_path == project
 
 
 def test_the_autosave_timer_follows_the_interval(qtbot, prefs, tmp_path):

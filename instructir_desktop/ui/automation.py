@@ -99,6 +99,9 @@ class Automation(QObject):
         QTimer.singleShot(0, self._begin)
 
     def _begin(self) -> None:
+        if self.window.opening:  # a large photo is read on the reader thread
+            QTimer.singleShot(20, self._begin)
+            return
         if self.options.image is not None and self.window.session.document is None:
             self._fail(f"could not open {self.options.image}: {self.window.statusBar().currentMessage()}")
             self._finish()

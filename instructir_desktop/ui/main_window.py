@@ -12,11 +12,13 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -31,10 +33,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from instructir_desktop.history import HistoryError, ProjectError
+from instructir_desktop.history import HistoryError, ProjectError, SavedState
 from instructir_desktop.inference.engine import Engine, EngineInterface
 from instructir_desktop.inference.requests import ActionRequest, EngineSettings, Failed, JobContext
-from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError
+from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError, read_image_header
 from instructir_desktop.plugins.api import ActionInfo
 from instructir_desktop.ui import icons
 from instructir_desktop.ui.action_dialog import ActionDialog, PluginsMenu
@@ -51,7 +53,7 @@ from instructir_desktop.ui.preferences import Preferences, default_recovery_fold
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
 from instructir_desktop.ui.recovery import RecoveryStore
 from instructir_desktop.ui.selection_tools import SelectionTools
-from instructir_desktop.ui.session import PROJECT_SUFFIX, PendingSave, Session
+from instructir_desktop.ui.session import PROJECT_SUFFIX, OpenedFile, PendingSave, Session, load_file
 
 APP_NAME = "InstructIR Desktop"
 IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(READ_EXTENSIONS)) + ")"
@@ -60,6 +62,25 @@ OPENABLE = frozenset(READ_EXTENSIONS | {PROJECT_SUFFIX})
 
 
 Shortcut = QKeySequence | QKeySequence.StandardKey | str
+
+
+@dataclass(frozen=True, eq=False)
+class _PendingOpen:
+    """A file being read on the reader thread, and what was open when it was asked for."""
+
+    path: Path
+    history: object  # the session's history then (compared by identity)
+    state: SavedState | None
+
+
+@dataclass(frozen=True)
+class _ReadOutcome:
+    pending: _PendingOpen
+    result: OpenedFile | str  # the file, or why it could not be read
+
+
+def _open_error(path: Path, error: BaseException) -> str:
+    return str(error) if path.name in str(error) else f"{path.name}: {error}"
 
 
 def _action(parent: QObject, text: str, slot: object, shortcuts: tuple[Shortcut, ...] = (), tip: str = "") -> QAction:
@@ -75,6 +96,8 @@ class MainWindow(QMainWindow):
     # From the writer thread: (what to call on the GUI thread, error message or ""), as one object
     # through a queued connection.
     _written = Signal(object)
+    # From the reader thread: a _ReadOutcome.
+    _read = Signal(object)
 
     def __init__(
         self,
@@ -103,8 +126,13 @@ class MainWindow(QMainWindow):
         self._writer_pool: ThreadPoolExecutor | None = None
         self._writing: concurrent.futures.Future[None] | None = None
         self._written.connect(self._on_written, Qt.ConnectionType.QueuedConnection)
-        # Projects of photos larger than this are written on the writer thread.
-        self.background_save_pixels = 1_000_000
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._pending_open: _PendingOpen | None = None  # a file being read on the reader thread
+        self._read.connect(self._on_read, Qt.ConnectionType.QueuedConnection)
+        # Photos larger than this are opened, saved and exported on background threads, and so
+        # are projects whose file is larger than large_project_bytes.
+        self.large_photo_pixels = 1_000_000
+        self.large_project_bytes = 4_000_000
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.set_autosave_interval(self.preferences.autosave_seconds())
@@ -326,19 +354,89 @@ class MainWindow(QMainWindow):
         if name:
             self.open_path(Path(name), ask=False)
 
-    def open_path(self, path: Path, *, ask: bool = True) -> bool:
-        """Open a photo or a project; on failure say why and keep what is open."""
+    def open_path(self, path: Path, *, ask: bool = True, background: bool | None = None) -> bool:
+        """Open a photo or a project; on failure say why and keep what is open.
+
+        ``background`` None reads large files (``large_photo_pixels``, ``large_project_bytes``) on
+        the reader thread: True then means the file is being opened (``opening``); the status bar
+        says when it shows, or why it could not be opened. A newer open supersedes it.
+        """
         if ask and not self._may_discard():
             return False
+        if background is None:
+            background = self._is_large_file(path)
+        self._end_pending_open()
+        if not background:
+            try:
+                opened = load_file(path)
+            except (ImageReadError, ProjectError, OSError) as error:
+                self._warn(_open_error(path, error))
+                return False
+            self._show_opened(path, opened)
+            return True
+        if self._reader_pool is None:
+            self._reader_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-reader")
+        pending = _PendingOpen(path, self.session.history, self._current_state())
+        self._pending_open = pending
+        QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)  # busy, but still usable
+
+        def read() -> None:
+            result: OpenedFile | str
+            try:
+                result = load_file(path)
+            except (ImageReadError, ProjectError, OSError) as error:
+                result = _open_error(path, error)
+            except MemoryError:
+                result = f"{path.name}: there is not enough memory to open it"
+            with contextlib.suppress(RuntimeError):  # the window is gone
+                self._read.emit(_ReadOutcome(pending, result))
+
+        self._reader_pool.submit(read)
+        self.statusBar().showMessage(f"Opening {path.name}…")
+        return True
+
+    @property
+    def opening(self) -> bool:
+        """A file is being read on the reader thread and has not been shown yet."""
+        return self._pending_open is not None
+
+    def _is_large_file(self, path: Path) -> bool:
         try:
             if path.suffix.lower() == PROJECT_SUFFIX:
-                self.session.open_project(path)
-            else:
-                self.session.open_image(path)
-        except (ImageReadError, ProjectError, OSError) as error:
-            message = str(error) if path.name in str(error) else f"{path.name}: {error}"
-            self._warn(message)
-            return False
+                return path.stat().st_size > self.large_project_bytes
+            header = read_image_header(path)
+        except (ImageReadError, OSError):
+            return False  # read in the foreground, which says what is wrong with it
+        return header.width * header.height > self.large_photo_pixels
+
+    def _current_state(self) -> SavedState | None:
+        history = self.session.history
+        return None if history is None else history.saved_state()
+
+    def _end_pending_open(self) -> None:
+        if self._pending_open is not None:
+            self._pending_open = None
+            QApplication.restoreOverrideCursor()
+
+    @Slot(object)
+    def _on_read(self, outcome: _ReadOutcome) -> None:
+        pending = outcome.pending
+        if pending is not self._pending_open:
+            return  # superseded by a newer open, or the window is closing
+        self._end_pending_open()
+        if isinstance(outcome.result, str):
+            self._warn(outcome.result)
+            return
+        # Work done on the open photo while the file was read was not part of the "discard?"
+        # answer: ask again before it goes.
+        changed = self.session.history is not pending.history or self._current_state() != pending.state
+        if changed and self.session.modified and not self._may_discard():
+            self.statusBar().showMessage(f"Did not open {pending.path.name}", 8000)
+            return
+        self._show_opened(pending.path, outcome.result)
+
+    def _show_opened(self, path: Path, opened: OpenedFile) -> None:
+        self.session.adopt(opened)
         # Work on the previous photo can no longer be applied (it would be stale): stop it.
         self.conversation.cancel_all()
         self._autosaved = None
@@ -347,7 +445,6 @@ class MainWindow(QMainWindow):
         document = self.session.document
         assert document is not None
         self.statusBar().showMessage(f"Opened {path.name}: {document.width} × {document.height}", 8000)
-        return True
 
     # ------------------------------------------------------------------ recent files
 
@@ -451,7 +548,7 @@ class MainWindow(QMainWindow):
         """Write the current image with the source's metadata. Never the original, unless asked explicitly.
 
         ``bit_depth`` None keeps the source's where the format can hold it. ``background`` None
-        writes photos over ``background_save_pixels`` on the writer thread: True then means the
+        writes photos over ``large_photo_pixels`` on the writer thread: True then means the
         export started, and the status bar says "Exported" (or why not) when it is written.
         """
         if self.session.document is None:
@@ -462,7 +559,7 @@ class MainWindow(QMainWindow):
         document = self.session.document
         job, pending = self.session.export_job(path, quality=quality, bit_depth=bit_depth)
         if background is None:
-            background = document.height * document.width > self.background_save_pixels
+            background = document.height * document.width > self.large_photo_pixels
         if background:
             # Compositing and encoding a large photo takes a second or more: the writer thread does
             # it from a copy-on-write snapshot while editing goes on.
@@ -514,7 +611,7 @@ class MainWindow(QMainWindow):
         if self.writing:
             self.wait_for_writes()  # one writer at a time; an autosave is short
         job, pending = self.session.save_project_job(path)
-        if document.height * document.width > self.background_save_pixels:
+        if document.height * document.width > self.large_photo_pixels:
             # Compressing and writing a large photo's project takes seconds. The job works from a
             # copy-on-write snapshot; the work counts as saved once the file is complete.
             self.statusBar().showMessage(f"Saving {path.name}…")
@@ -981,6 +1078,7 @@ class MainWindow(QMainWindow):
         if not self._may_discard():
             event.ignore()
             return
+        self._end_pending_open()  # a file still being read is dropped when it arrives
         # The clean-close path: nothing to recover at the next start.
         self.autosave_timer.stop()
         self.wait_for_writes()

@@ -92,6 +92,45 @@ class PendingSave:
     state: SavedState
 
 
+@dataclass(frozen=True)
+class OpenedFile:
+    """A photo or project read from disk, ready for ``Session.adopt``."""
+
+    history: History
+    path: Path | None  # the photo it came from
+    project_path: Path | None
+    metadata: ImageMetadata | None
+    thumbnail: np.ndarray | None  # the original's, for the history panel
+
+
+def load_file(path: Path) -> OpenedFile:
+    """Read a photo or a project: decoding, building the document and the original's thumbnail.
+
+    Touches no session, so any thread can run it (a large photo is read off the GUI thread).
+    Raises ImageReadError, ProjectError or OSError.
+    """
+    if path.suffix.lower() == PROJECT_SUFFIX:
+        contents = read_project(path)
+        contents.history.set_clean()
+        return OpenedFile(
+            contents.history,
+            path,
+            path,
+            metadata_from_attachments(contents.extra),
+            original_thumbnail(contents.history),
+        )
+    image = read_image(path)
+    document = Document.from_image(image.rgb, image.alpha, name=path.stem)
+    return OpenedFile(History(document), path, None, image.metadata, document.thumbnail())
+
+
+def original_thumbnail(history: History) -> np.ndarray | None:
+    try:
+        return history.state_at(0).thumbnail()
+    except HistoryError:  # the first steps were dropped to save memory
+        return None
+
+
 class Session(QObject):
     changed = Signal()  # the document's pixels or the history moved
     opened = Signal()  # a new photo or project replaced everything
@@ -162,21 +201,15 @@ class Session(QObject):
 
     def open_image(self, path: Path) -> None:
         """Raises ImageReadError; the current photo is kept then."""
-        image = read_image(path)
-        document = Document.from_image(image.rgb, image.alpha, name=path.stem)
-        self.history = History(document)
-        self.path = path
-        self.project_path = None
-        self.metadata = image.metadata
-        self.original_thumbnail = document.thumbnail()
-        self.opened.emit()
-        self.changed.emit()
+        self.adopt(load_file(path))
 
     def open_project(self, path: Path) -> None:
         """Raises ProjectError; the current photo is kept then."""
-        contents = read_project(path)
-        contents.history.set_clean()
-        self._adopt(contents.history, path, path, metadata_from_attachments(contents.extra))
+        self.adopt(load_file(path))
+
+    def adopt(self, opened: OpenedFile) -> None:
+        """Make a file read by ``load_file`` (on any thread) the open one."""
+        self._adopt(opened.history, opened.path, opened.project_path, opened.metadata, opened.thumbnail)
 
     def open_recovered(self, path: Path) -> None:
         """Reopen an autosave (see ``autosave_job``) as it was: unsaved, with its source and project paths.
@@ -200,12 +233,15 @@ class Session(QObject):
         )
 
     def _adopt(
-        self, history: History, path: Path | None, project_path: Path | None, metadata: ImageMetadata | None
+        self,
+        history: History,
+        path: Path | None,
+        project_path: Path | None,
+        metadata: ImageMetadata | None,
+        thumbnail: np.ndarray | None = None,
     ) -> None:
-        try:
-            thumbnail: np.ndarray | None = history.state_at(0).thumbnail()
-        except HistoryError:  # the first steps were dropped to save memory
-            thumbnail = None
+        if thumbnail is None:
+            thumbnail = original_thumbnail(history)
         self.history = history
         self.path = path
         self.project_path = project_path
