@@ -366,3 +366,92 @@ def test_a_queued_action_whose_plugin_is_disabled_meanwhile_fails_cleanly(qtbot,
     assert queued.state == FAILED and "disabled" in queued.reply.status
     np.testing.assert_allclose(pixels(window), original * 0.5, atol=1e-4)  # the restoration only
     assert len(window.session.history) == 1
+
+
+# ----------------------------------------------------------------------------- plain chat messages
+
+ECHO_MANIFEST = """
+id = "echo"
+name = "Echo"
+version = "1"
+module = "echo.code"
+chat_messages = "answer"
+
+[[actions]]
+id = "answer"
+title = "Answer"
+function = "answer"
+  [[actions.parameters]]
+  name = "strength"
+  kind = "float"
+  default = 0.5
+  [[actions.parameters]]
+  name = "message"
+  kind = "text"
+  default = ""
+"""
+
+ECHO_CODE = """
+    import numpy as np
+
+    def answer(image, mask, params, context):
+        context.log("heard: " + params["message"])
+        shift = 0.1 if "darker" in params["message"] else 0.0
+        return np.clip(image - shift, 0, 1).astype(np.float32)
+"""
+
+
+def test_plain_messages_go_to_the_restore_plugin(qtbot, tmp_path, photo):
+    window = open_window(qtbot, tmp_path, photo[0])
+    assert window.plugins.message_action().id == "restore.instruct"
+    window.chat.send_text("remove the noise")
+    run = last_run(qtbot, window)
+    assert run.interpretation is not None and run.action is None  # the engine's restore pipeline
+    assert len(window.session.history) == 1
+
+
+def test_with_the_restore_plugin_disabled_a_message_restores_nothing_and_says_how_to_turn_it_on(qtbot, tmp_path, photo):
+    window = open_window(qtbot, tmp_path, photo[0], disabled=["restore"])
+    before = pixels(window).copy()
+    window.chat.send_text("remove the noise")
+    run = last_run(qtbot, window, FAILED)
+    assert "restore plugin is disabled" in run.reply.text and "Manage Plugins" in run.reply.text
+    assert len(window.session.history) == 0 and np.array_equal(pixels(window), before)
+    assert not window.conversation.busy
+
+    window.plugins.set_enabled("restore", True)  # as the manager does
+    window.chat.send_text("remove the noise")
+    last_run(qtbot, window)
+    assert len(window.session.history) == 1
+
+
+def test_another_plugin_can_take_the_chat_messages(qtbot, tmp_path, photo):
+    root = tmp_path / "plugins"
+    write_plugin(root, "echo", ECHO_MANIFEST, ECHO_CODE)
+    window = open_window(qtbot, tmp_path, photo[0], folders=[root], disabled=["restore"])
+    window.chat.send_text("make it darker please")
+    last_run(qtbot, window)
+    np.testing.assert_allclose(pixels(window), np.clip(photo[1] - 0.1, 0, 1), atol=1 / 255)
+    assert len(window.session.history) == 1
+    window.undo()
+    np.testing.assert_allclose(pixels(window), photo[1], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("declared", "problem"),
+    [('chat_messages = "nope"', "unknown action echo.nope"), ('chat_messages = "plain"', "no text parameter")],
+)
+def test_a_chat_messages_declaration_must_name_an_action_with_a_text_parameter(declared, problem):
+    from instructir_desktop.plugins.api import PluginError
+    from instructir_desktop.plugins.host import parse_manifest
+
+    manifest = f"""
+id = "echo"
+{declared}
+[[actions]]
+id = "plain"
+title = "Plain"
+function = "plain"
+"""
+    with pytest.raises(PluginError, match=problem):
+        parse_manifest(manifest, "echo/plugin.toml")

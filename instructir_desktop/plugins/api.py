@@ -159,6 +159,9 @@ class Manifest:
     description: str = ""
     author: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The action (qualified id) that receives the chat's plain messages, in its first text
+    # parameter; "" for none. The built-in restore plugin declares one.
+    chat_messages: str = ""
 
 
 class NullContext:

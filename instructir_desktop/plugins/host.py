@@ -43,6 +43,8 @@ from instructir_desktop.plugins.api import (
 # Plugins inside the application package; the photo tools ship as their own package from
 # plugins/photo_tools and are discovered like any third-party plugin.
 BUILTIN_PACKAGES: tuple[str, ...] = ("instructir_desktop.plugins.builtin.restore",)
+# The built-in restore action: it receives the chat's plain messages unless it is disabled.
+BUILTIN_RESTORE_ACTION = "restore.instruct"
 
 
 @dataclass
@@ -114,6 +116,13 @@ def parse_manifest(text: str, where: str) -> Manifest:
             names = {p.name for p in action.parameters}
             if not set(command.arguments) <= names:
                 raise PluginError(f"command /{command.name} binds parameters the action does not have")
+        chat_messages = _qualify(str(raw["chat_messages"]), plugin_id) if raw.get("chat_messages") else ""
+        if chat_messages:
+            action = next((a for a in actions if a.id == chat_messages), None)
+            if action is None:
+                raise PluginError(f"chat_messages names unknown action {chat_messages}")
+            if not any(p.kind == "text" for p in action.parameters):
+                raise PluginError(f"chat_messages names {chat_messages}, which has no text parameter for the message")
         return Manifest(
             id=plugin_id,
             name=str(raw.get("name", plugin_id)),
@@ -125,6 +134,7 @@ def parse_manifest(text: str, where: str) -> Manifest:
             description=str(raw.get("description", "")),
             author=str(raw.get("author", "")),
             extra={k: v for k, v in raw.items() if k not in _KNOWN_KEYS},
+            chat_messages=chat_messages,
         )
     except PluginError as error:
         raise PluginError(f"{where}: {error}") from None
@@ -132,7 +142,18 @@ def parse_manifest(text: str, where: str) -> Manifest:
         raise PluginError(f"{where}: malformed manifest ({error})") from None
 
 
-_KNOWN_KEYS = {"id", "name", "version", "api_version", "module", "actions", "commands", "description", "author"}
+_KNOWN_KEYS = {
+    "id",
+    "name",
+    "version",
+    "api_version",
+    "module",
+    "actions",
+    "commands",
+    "description",
+    "author",
+    "chat_messages",
+}
 
 
 def _text(table: Mapping[str, Any], key: str) -> str:
@@ -260,6 +281,15 @@ class PluginHost:
                             raise PluginError(f"{action_id}: the plugin {record.id} is disabled")
                         return action
         raise PluginError(f"no action {action_id!r}; known: {', '.join(a.id for a in self.actions()) or 'none'}")
+
+    def message_action(self) -> ActionInfo | None:
+        """The action the chat's plain messages go to: that of the first enabled plugin declaring
+        ``chat_messages`` (the built-in restore plugin comes first); None when every such plugin is
+        disabled or broken."""
+        for record in self.records:
+            if record.enabled and record.manifest and record.manifest.chat_messages:
+                return self.action(record.manifest.chat_messages)
+        return None
 
     def commands(self) -> dict[str, ChatCommand]:
         return {c.name: c for r in self.records if r.enabled and r.manifest for c in r.manifest.commands}

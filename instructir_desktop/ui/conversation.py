@@ -54,7 +54,7 @@ from instructir_desktop.instructions.followups import (
 )
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep, compose_reply, describe_step
 from instructir_desktop.plugins.api import ActionInfo, PluginError
-from instructir_desktop.plugins.host import PluginHost
+from instructir_desktop.plugins.host import BUILTIN_RESTORE_ACTION, PluginHost
 from instructir_desktop.plugins.jobs import plugin_request
 from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel, MessageWidget, format_eta
@@ -188,6 +188,10 @@ class Conversation(QObject):
             if not run.ended and not was_busy:
                 self.busy_changed.emit(True)
             return run
+        if self.plugins is not None and not self._message_to_restore(run, text):
+            if not run.ended and not was_busy:
+                self.busy_changed.emit(True)
+            return run
         reply.set_text("Reading your request…")
         reply.start_progress("Reading your request…")
         run.interpret_id = self.bridge.submit(InterpretRequest(text, document.size))
@@ -195,6 +199,38 @@ class Conversation(QObject):
         if not was_busy:
             self.busy_changed.emit(True)
         return run
+
+    def _message_to_restore(self, run: Run, text: str) -> bool:
+        """Dispatch a plain message through the plugin host: True when it goes to the built-in
+        restore action, which runs on the engine's own restore pipeline (the action's
+        implementation with planning, plan chips, previews and per-step progress). Another
+        plugin's message action is queued here like a command; with none enabled, the reply says
+        how to turn restoration back on."""
+        assert self.plugins is not None
+        try:
+            action = self.plugins.message_action()
+        except PluginError as error:
+            action, problem = None, str(error)
+        else:
+            problem = ""
+        if action is not None and action.id == BUILTIN_RESTORE_ACTION:
+            return True
+        if action is None:
+            run.reply.set_text(
+                "Restoring from a message is turned off: the InstructIR restore plugin is disabled. "
+                "Turn it on in Plugins → Manage Plugins…, or use a /command."
+            )
+            self._end(run, FAILED, "", error=problem or "no plugin takes chat messages")
+            return False
+        text_parameter = next(p.name for p in action.parameters if p.kind == "text")
+        try:
+            params = action.resolve_params({text_parameter: text})
+        except PluginError as error:
+            run.reply.set_text(str(error))
+            self._end(run, FAILED, "", error=str(error))
+            return False
+        self._queue_action(run, action, params)
+        return False
 
     def _command(self, run: Run, text: str) -> None:
         """A slash command: parsed by the plugin host now, run in turn like a restoration."""
