@@ -963,3 +963,16 @@ def test_values_are_rounded_and_clipped(tmp_path: Path) -> None:
     values16 = np.array([[[0.6 / 65535, 65534.6 / 65535, 0.5]]], np.float32)
     image = read_image(write_image(tmp_path / "r16.png", values16, bit_depth=16))
     assert to16(image.rgb).tolist() == [[[1, 65535, 32768]]]
+
+
+@pytest.mark.parametrize("quality", [90, 95, 100])
+def test_a_very_noisy_photo_exports_as_jpeg_at_high_quality(tmp_path: Path, quality: int) -> None:
+    """Grain compresses badly: such a photo needs more than the buffer Pillow sizes for optimised
+    JPEG tables (1-2 bytes per pixel) and used to fail with "broken data stream"."""
+    rng = np.random.default_rng(quality)
+    noisy = rng.random((480, 640, 3), dtype=np.float32)
+    target = write_image(tmp_path / "grain.jpg", noisy, quality=quality)
+    assert target.stat().st_size > 480 * 640  # more than the 1 byte per pixel that broke it
+    restored = read_image(target).rgb
+    mse = float(np.mean((restored - noisy) ** 2))
+    assert 10 * np.log10(1 / mse) > 25  # a faithful high-quality JPEG, not a broken file

@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS = 200_000_000
+OPTIMIZED_JPEG_MAX_PIXELS = 2_000_000  # see _encode
 
 _EXTENSION_FORMATS = {
     ".jpg": "JPEG",
@@ -1667,7 +1668,11 @@ def _encode(
     if exif:
         options["exif"] = exif
     if fmt == "JPEG":
-        options.update(quality=quality, optimize=True, subsampling=0 if quality >= 90 else 2)
+        # Optimised Huffman tables save 2-28 % but make Pillow encode the whole file in one call
+        # that holds the GIL (350 ms at 12 MP), so an editor window stalls while a large photo is
+        # written on a background thread: large photos get the standard tables, which stream.
+        optimize = pixels.shape[0] * pixels.shape[1] <= OPTIMIZED_JPEG_MAX_PIXELS
+        options.update(quality=quality, optimize=optimize, subsampling=0 if quality >= 90 else 2)
         if xmp:
             options["xmp"] = xmp
         if dpi:
@@ -1687,7 +1692,17 @@ def _encode(
             info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", errors="replace"))
             options["pnginfo"] = info
     buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
+    try:
+        image.save(buffer, fmt, **options)
+    except OSError:
+        if not options.get("optimize"):
+            raise
+        # Optimised Huffman tables make libjpeg hold the whole file in one buffer, which Pillow
+        # sizes at 1-2 bytes per pixel: a very noisy photo at high quality needs more and fails
+        # ("broken data stream"). Without the optimisation the encoder streams: a few % larger.
+        options["optimize"] = False
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
     return buffer.getvalue()
 
 
