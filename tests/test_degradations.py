@@ -311,6 +311,25 @@ def test_kernels_are_normalised_and_convolution_preserves_constants() -> None:
         torch.testing.assert_close(convolve(flat, kernel), flat, atol=1e-5, rtol=0)
 
 
+def test_shake_blurs_without_moving_the_photo() -> None:
+    """Each shake kernel's centre of mass is its centre: the blurred photo stays where it was, so
+    the sharp target is consistent with the input (an off-centre kernel shifts the photo by an
+    amount no restoration can know, and a network trained on that learns to leave blur alone)."""
+    size = 33
+    count = 400
+    lengths = torch.linspace(3, size - 2, count)
+    kernels = shake_kernels(lengths, torch.rand(count, generator=gen(26)), size, gen(27))
+    grid = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    centre_y = (kernels.sum(dim=2) * grid).sum(dim=1)
+    centre_x = (kernels.sum(dim=1) * grid).sum(dim=1)
+    assert float(torch.hypot(centre_y, centre_x).max()) < 0.01
+    # Nothing piles up on the window's edge, and the long paths stay long.
+    edge = kernels[:, 0].sum(1) + kernels[:, -1].sum(1) + kernels[:, :, 0].sum(1) + kernels[:, :, -1].sum(1)
+    assert float(edge.max()) < 0.05
+    spread = torch.sqrt((kernels.sum(dim=2) * grid**2).sum(1) + (kernels.sum(dim=1) * grid**2).sum(1))
+    assert float(spread[-50:].mean()) > 3 * float(spread[:50].mean())
+
+
 def test_convolution_with_a_shifted_delta_moves_the_image() -> None:
     """Both paths (grouped conv for small kernels, FFT for large) agree with a plain shift."""
     image = torch.rand(1, 3, 40, 44, generator=gen(25))
