@@ -35,6 +35,7 @@ from instructir_desktop.training.evaluation import (
     psnr,
     resolve_eval_data,
     rows_to_markdown,
+    select_settings,
     ssim,
 )
 from instructir_desktop.training.patches import PatchSampler, list_images, load_rgb_uint8, to_float
@@ -557,3 +558,14 @@ def test_evaluate_limit_and_missing_rain(tmp_path: Path) -> None:
     assert "derain_rain100h" not in [row.setting.key for row in rows]
     assert all(row.images == 1 for row in rows)
     assert all(row.output_psnr < row.input_psnr for row in rows)
+
+
+def test_evaluate_can_be_limited_to_some_settings(tmp_path: Path) -> None:
+    assert select_settings([]) == EVAL_SETTINGS
+    assert [s.key for s in select_settings(["upscale", "deblur"])] == ["deblur", "upscale_2", "upscale_4"]
+    with pytest.raises(ValueError, match="unknown evaluation setting sharpen"):
+        select_settings(["sharpen"])
+    data = write_images(tmp_path / "mcmaster", 1, 32, 32, seed=7).parent
+    seen: list[str] = []
+    rows = evaluate(lambda degraded, task: seen.append(task) or degraded, data, settings=select_settings(["deblur"]))
+    assert [row.setting.key for row in rows] == ["deblur"] and seen == ["deblur"]

@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="use only the first N images of each set")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--output", help="also write the Markdown table to this file")
+    evaluate.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SETTING",
+        help="evaluate only this setting (repeatable): a key such as deblur or upscale_2, or a task name",
+    )
 
     plugins = commands.add_parser("plugins", help="list plugins", description="Plugins and their actions.")
     plugins_commands = plugins.add_subparsers(dest="plugins_command", metavar="COMMAND", required=True)
@@ -431,7 +438,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from instructir_desktop.inference.devices import DeviceError
     from instructir_desktop.instructions.interpret import CANONICAL_INSTRUCTIONS
     from instructir_desktop.model.weights import WeightsError
-    from instructir_desktop.training.evaluation import evaluate, resolve_eval_data, rows_to_markdown
+    from instructir_desktop.training.evaluation import evaluate, resolve_eval_data, rows_to_markdown, select_settings
 
     try:
         data = resolve_eval_data(args.data)
@@ -450,7 +457,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
         return torch.from_numpy(restored).permute(2, 0, 1)[None].to(degraded.device)
 
     say(f"evaluating {runtime.model.spec.name} on {runtime.device_description} with {data}")
-    rows = evaluate(restore, data, contact_sheet=args.sheet, limit=args.limit, progress=say)
+    try:
+        settings = select_settings(args.only)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    rows = evaluate(restore, data, contact_sheet=args.sheet, limit=args.limit, settings=settings, progress=say)
     title = f"### {runtime.model.spec.name} ({runtime.model.spec.id})"
     table = rows_to_markdown(rows, title)
     print(table)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +97,18 @@ def degrade_for_setting(clean: Tensor, setting: EvalSetting, seed: int) -> Tenso
     if setting.key.startswith("upscale_"):
         return downscale_upscale(clean, generator, level=0.0, factor=int(setting.key.split("_")[1]))
     return degrade(clean, setting.task, generator, 0.5)
+
+
+def select_settings(names: Sequence[str]) -> tuple[EvalSetting, ...]:
+    """The settings named by key (``upscale_2``) or by task (``upscale``: all of its settings), in
+    the table's order; all of them when ``names`` is empty. Raises ValueError for an unknown name."""
+    if not names:
+        return EVAL_SETTINGS
+    known = {s.key for s in EVAL_SETTINGS} | {s.task for s in EVAL_SETTINGS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown evaluation setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return tuple(s for s in EVAL_SETTINGS if s.key in names or s.task in names)
 
 
 @dataclass
