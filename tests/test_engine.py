@@ -691,3 +691,33 @@ def test_requests_are_frozen_snapshots() -> None:
         RestoreRequest(photo(16, 16), DENOISE, mask=np.ones((8, 8)))
     with pytest.raises(ValueError, match="whole photo"):
         RestoreRequest(photo(16, 16), (step_for_task("upscale"),), mask=np.ones((16, 16)))
+
+
+def test_the_reply_says_when_the_model_barely_does_a_planned_step(monkeypatch) -> None:
+    """A model whose own evaluation shows (almost) no gain on a task says so when asked for it,
+    instead of silently handing back a photo that looks the same."""
+    import dataclasses
+
+    from instructir_desktop.model.registry import weak_tasks
+
+    runtime = make_runtime()
+    plan = (step_for_task("denoise"), step_for_task("deblur"), step_for_task("upscale", 2))
+    monkeypatch.setattr(
+        runtime.interpreter, "interpret", lambda text, size=None: Interpretation(text, plan, reply="I'll do it.")
+    )
+    assert runtime.interpret("fix it").reply == "I'll do it."  # nothing measured: nothing to say
+    spec = dataclasses.replace(
+        runtime.model.spec, info={"evaluation": {"gain_db": {"denoise": 3.6, "deblur": 0.04, "upscale": -0.24}}}
+    )
+    monkeypatch.setattr(runtime.model, "spec", spec)
+    assert weak_tasks(spec) == {"deblur": 0.04, "upscale": -0.24}
+    reply = runtime.interpret("fix it").reply
+    assert reply.startswith("I'll do it. Note: the current model barely improves this")
+    assert "remove blur +0.0 dB; upscale -0.2 dB" in reply and "noise" not in reply
+
+    monkeypatch.setattr(
+        runtime.interpreter,
+        "interpret",
+        lambda text, size=None: Interpretation(text, (step_for_task("denoise"),), reply="I'll remove the noise."),
+    )
+    assert runtime.interpret("grain").reply == "I'll remove the noise."  # a task it does well

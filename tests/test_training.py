@@ -569,3 +569,27 @@ def test_evaluate_can_be_limited_to_some_settings(tmp_path: Path) -> None:
     seen: list[str] = []
     rows = evaluate(lambda degraded, task: seen.append(task) or degraded, data, settings=select_settings(["deblur"]))
     assert [row.setting.key for row in rows] == ["deblur"] and seen == ["deblur"]
+
+
+def test_recorded_gains_tell_the_chat_which_tasks_the_model_barely_does(tmp_path: Path) -> None:
+    from instructir_desktop.model.registry import record_evaluation, spec_from_folder, weak_tasks
+    from instructir_desktop.training.evaluation import EvalRow, gains_by_task
+
+    by_key = {setting.key: setting for setting in EVAL_SETTINGS}
+
+    def row(key: str, before: float, after: float) -> EvalRow:
+        return EvalRow(by_key[key], 18, before, 0.5, after, 0.6, 1.0)
+
+    rows = [row("denoise_15", 25.1, 28.7), row("denoise_50", 15.4, 19.0), row("deblur", 23.3, 23.34)]
+    rows += [row("upscale_2", 32.0, 31.8), row("upscale_4", 26.7, 26.8)]
+    gains = gains_by_task(rows)
+    assert gains == {"denoise": 3.6, "deblur": 0.04, "upscale": -0.2}
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "image.safetensors").write_bytes(b"")
+    (folder / "model.json").write_text('{"id": "m", "name": "M", "evaluation": {"gain_db": {"dehaze": 8.2}}}')
+    record_evaluation(folder, gains, "instructir-desktop evaluate")
+    spec = spec_from_folder(folder)
+    assert spec.info["evaluation"]["gain_db"]["dehaze"] == 8.2  # kept: merged, not replaced
+    assert weak_tasks(spec) == {"deblur": 0.04, "upscale": -0.2}

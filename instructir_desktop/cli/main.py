@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--output", help="also write the Markdown table to this file")
     evaluate.add_argument(
+        "--record",
+        action="store_true",
+        help="store the per-task gains in the evaluated model folder's model.json (the chat then says "
+        "which tasks the model barely improves)",
+    )
+    evaluate.add_argument(
         "--only",
         action="append",
         default=[],
@@ -437,8 +443,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     from instructir_desktop.inference.devices import DeviceError
     from instructir_desktop.instructions.interpret import CANONICAL_INSTRUCTIONS
+    from instructir_desktop.model.registry import record_evaluation
     from instructir_desktop.model.weights import WeightsError
-    from instructir_desktop.training.evaluation import evaluate, resolve_eval_data, rows_to_markdown, select_settings
+    from instructir_desktop.training.evaluation import (
+        evaluate,
+        gains_by_task,
+        resolve_eval_data,
+        rows_to_markdown,
+        select_settings,
+    )
 
     try:
         data = resolve_eval_data(args.data)
@@ -469,6 +482,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         Path(args.output).write_text(table + "\n", encoding="utf-8")
     if args.sheet:
         say(f"contact sheet: {args.sheet}")
+    if args.record:
+        spec = runtime.model.spec
+        if spec.source not in ("bundled", "folder"):
+            raise UsageError("--record writes into a model folder: evaluate the bundled model or --model FOLDER")
+        how = "instructir-desktop evaluate" + (f" --limit {args.limit}" if args.limit else "")
+        say(f"recorded in {record_evaluation(spec.image_weights.parent, gains_by_task(rows), how)}")
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ Only the engine's worker thread (or a command-line process) creates and uses a R
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from instructir_desktop.inference.devices import (
 from instructir_desktop.inference.executor import CancelCheck, FastInstructIR
 from instructir_desktop.inference.requests import EngineSettings, RestoreRequest, RestoreResult
 from instructir_desktop.inference.tiling import TiledRestorer, TileProgress, TilingSettings, tiling_for_memory
-from instructir_desktop.instructions.interpret import Interpretation, Interpreter, PlanStep
+from instructir_desktop.instructions.interpret import Interpretation, Interpreter, PlanStep, compose_caveat
 from instructir_desktop.model.registry import (
     LoadedModel,
     default_model_spec,
@@ -36,6 +37,7 @@ from instructir_desktop.model.registry import (
     load_text_head,
     spec_from_files,
     spec_from_folder,
+    weak_tasks,
 )
 from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder
 from instructir_desktop.model.weights import WeightsError
@@ -104,7 +106,10 @@ class Runtime:
         return self.model.spec.id
 
     def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation:
-        return self.interpreter.interpret(text, image_size)
+        """The plan for ``text``; the reply also says when the model barely does a planned step."""
+        interpretation = self.interpreter.interpret(text, image_size)
+        caveat = compose_caveat(interpretation.steps, weak_tasks(self.model.spec))
+        return dataclasses.replace(interpretation, reply=interpretation.reply + caveat) if caveat else interpretation
 
     def restore_step(
         self,

@@ -9,7 +9,7 @@ class for requests the network cannot do.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -248,6 +248,19 @@ def compose_reply(steps: Sequence[PlanStep], ignored: Sequence[str]) -> str:
         skipped = "; ".join(f'"{c}"' for c in ignored)
         reply += f" I'll leave out {skipped}: that isn't something I can do."
     return reply
+
+
+def compose_caveat(steps: Sequence[PlanStep], weak: Mapping[str, float]) -> str:
+    """A sentence saying the model barely does some of the planned steps ("" if none): ``weak``
+    maps tasks to the gain in dB the model's evaluation measured."""
+    named = list(dict.fromkeys(step.task for step in steps if step.task in weak))
+    if not named:
+        return ""
+    measured = "; ".join(f"{TASK_TITLES[task].lower()} {weak[task]:+.1f} dB" for task in named)
+    return (
+        f" Note: the current model barely improves this ({measured} in its evaluation), so expect "
+        "a small change; its model card says more."
+    )
 
 
 def describe_step(step: PlanStep) -> str:

@@ -50,6 +50,40 @@ class ModelSpec:
     info: Mapping[str, Any] = field(default_factory=dict)
 
 
+# A task whose measured gain is below this is one the model does little for: the chat says so.
+WEAK_GAIN_DB = 0.5
+
+
+def weak_tasks(spec: ModelSpec) -> dict[str, float]:
+    """Tasks the model's own evaluation (model.json ``evaluation.gain_db``, the worst setting of
+    each task) shows it barely improves, with their gains in dB. Empty when nothing was measured."""
+    evaluation = spec.info.get("evaluation")
+    gains = evaluation.get("gain_db") if isinstance(evaluation, Mapping) else None
+    if not isinstance(gains, Mapping):
+        return {}
+    return {
+        str(task): float(gain)
+        for task, gain in gains.items()
+        if isinstance(gain, int | float) and float(gain) < WEAK_GAIN_DB
+    }
+
+
+def record_evaluation(folder: str | os.PathLike[str], gain_db: Mapping[str, float], how: str) -> Path:
+    """Store measured per-task gains in a model folder's model.json (``weak_tasks`` reads them),
+    merged with those already there; ``how`` says how they were measured."""
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{path}: unreadable model description ({error})") from error
+    evaluation = dict(manifest.get("evaluation") or {})
+    evaluation["gain_db"] = {**dict(evaluation.get("gain_db") or {}), **gain_db}
+    evaluation["measured_with"] = how
+    manifest["evaluation"] = evaluation
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
 @dataclass
 class LoadedModel:
     spec: ModelSpec

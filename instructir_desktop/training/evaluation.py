@@ -126,6 +126,15 @@ class EvalRow:
         return self.output_psnr - self.input_psnr
 
 
+def gains_by_task(rows: Sequence[EvalRow]) -> dict[str, float]:
+    """Each task's gain in dB over its worst setting (denoise at σ 15, 25 and 50 → the smallest)."""
+    gains: dict[str, float] = {}
+    for row in rows:
+        task = row.setting.task
+        gains[task] = min(gains.get(task, row.gain), row.gain)
+    return {task: round(gain, 2) for task, gain in gains.items()}
+
+
 def resolve_eval_data(data: str | os.PathLike[str] | None) -> Path:
     candidates = [Path(data)] if data else []
     if not data:
