@@ -541,6 +541,7 @@ def test_evaluate_reports_and_writes_a_contact_sheet(tmp_path: Path) -> None:
     assert noise_psnr[1] == pytest.approx(20 * math.log10(255 / 25), abs=0.5)
     assert noise_psnr[0] > noise_psnr[1] > noise_psnr[2]
     assert by_key["upscale_4"].input_psnr < by_key["upscale_2"].input_psnr
+    assert by_key["deblur"].input_psnr < by_key["deblur_mild"].input_psnr
 
     with Image.open(sheet) as image:
         # One row per setting, each 200 px high with degraded | restored | clean at 48 * 200 / 40 px wide.
@@ -562,13 +563,19 @@ def test_evaluate_limit_and_missing_rain(tmp_path: Path) -> None:
 
 def test_evaluate_can_be_limited_to_some_settings(tmp_path: Path) -> None:
     assert select_settings([]) == EVAL_SETTINGS
-    assert [s.key for s in select_settings(["upscale", "deblur"])] == ["deblur", "upscale_2", "upscale_4"]
+    assert [s.key for s in select_settings(["upscale", "deblur"])] == [
+        "deblur",
+        "deblur_mild",
+        "upscale_2",
+        "upscale_4",
+    ]
+    assert [s.key for s in select_settings(["deblur_mild"])] == ["deblur_mild"]
     with pytest.raises(ValueError, match="unknown evaluation setting sharpen"):
         select_settings(["sharpen"])
     data = write_images(tmp_path / "mcmaster", 1, 32, 32, seed=7).parent
     seen: list[str] = []
-    rows = evaluate(lambda degraded, task: seen.append(task) or degraded, data, settings=select_settings(["deblur"]))
-    assert [row.setting.key for row in rows] == ["deblur"] and seen == ["deblur"]
+    rows = evaluate(lambda degraded, task: seen.append(task) or degraded, data, settings=select_settings(["dehaze"]))
+    assert [row.setting.key for row in rows] == ["dehaze"] and seen == ["dehaze"]
 
 
 def test_recorded_gains_tell_the_chat_which_tasks_the_model_barely_does(tmp_path: Path) -> None:

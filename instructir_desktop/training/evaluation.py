@@ -41,6 +41,7 @@ class EvalSetting:
     task: str
     description: str
     dataset: str  # "mcmaster" | "rain100h"
+    level: float = 0.5  # the degradation's strength, for the settings that use one
 
 
 EVAL_SETTINGS: tuple[EvalSetting, ...] = (
@@ -48,6 +49,7 @@ EVAL_SETTINGS: tuple[EvalSetting, ...] = (
     EvalSetting("denoise_25", "denoise", "denoise, Gaussian σ=25", "mcmaster"),
     EvalSetting("denoise_50", "denoise", "denoise, Gaussian σ=50", "mcmaster"),
     EvalSetting("deblur", "deblur", "deblur, camera shake 17 px", "mcmaster"),
+    EvalSetting("deblur_mild", "deblur", "deblur, camera shake 8 px", "mcmaster", level=0.18),
     EvalSetting("derain_synthetic", "derain", "derain, synthetic streaks", "mcmaster"),
     EvalSetting("derain_rain100h", "derain", "derain, Rain100H (real pairs)", "rain100h"),
     EvalSetting("dehaze", "dehaze", "dehaze, t 0.78→0.29", "mcmaster"),
@@ -96,7 +98,7 @@ def degrade_for_setting(clean: Tensor, setting: EvalSetting, seed: int) -> Tenso
         return add_gaussian_noise(clean, generator, float(setting.key.split("_")[1]))
     if setting.key.startswith("upscale_"):
         return downscale_upscale(clean, generator, level=0.0, factor=int(setting.key.split("_")[1]))
-    return degrade(clean, setting.task, generator, 0.5)
+    return degrade(clean, setting.task, generator, setting.level)
 
 
 def select_settings(names: Sequence[str]) -> tuple[EvalSetting, ...]:
