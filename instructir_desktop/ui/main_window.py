@@ -79,7 +79,8 @@ class _ReadOutcome:
     result: OpenedFile | str  # the file, or why it could not be read
 
 
-def _open_error(path: Path, error: BaseException) -> str:
+def _about(path: Path, error: BaseException | str) -> str:
+    """An error message that names the file, once."""
     return str(error) if path.name in str(error) else f"{path.name}: {error}"
 
 
@@ -370,7 +371,7 @@ class MainWindow(QMainWindow):
             try:
                 opened = load_file(path)
             except (ImageReadError, ProjectError, OSError) as error:
-                self._warn(_open_error(path, error))
+                self._warn(_about(path, error))
                 return False
             self._show_opened(path, opened)
             return True
@@ -385,7 +386,7 @@ class MainWindow(QMainWindow):
             try:
                 result = load_file(path)
             except (ImageReadError, ProjectError, OSError) as error:
-                result = _open_error(path, error)
+                result = _about(path, error)
             except MemoryError:
                 result = f"{path.name}: there is not enough memory to open it"
             with contextlib.suppress(RuntimeError):  # the window is gone
@@ -556,29 +557,17 @@ class MainWindow(QMainWindow):
         if self._is_original(path) and not replace_original:
             self._warn(f"{path.name} is the original photo; choose another name to export to.")
             return False
-        document = self.session.document
         job, pending = self.session.export_job(path, quality=quality, bit_depth=bit_depth)
-        if background is None:
-            background = document.height * document.width > self.large_photo_pixels
-        if background:
-            # Compositing and encoding a large photo takes a second or more: the writer thread does
-            # it from a copy-on-write snapshot while editing goes on.
-            if self.writing:
-                self.wait_for_writes()  # one writer at a time; an autosave is short
-            self.statusBar().showMessage(f"Exporting {path.name}…")
-            self._write_in_background(job, lambda error: self._export_finished(path, pending, error))
-            return True
-        try:
-            job()
-        except (ImageWriteError, OSError) as error:
-            self._export_finished(path, pending, str(error))
-            return False
-        self._export_finished(path, pending, "")
-        return True
+        return self._write(
+            job,
+            lambda error: self._export_finished(path, pending, error),
+            background=self._large_document() if background is None else background,
+            busy_message=f"Exporting {path.name}…",
+        )
 
     def _export_finished(self, path: Path, pending: PendingSave, error: str) -> None:
         if error:
-            self._warn(error if path.name in error else f"{path.name}: {error}")
+            self._warn(_about(path, error))
             return
         self.session.exported(pending)
         self.statusBar().showMessage(f"Exported {path.name}", 8000)
@@ -605,29 +594,45 @@ class MainWindow(QMainWindow):
 
     def save_project_to(self, path: Path) -> bool:
         """Save the project (True: saved, or for a large photo, being saved on the writer thread)."""
-        document = self.session.document
-        if document is None:
+        if self.session.document is None:
             return False
+        job, pending = self.session.save_project_job(path)
+        # A large photo's project takes seconds to compress and write; the job works from a
+        # copy-on-write snapshot, and the work counts as saved once the file is complete.
+        return self._write(
+            job,
+            lambda error: self._save_finished(path, pending, error),
+            background=self._large_document(),
+            busy_message=f"Saving {path.name}…",
+        )
+
+    def _large_document(self) -> bool:
+        """The open photo is large enough to save and export on the writer thread."""
+        document = self.session.document
+        return document is not None and document.height * document.width > self.large_photo_pixels
+
+    def _write(
+        self, job: Callable[[], object], done: Callable[[str], None], *, background: bool, busy_message: str
+    ) -> bool:
+        """Run a save or export ``job``, then ``done`` with its error ("" for none). In the
+        background: True means it started, and ``busy_message`` shows meanwhile."""
         if self.writing:
             self.wait_for_writes()  # one writer at a time; an autosave is short
-        job, pending = self.session.save_project_job(path)
-        if document.height * document.width > self.large_photo_pixels:
-            # Compressing and writing a large photo's project takes seconds. The job works from a
-            # copy-on-write snapshot; the work counts as saved once the file is complete.
-            self.statusBar().showMessage(f"Saving {path.name}…")
-            self._write_in_background(job, lambda error: self._save_finished(path, pending, error))
+        if background:
+            self.statusBar().showMessage(busy_message)
+            self._write_in_background(job, done)
             return True
         try:
             job()
-        except OSError as error:
-            self._save_finished(path, pending, str(error))
+        except (ImageWriteError, OSError) as error:
+            done(str(error))
             return False
-        self._save_finished(path, pending, "")
+        done("")
         return True
 
     def _save_finished(self, path: Path, pending: PendingSave, error: str) -> None:
         if error:
-            self._warn(f"{path.name}: {error}")
+            self._warn(_about(path, error))
             return
         self.session.saved(path, pending)
         self.preferences.add_recent(path)

@@ -199,14 +199,6 @@ class Session(QObject):
 
     # ------------------------------------------------------------------ files
 
-    def open_image(self, path: Path) -> None:
-        """Raises ImageReadError; the current photo is kept then."""
-        self.adopt(load_file(path))
-
-    def open_project(self, path: Path) -> None:
-        """Raises ProjectError; the current photo is kept then."""
-        self.adopt(load_file(path))
-
     def adopt(self, opened: OpenedFile) -> None:
         """Make a file read by ``load_file`` (on any thread) the open one."""
         self._adopt(opened.history, opened.path, opened.project_path, opened.metadata, opened.thumbnail)
@@ -283,16 +275,6 @@ class Session(QObject):
         assert self.history is not None
         snapshot = self.history.snapshot()
         return lambda: save_project(path, snapshot, extra=extra, mark_clean=False)
-
-    def export(self, path: Path, *, quality: int = 95, bit_depth: int | None = None) -> Path:
-        """Write the flattened image with the source's metadata (EXIF, ICC, XMP, DPI). Raises ImageWriteError.
-
-        The work now exists outside the program, so closing no longer asks about unsaved changes.
-        """
-        job, pending = self.export_job(path, quality=quality, bit_depth=bit_depth)
-        written = job()
-        self.exported(pending)
-        return written
 
     def export_job(
         self, path: Path, *, quality: int = 95, bit_depth: int | None = None
