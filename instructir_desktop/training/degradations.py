@@ -22,9 +22,9 @@ Ranges (chosen to look like real photos, not like textbook test patterns):
   0.6-0.95, far 0.08-0.5; airlight 0.75-1.0 grey with a tint of a few percent.
 - lowlight: exposure multiplied by 0.025-0.3 in linear light, shot + read noise at that
   exposure, a colour cast of up to 8 % per channel, 8-bit quantisation of the dark image.
-- upscale: downscale x2 (60 %) or x4 (area or antialiased bicubic), a pre-blur of sigma
-  0.4-0.8 half the time, JPEG quality 60-95 a third of the time, bicubic back to the
-  original size.
+- upscale: downscale x2 (60 % of draws) or x4, by area or antialiased bicubic, after a
+  pre-blur of sigma 0.4-0.8 half the time; JPEG quality 60-95 a third of the time; bicubic
+  back to the original size.
 - enhance: the inverse of a good edit: contrast squeezed to 55-90 %, blacks lifted by up to
   0.1, saturation down to 30-85 %, white balance off by up to 8 % per channel, exposure
   -0.4..+0.3 EV.
@@ -397,9 +397,9 @@ def jpeg_compress(images: Tensor, quality: Tensor) -> Tensor:
     return out[..., :height, :width].clamp(0, 1)
 
 
-# The upscale mix. A blind mix that is mostly softened or compressed teaches the network to
-# sharpen every input hard, which over-sharpens a clean resample; these keep a clean resample in
-# about a third of the x2 draws.
+# The upscale mix. A blind mix that is mostly x4, softened or compressed teaches the network to
+# sharpen every input hard and over-sharpens a clean x2 resample (stages 1-3: -0.05 dB at x2);
+# these leave about a third of the draws a clean resample, most of them x2.
 UPSCALE_X4_FRACTION = 0.4
 UPSCALE_PRE_BLUR_FROM = 0.4  # pre-blur sigma drawn in 0-0.8, applied above this: half the draws
 UPSCALE_JPEG_FRACTION = 0.35
@@ -417,14 +417,14 @@ def downscale_upscale(
     n, _, height, width = clean.shape
     if factor is None:
         factor = 4 if (level is not None and level >= 0.5) else 2
-        # x2 is drawn more often than x4: bicubic x2 is already close to the original, so its
-        # gain needs finer detail, and at an even split stages 1-3 left x2 flat (-0.05 dB).
         if level is None and float(_rand((1,), generator)) < UPSCALE_X4_FRACTION:
             factor = 4
     pre_sigma = _uniform(n, 0.0, 0.8, generator, None if level is None else 0.0)
+    # Samples under the threshold keep the clean image; clamping only keeps their unused kernels sane.
+    kernel_sigma = pre_sigma.clamp_min(UPSCALE_PRE_BLUR_FROM)
     blurred = torch.where(
         _per_sample(pre_sigma > UPSCALE_PRE_BLUR_FROM),
-        convolve(clean, gaussian_kernels(pre_sigma.clamp_min(0.3), pre_sigma.clamp_min(0.3), pre_sigma * 0, 7)),
+        convolve(clean, gaussian_kernels(kernel_sigma, kernel_sigma, pre_sigma * 0, 7)),
         clean,
     )
     small_size = (max(1, height // factor), max(1, width // factor))
