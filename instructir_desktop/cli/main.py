@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("-i", "--instruction", required=True, help='what to fix, e.g. "remove the noise"')
     restore.add_argument("-o", "--output", required=True, help="output file, or folder (required for several inputs)")
     restore.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    restore.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime"),
+        help="auto (default: ONNX Runtime on the CPU, torch on a GPU), torch or onnxruntime",
+    )
     restore.add_argument("--scale", type=int, help="upscale by this factor (2, 3, 4 ...) after the instruction's steps")
     restore.add_argument(
         "--strength", type=float, default=1.0, help="0 keeps the input, 1 (default) is the full restoration"
@@ -89,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sheet", help="save a contact sheet (input | output | clean) to this PNG")
     evaluate.add_argument("--limit", type=int, help="use only the first N images of each set")
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
     evaluate.add_argument("--output", help="also write the Markdown table to this file")
     evaluate.add_argument(
         "--record",
@@ -256,13 +263,17 @@ def load_runtime_for(args: argparse.Namespace) -> Runtime:
 
     settings = EngineSettings(
         device=args.device,
+        backend=getattr(args, "backend", "auto"),
         tile_size=getattr(args, "tile", 0) or 0,
         model_folder=args.model,
         weights=args.weights,
         text_head=args.text_head,
         encoder=args.encoder,
     )
-    return load_runtime(settings)
+    runtime = load_runtime(settings, progress=lambda _, message: say(message))
+    for notice in runtime.load_notices:
+        say(f"note: {notice}")
+    return runtime
 
 
 def restore_command(args: argparse.Namespace) -> int:
@@ -286,13 +297,14 @@ def restore_command(args: argparse.Namespace) -> int:
     if not jobs:
         return EXIT_FAILED
 
+    from instructir_desktop.inference.backends import BackendError
     from instructir_desktop.inference.devices import DeviceError
     from instructir_desktop.model.weights import WeightsError
 
     started = time.perf_counter()
     try:
         runtime = load_runtime_for(args)
-    except (WeightsError, DeviceError) as error:
+    except (WeightsError, DeviceError, BackendError) as error:
         say(f"error: {error}")
         return EXIT_USAGE
     load_seconds = time.perf_counter() - started
@@ -441,6 +453,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from instructir_desktop.inference.backends import BackendError
     from instructir_desktop.inference.devices import DeviceError
     from instructir_desktop.instructions.interpret import CANONICAL_INSTRUCTIONS
     from instructir_desktop.model.registry import record_evaluation
@@ -459,7 +472,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     try:
         runtime = load_runtime_for(args)
-    except (WeightsError, DeviceError) as error:
+    except (WeightsError, DeviceError, BackendError) as error:
         say(f"error: {error}")
         return EXIT_USAGE
 

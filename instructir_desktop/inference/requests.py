@@ -41,6 +41,7 @@ def _frozen(array: np.ndarray | None, dtype: type = np.float32) -> np.ndarray | 
 class EngineSettings:
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | fp16 | bf16
+    backend: str = "auto"  # auto (ONNX Runtime on the CPU, torch on a GPU) | torch | onnxruntime
     tile_size: int = 0  # 0 = chosen per device
     model_folder: str | None = None  # None = the bundled model
     weights: str | None = None  # an image-weights file (overrides model_folder)
