@@ -221,7 +221,9 @@ class SlowChain(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.convs = nn.Sequential(nn.Conv2d(3, 48, 3, padding=1), *[nn.Conv2d(48, 48, 3, padding=1) for _ in range(24)])
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, 48, 3, padding=1), *[nn.Conv2d(48, 48, 3, padding=1) for _ in range(24)]
+        )
         self.out = nn.Conv2d(48, 3, 3, padding=1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import ImageMetadata
-from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.ui.preferences import DEVICES, PRECISIONS
 
 # format name → (label, extensions, quality applies, 16-bit possible)
@@ -238,7 +238,9 @@ class SettingsDialog(QDialog):
         form.addRow("Text encoder folder:", self.encoder_field)
         form.addRow("Autosave every:", self.autosave_spin)
         form.addRow("A restoration:", self.new_layer_box)
-        note = QLabel("A new device, precision, backend or model takes effect from the next restoration (the model reloads).")
+        note = QLabel(
+            "A new device, precision, backend or model takes effect from the next restoration (the model reloads)."
+        )
         note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)

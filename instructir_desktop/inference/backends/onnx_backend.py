@@ -13,6 +13,7 @@ operators.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -120,6 +121,10 @@ def _cached_sessions(
     once what ONNX Runtime refuses to load."""
     ort = _onnxruntime()
     providers = choose_providers(device)
+
+    def export_stage(name: str) -> Path:
+        return cache.export(model_hash, name, functools.partial(export, name))
+
     missing = [(name, label) for name, label in stages if cache.valid(model_hash, name) is None]
     for index, (name, label) in enumerate(missing):
         if progress is not None:
@@ -127,7 +132,7 @@ def _cached_sessions(
                 index / len(missing),
                 f"Preparing {what} for ONNX Runtime, first use only ({label}, {index + 1} of {len(missing)})…",
             )
-        cache.export(model_hash, name, lambda path, name=name: export(name, path))
+        export_stage(name)
     if missing and progress is not None:
         progress(1.0, f"{what[0].upper()}{what[1:]} is ready for ONNX Runtime")
     sessions = {}
@@ -136,7 +141,7 @@ def _cached_sessions(
         try:
             sessions[name] = ort.InferenceSession(str(path), session_options(), providers=providers)
         except Exception:  # a file that hashes right but does not load: export it again, once
-            path = cache.export(model_hash, name, lambda path, name=name: export(name, path))
+            path = export_stage(name)
             sessions[name] = ort.InferenceSession(str(path), session_options(), providers=providers)
     return sessions
 

@@ -16,7 +16,7 @@ width are dynamic (multiples of the network's size multiple); the batch is dynam
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,9 @@ def channel_layer_norm(x: Tensor) -> Tensor:
 
 
 class _FoldedBlock(nn.Module):
+    sca_weight: Tensor
+    sca_bias: Tensor | None
+
     def __init__(self, block: NAFBlock, scale: int) -> None:
         super().__init__()
         folded = fold_block(block)
@@ -67,6 +70,7 @@ class _FoldedBlock(nn.Module):
         self.depthwise_a = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
         self.depthwise_b = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
         for conv, part in ((self.depthwise_a, slice(0, channels)), (self.depthwise_b, slice(channels, hidden))):
+            assert conv.bias is not None
             conv.weight.data.copy_(folded.depthwise_weight[part])
             conv.bias.data.copy_(folded.depthwise_bias[part])
         self.register_buffer("sca_weight", folded.sca.weight.clone())
@@ -116,6 +120,9 @@ class _Statistics:
 
 
 class _Condition(nn.Module):
+    gamma: Tensor
+    beta: Tensor
+
     def __init__(self, condition: Any, scale: int) -> None:
         super().__init__()
         self.fc = nn.Linear(condition.fc.in_features, condition.fc.out_features)
@@ -177,7 +184,7 @@ class ExportableInstructIR(nn.Module):
         features = self.intro(image)
         skips = []
         for blocks, condition, down in zip(self.encoders, self.enc_cond, self.downs, strict=True):
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 features = block(features, statistics)
             features = condition(features, embedding, statistics)
             skips.append(features)
@@ -186,7 +193,7 @@ class ExportableInstructIR(nn.Module):
             features = block(features, statistics)
         for up, blocks, condition, skip in zip(self.ups, self.decoders, self.dec_cond, reversed(skips), strict=True):
             features = up(features) + skip
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 features = block(features, statistics)
             features = condition(features, embedding, statistics)
         restored = self.ending(features) + image
