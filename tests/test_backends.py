@@ -249,6 +249,17 @@ def test_cancel_stops_a_graph_while_it_runs(tmp_path) -> None:
     assert cancel_requested.is_set() and calls >= 2
 
 
+def test_onnx_runtime_out_of_memory_is_recognised_so_the_tile_halves() -> None:
+    from instructir_desktop.inference.devices import is_out_of_memory
+
+    class Fail(Exception):  # the type onnxruntime's binding raises is not a RuntimeError
+        pass
+
+    message = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size 4096"
+    assert is_out_of_memory(Fail(message))
+    assert not is_out_of_memory(Fail("[ONNXRuntimeError] : 1 : FAIL : Exiting due to terminate flag being set"))
+
+
 def test_cancel_before_a_run_starts_nothing(onnx_runner) -> None:
     def check() -> None:
         raise Cancelled
