@@ -1,4 +1,4 @@
-"""Tests for instructir_desktop.io (reading and writing); every fixture is built in tmp_path with Pillow, numpy and zlib."""
+"""Tests for instructir_desktop.io reading and writing; every fixture is built in tmp_path with Pillow, numpy, zlib."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def test_export_dialog_takes_the_format_from_the_extension(qtbot, prefs, tmp_pat
     assert dialog.path == tmp_path / "holiday-restored.jpg"
     assert dialog.format_box.currentData() == "JPEG"
     assert dialog.quality_slider.isEnabled() and not dialog.depth_box.isEnabled()
-    assert "EXIF" in dialog.metadata_label.text()
+    assert "EXIF" in dialog.metadata_box.text() and dialog.metadata_box.isChecked()
 
     dialog.path_edit.setText(str(tmp_path / "out.tiff"))
     assert dialog.format_box.currentData() == "TIFF"

@@ -72,7 +72,7 @@ def is_srgb(icc: bytes) -> bool:
 
 
 def needs_conversion(icc: bytes | None) -> bool:
-    return bool(icc) and colour_space(icc) == "RGB" and not is_srgb(icc)  # type: ignore[arg-type]
+    return icc is not None and colour_space(icc) == "RGB" and not is_srgb(icc)
 
 
 def to_working(rgb: npt.NDArray[np.float32], icc: bytes) -> npt.NDArray[np.float32]:

@@ -24,10 +24,33 @@ class FileFormat:
     alpha: bool = True
 
 
-RAW_EXTENSIONS = (
-    ".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .rwl .pef .srw .x3f .3fr .fff .iiq .erf .kdc"
-    " .dcr .mrw .mos .mef"
-).split()
+RAW_EXTENSIONS = [
+    ".dng",
+    ".cr2",
+    ".cr3",
+    ".crw",
+    ".nef",
+    ".nrw",
+    ".arw",
+    ".srf",
+    ".sr2",
+    ".raf",
+    ".orf",
+    ".rw2",
+    ".rwl",
+    ".pef",
+    ".srw",
+    ".x3f",
+    ".3fr",
+    ".fff",
+    ".iiq",
+    ".erf",
+    ".kdc",
+    ".dcr",
+    ".mrw",
+    ".mos",
+    ".mef",
+]
 
 FORMATS: dict[str, FileFormat] = {
     f.name: f
@@ -50,7 +73,16 @@ _ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "HEIF": "HEIC"}
 _HEIC_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs")
 _AVIF_BRANDS = (b"avif", b"avis")
 # Signatures of RAW files that are not TIFF inside (those that are, are known by their extension).
-_RAW_SIGNATURES = (b"FUJIFILMCCD-RAW", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00", b"FOVb", b"\x00MRM", b"II\x1a\x00\x00\x00HEAP")
+_RAW_SIGNATURES = (
+    b"FUJIFILMCCD-RAW",
+    b"IIRO",
+    b"IIRS",
+    b"MMOR",
+    b"IIU\x00",
+    b"FOVb",
+    b"\x00MRM",
+    b"II\x1a\x00\x00\x00HEAP",
+)
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 

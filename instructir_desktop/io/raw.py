@@ -32,9 +32,10 @@ def decode_raw(data: bytes, limit: int | None, *, header_only: bool) -> dict[str
         try:
             raw.open_buffer(io.BytesIO(data))
         except rawpy.LibRawFileUnsupportedError:
+            version = ".".join(map(str, rawpy.libraw_version))
             raise FileProblem(
-                f"LibRaw {'.'.join(map(str, rawpy.libraw_version))} cannot read this RAW file (the camera may be newer than "
-                "this version, or the file is not a camera RAW)"
+                f"LibRaw {version} cannot read this RAW file (the camera may be newer than this version, "
+                "or the file is not a camera RAW)"
             ) from None
         except rawpy.LibRawError as exc:
             raise _libraw_problem(exc) from exc

@@ -330,5 +330,7 @@ def _heic(pixels: np.ndarray, quality: int, icc: bytes | None, exif: bytes | Non
         if value:
             options[key] = value
     buffer = io.BytesIO()
-    pillow_heif.encode(mode, (pixels.shape[1], pixels.shape[0]), np.ascontiguousarray(pixels).tobytes(), buffer, **options)
+    pillow_heif.encode(
+        mode, (pixels.shape[1], pixels.shape[0]), np.ascontiguousarray(pixels).tobytes(), buffer, **options
+    )
     return buffer.getvalue()
