@@ -45,18 +45,21 @@ def decode_raw(data: bytes, limit: int | None, *, header_only: bool) -> dict[str
             raise corrupt("the RAW file gives no picture size")
         if limit is not None and width * height > limit:
             raise too_large(width, height, limit)
-        metadata = ImageMetadata(
-            format="RAW", source_mode="RGB;16", bit_depth=16, grayscale=False, **_raw_exif(raw, data)
-        )
-        fields: dict[str, Any] = {"width": width, "height": height, "metadata": metadata}
-        if header_only:
-            return fields
         try:
+            # rawpy reads the shot's settings (``other``) after unpacking the raw data, so even a header
+            # probe of a RAW reads the file through; a damaged one is caught here.
+            metadata = ImageMetadata(
+                format="RAW", source_mode="RGB;16", bit_depth=16, grayscale=False, **_raw_exif(raw, data)
+            )
+            fields: dict[str, Any] = {"width": width, "height": height, "metadata": metadata}
+            if header_only:
+                return fields
             pixels = raw.postprocess(
                 output_bps=16,
                 use_camera_wb=True,
                 output_color=rawpy.ColorSpace.sRGB,
                 gamma=(2.4, 12.92),  # the sRGB curve
+                no_auto_bright=True,  # dcraw's auto-brightening clips 1 % of the highlights; keep them
             )
         except rawpy.LibRawError as exc:
             raise _libraw_problem(exc) from exc
@@ -71,7 +74,9 @@ def _libraw_problem(exc: Exception) -> FileProblem:
 
     if isinstance(exc, rawpy.LibRawUnsufficientMemoryError | rawpy.LibRawTooBigError):
         return FileProblem("there is not enough memory to develop this RAW file")
-    return corrupt(f"LibRaw: {exc}")
+    if isinstance(exc, rawpy.LibRawIOError | rawpy.LibRawDataError):
+        return corrupt("the RAW data ends early or is damaged")
+    return corrupt(f"LibRaw: {type(exc).__name__.removeprefix('LibRaw')}")
 
 
 def _raw_exif(raw: Any, data: bytes) -> dict[str, Any]:
