@@ -148,6 +148,16 @@ def test_heic_opens_and_exports_with_exif_and_icc(tmp_path: Path) -> None:
         assert np.abs(again.rgb - image.rgb).mean() < 0.02, name
 
 
+def test_ten_bit_heic_opens_as_16_bit_with_white_at_one(tmp_path: Path) -> None:
+    pixels = np.zeros((16, 16, 3), np.uint16)
+    pixels[:] = (65535, 32768, 0)
+    source = tmp_path / "deep.heic"
+    pillow_heif.from_bytes("RGB;16", (16, 16), pixels.tobytes()).save(source, quality=-1)  # lossless, 10 bits
+    image = read_image(source)
+    assert image.metadata.bit_depth == 16 and image.metadata.source_mode == "RGB;16"
+    assert image.rgb[8, 8] == pytest.approx([1.0, 0.5, 0.0], abs=0.0012)  # white is 1023, not 1023 / 1024
+
+
 def test_avif_opens_with_exif_and_a_wide_gamut_profile(tmp_path: Path) -> None:
     pixels, exif = photo_with_metadata()
     source = tmp_path / "photo.avif"

@@ -21,7 +21,6 @@ class FileFormat:
     writable: bool
     lossy: bool
     depths: tuple[int, ...]  # bits per channel it can be written with
-    alpha: bool = True
 
 
 RAW_EXTENSIONS = [
@@ -55,13 +54,13 @@ RAW_EXTENSIONS = [
 FORMATS: dict[str, FileFormat] = {
     f.name: f
     for f in (
-        FileFormat("JPEG", "JPEG", (".jpg", ".jpeg", ".jpe", ".jfif"), True, True, (8,), alpha=False),
+        FileFormat("JPEG", "JPEG", (".jpg", ".jpeg", ".jpe", ".jfif"), True, True, (8,)),
         FileFormat("PNG", "PNG", (".png",), True, False, (8, 16)),
         FileFormat("TIFF", "TIFF", (".tif", ".tiff"), True, False, (8, 16)),
         FileFormat("WEBP", "WebP", (".webp",), True, True, (8,)),
         FileFormat("HEIC", "HEIC", (".heic", ".heif", ".hif"), True, True, (8,)),
         FileFormat("AVIF", "AVIF", (".avif",), True, True, (8,)),
-        FileFormat("RAW", "Camera RAW", tuple(RAW_EXTENSIONS), False, False, (16,), alpha=False),
+        FileFormat("RAW", "Camera RAW", tuple(RAW_EXTENSIONS), False, False, (16,)),
     )
 }
 WRITE_FORMATS = {name: f for name, f in FORMATS.items() if f.writable}

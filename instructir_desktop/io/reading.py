@@ -174,7 +174,8 @@ def _finish(decoded: _Decoded) -> LoadedImage:
     source = colour_planes[:, :, None] if colour_planes.ndim == 2 else colour_planes
     if source.shape[2] not in (1, 3):
         raise corrupt("unexpected number of colour channels")
-    np.divide(source, np.float32(decoded.full_scale), out=rgb, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinities in float files: cleaned below
+        np.divide(source, np.float32(decoded.full_scale), out=rgb, dtype=np.float32)
     alpha = None
     if decoded.alpha is not None:
         alpha = np.empty((height, width), np.float32)
@@ -561,5 +562,9 @@ def _decode_heic(data: bytes, limit: int | None, header_only: bool) -> _Decoded:
     channels = pixels.shape[2]
     decoded.colour = pixels[:, :, :3] if channels >= 3 else pixels[:, :, 0]
     decoded.alpha = pixels[:, :, -1] if channels in (2, 4) else None
-    decoded.full_scale = 65535 if pixels.dtype == np.uint16 else 255
+    if pixels.dtype == np.uint16:  # 10 or 12-bit samples, shifted up to the top of 16 bits by pillow-heif
+        bits = int(info.get("bit_depth") or 16)
+        decoded.full_scale = ((1 << bits) - 1) << (16 - bits) if 8 < bits < 16 else 65535
+    else:
+        decoded.full_scale = 255
     return decoded
