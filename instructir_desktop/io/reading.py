@@ -174,12 +174,11 @@ def _finish(decoded: _Decoded) -> LoadedImage:
     source = colour_planes[:, :, None] if colour_planes.ndim == 2 else colour_planes
     if source.shape[2] not in (1, 3):
         raise corrupt("unexpected number of colour channels")
+    alpha = None if decoded.alpha is None else np.empty((height, width), np.float32)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinities in float files: cleaned below
         np.divide(source, np.float32(decoded.full_scale), out=rgb, dtype=np.float32)
-    alpha = None
-    if decoded.alpha is not None:
-        alpha = np.empty((height, width), np.float32)
-        np.divide(orient(decoded.alpha, decoded.orientation), np.float32(decoded.full_scale), out=alpha)
+        if decoded.alpha is not None:
+            np.divide(orient(decoded.alpha, decoded.orientation), np.float32(decoded.full_scale), out=alpha)
     if decoded.colour.dtype.kind == "f":
         notices += _bring_into_range(rgb, alpha)
     metadata, dropped = _upright_metadata(decoded.metadata, (width, height))
