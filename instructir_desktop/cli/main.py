@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SETTING",
         help="evaluate only this setting (repeatable): a key such as deblur or upscale_2, or a task name",
     )
+    evaluate.add_argument(
+        "--no-floors",
+        dest="floors",
+        action="store_false",
+        help="skip the classical methods measured beside the model (non-local means, Wiener, Lanczos, ...)",
+    )
 
     plugins = commands.add_parser("plugins", help="list plugins", description="Plugins and their actions.")
     plugins_commands = plugins.add_subparsers(dest="plugins_command", metavar="COMMAND", required=True)
@@ -509,7 +515,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
         settings = select_settings(args.only)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    rows = evaluate(restore, data, contact_sheet=args.sheet, limit=args.limit, settings=settings, progress=say)
+    from instructir_desktop.training import floors
+
+    with_floors = args.floors and floors.available()
+    if args.floors and not with_floors:
+        say("note: the classical floors need OpenCV and scikit-image: pip install 'instructir-desktop[eval]'")
+    rows = evaluate(
+        restore,
+        data,
+        contact_sheet=args.sheet,
+        limit=args.limit,
+        settings=settings,
+        progress=say,
+        with_floors=with_floors,
+    )
     title = f"### {runtime.model.spec.name} ({runtime.model.spec.id})"
     table = rows_to_markdown(rows, title)
     print(table)
