@@ -69,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--tile", type=int, default=0, help="tile size in pixels (default: chosen per device)")
     restore.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     restore.add_argument("--quiet", action="store_true", help="no progress bar")
+    export = restore.add_argument_group("output file (the format follows the -o extension)")
+    export.add_argument("--format", choices=["jpeg", "png", "tiff", "webp", "heic", "avif"], help="override the format")
+    export.add_argument("--quality", type=int, default=95, help="JPEG, WebP, HEIC and AVIF quality, 1-100 (95)")
+    export.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG or TIFF depth (default: the input's)")
+    export.add_argument("--strip-metadata", action="store_true", help="write no EXIF, XMP or resolution")
+    export.add_argument(
+        "--profile",
+        choices=["original", "srgb"],
+        default="original",
+        help="colour profile of a wide-gamut input: keep it (default) or convert to sRGB",
+    )
+    export.add_argument("--max-pixels", type=int, help="refuse inputs larger than this (default 200,000,000)")
 
     interpret = commands.add_parser(
         "interpret", help="show how instructions are understood", description="Print the plan for instructions."
@@ -109,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SETTING",
         help="evaluate only this setting (repeatable): a key such as deblur or upscale_2, or a task name",
+    )
+    evaluate.add_argument(
+        "--no-floors",
+        dest="floors",
+        action="store_false",
+        help="skip the classical methods measured beside the model (non-local means, Wiener, Lanczos, ...)",
     )
 
     plugins = commands.add_parser("plugins", help="list plugins", description="Plugins and their actions.")
@@ -224,18 +242,18 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     return unique, problems
 
 
-def plan_outputs(sources: Sequence[Path], output: str, several: bool) -> list[Job]:
+def plan_outputs(sources: Sequence[Path], output: str, several: bool, fmt: str | None = None) -> list[Job]:
     """Where each input goes. A folder output keeps the input file names."""
     from instructir_desktop.io import WRITE_EXTENSIONS
 
     out = Path(output)
     into_folder = several or out.is_dir() or output.endswith(("/", os.sep))
-    if not into_folder and out.suffix.lower() not in WRITE_EXTENSIONS:
+    if not into_folder and fmt is None and out.suffix.lower() not in WRITE_EXTENSIONS:
         known = ", ".join(sorted(WRITE_EXTENSIONS))
         raise UsageError(f"{out}: cannot tell the image format from the name (use one of {known}, or a folder)")
     jobs: list[Job] = []
     for source in sources:
-        target = out / output_name(source) if into_folder else out
+        target = out / output_name(source, fmt) if into_folder else out
         jobs.append(Job(source, target))
     names = [j.target.resolve() for j in jobs]
     if len(set(names)) != len(names):
@@ -243,11 +261,17 @@ def plan_outputs(sources: Sequence[Path], output: str, several: bool) -> list[Jo
     return jobs
 
 
-def output_name(source: Path) -> str:
-    """The input's name, with an extension we can write (e.g. a .jpe becomes .jpg)."""
-    from instructir_desktop.io import WRITE_EXTENSIONS
+def output_name(source: Path, fmt: str | None = None) -> str:
+    """The input's name, with an extension we can write: the chosen format's, the input's own, or for a
+    camera RAW (never written) a 16-bit TIFF's."""
+    from instructir_desktop.io import FORMATS, READ_EXTENSIONS, WRITE_EXTENSIONS
 
-    return source.name if source.suffix.lower() in WRITE_EXTENSIONS else source.stem + ".png"
+    suffix = source.suffix.lower()
+    if fmt is not None:
+        return source.stem + FORMATS[fmt.upper()].extensions[0]
+    if suffix in WRITE_EXTENSIONS:
+        return source.name
+    return source.stem + (".tif" if suffix in READ_EXTENSIONS else ".png")
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -283,12 +307,17 @@ def restore_command(args: argparse.Namespace) -> int:
         raise UsageError("--scale must be between 1 and 8")
     if args.text_head and not args.weights:
         raise UsageError("--text-head goes with --weights")
+    if not 1 <= args.quality <= 100:
+        raise UsageError("--quality must be between 1 and 100")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UsageError("--max-pixels must be positive")
     sources, problems = expand_inputs(args.inputs)
     for problem in problems:
         say(f"error: {problem}")
     if not sources:
         return EXIT_USAGE if not problems else EXIT_FAILED
-    jobs = plan_outputs(sources, args.output, several=len(args.inputs) > 1 or len(sources) > 1)
+    several = len(args.inputs) > 1 or len(sources) > 1
+    jobs = plan_outputs(sources, args.output, several=several, fmt=args.format)
     refused = [j for j in jobs if same_file(j.source, j.target) and not args.overwrite]
     for job in refused:
         say(f"error: {job.source}: the output would overwrite the input (pass --overwrite to allow it)")
@@ -364,7 +393,9 @@ def restore_one(
     from instructir_desktop.inference.runtime import plan_summary
     from instructir_desktop.io import read_image, write_image
 
-    image = read_image(job.source)
+    image = read_image(job.source, max_pixels=args.max_pixels)
+    for notice in image.notices:
+        say(f"note: {job.source.name}: {notice}")
     interpretation = plan_for(runtime, args.instruction, args.scale, (image.height, image.width))
     request = RestoreRequest(
         pixels=image.rgb, plan=interpretation.steps, strength=args.strength, alpha=image.alpha, label=label
@@ -374,7 +405,17 @@ def restore_one(
         bar.finish()
         say(f"note: {notice}")
     job.target.parent.mkdir(parents=True, exist_ok=True)
-    write_image(job.target, result.pixels, result.alpha, metadata=image.metadata)
+    write_image(
+        job.target,
+        result.pixels,
+        result.alpha,
+        metadata=image.metadata,
+        format=args.format,
+        quality=args.quality,
+        bit_depth=args.bit_depth,
+        keep_metadata=not args.strip_metadata,
+        colour_profile=args.profile,
+    )
     return result.seconds, plan_summary(interpretation.steps)
 
 
@@ -487,7 +528,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
         settings = select_settings(args.only)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    rows = evaluate(restore, data, contact_sheet=args.sheet, limit=args.limit, settings=settings, progress=say)
+    from instructir_desktop.training import floors
+
+    with_floors = args.floors and floors.available()
+    if args.floors and not with_floors:
+        say("note: the classical floors need OpenCV and scikit-image: pip install 'instructir-desktop[eval]'")
+    rows = evaluate(
+        restore,
+        data,
+        contact_sheet=args.sheet,
+        limit=args.limit,
+        settings=settings,
+        progress=say,
+        with_floors=with_floors,
+    )
     title = f"### {runtime.model.spec.name} ({runtime.model.spec.id})"
     table = rows_to_markdown(rows, title)
     print(table)

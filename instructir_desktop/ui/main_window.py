@@ -36,16 +36,18 @@ from PySide6.QtWidgets import (
 from instructir_desktop.history import HistoryError, ProjectError, SavedState
 from instructir_desktop.inference.engine import Engine, EngineInterface
 from instructir_desktop.inference.requests import ActionRequest, EngineSettings, Failed, JobContext
-from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError, read_image_header
+from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError, read_filter, read_image_header
+from instructir_desktop.io import set_max_pixels as set_pixel_limit
 from instructir_desktop.plugins.api import ActionInfo
 from instructir_desktop.ui import icons
 from instructir_desktop.ui.action_dialog import ActionDialog, PluginsMenu
 from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.chat_panel import ChatPanel
 from instructir_desktop.ui.conversation import Conversation
-from instructir_desktop.ui.dialogs import EXPORT_FORMATS, AboutDialog, ExportDialog, SettingsDialog
+from instructir_desktop.ui.dialogs import AboutDialog, SettingsDialog
 from instructir_desktop.ui.display_builder import DisplayBuilder
 from instructir_desktop.ui.engine_bridge import EngineBridge
+from instructir_desktop.ui.export_dialog import ExportDialog, default_suffix, format_of
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
 from instructir_desktop.ui.layers_panel import LayersPanel
 from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
@@ -56,7 +58,7 @@ from instructir_desktop.ui.selection_tools import SelectionTools
 from instructir_desktop.ui.session import PROJECT_SUFFIX, OpenedFile, PendingSave, Session, load_file
 
 APP_NAME = "InstructIR Desktop"
-IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(READ_EXTENSIONS)) + ")"
+IMAGE_FILTER = read_filter()
 PROJECT_FILTER = f"InstructIR projects (*{PROJECT_SUFFIX})"
 OPENABLE = frozenset(READ_EXTENSIONS | {PROJECT_SUFFIX})
 
@@ -137,6 +139,7 @@ class MainWindow(QMainWindow):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.set_autosave_interval(self.preferences.autosave_seconds())
+        set_pixel_limit(self.preferences.max_pixels())
         self.export_dialog: ExportDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.about_dialog: AboutDialog | None = None
@@ -446,6 +449,8 @@ class MainWindow(QMainWindow):
         document = self.session.document
         assert document is not None
         self.statusBar().showMessage(f"Opened {path.name}: {document.width} × {document.height}", 8000)
+        for notice in opened.notices:  # what reading dropped or changed: said once, in the chat
+            self.chat.add_message("assistant", f"{path.name}: {notice}")
 
     # ------------------------------------------------------------------ recent files
 
@@ -495,12 +500,8 @@ class MainWindow(QMainWindow):
             return None
         source = self.session.path
         metadata = self.session.metadata
-        if source is not None and source.suffix.lower() in READ_EXTENSIONS:
-            suffix = source.suffix
-        elif metadata is not None and metadata.format in EXPORT_FORMATS:
-            suffix = EXPORT_FORMATS[metadata.format][1][0]
-        else:
-            suffix = ".png"
+        writable = source is not None and format_of(source) is not None
+        suffix = source.suffix if source is not None and writable else default_suffix(metadata)
         stem = source.stem if source is not None else "untitled"
         suggested = self._folder() / f"{stem}-restored{suffix}"
         if self.export_dialog is not None:
@@ -535,7 +536,14 @@ class MainWindow(QMainWindow):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self.export_to(target, replace_original=replace_original, quality=options.quality, bit_depth=options.bit_depth)
+        self.export_to(
+            target,
+            replace_original=replace_original,
+            quality=options.quality,
+            bit_depth=options.bit_depth,
+            keep_metadata=options.keep_metadata,
+            colour_profile=options.colour_profile,
+        )
 
     def export_to(
         self,
@@ -545,6 +553,8 @@ class MainWindow(QMainWindow):
         quality: int = 95,
         bit_depth: int | None = None,
         background: bool | None = None,
+        keep_metadata: bool = True,
+        colour_profile: str = "original",
     ) -> bool:
         """Write the current image with the source's metadata. Never the original, unless asked explicitly.
 
@@ -557,7 +567,9 @@ class MainWindow(QMainWindow):
         if self._is_original(path) and not replace_original:
             self._warn(f"{path.name} is the original photo; choose another name to export to.")
             return False
-        job, pending = self.session.export_job(path, quality=quality, bit_depth=bit_depth)
+        job, pending = self.session.export_job(
+            path, quality=quality, bit_depth=bit_depth, keep_metadata=keep_metadata, colour_profile=colour_profile
+        )
         return self._write(
             job,
             lambda error: self._export_finished(path, pending, error),
@@ -875,6 +887,7 @@ class MainWindow(QMainWindow):
         dialog.accepted.connect(
             lambda: self.apply_settings(dialog.engine_settings(), dialog.autosave_seconds(), dialog.new_layer())
         )
+        dialog.accepted.connect(lambda: self.set_max_pixels(dialog.max_pixels()))
         self.settings_dialog = dialog
         dialog.open()
         return dialog
@@ -895,6 +908,11 @@ class MainWindow(QMainWindow):
         if new_layer is not None:
             self.layers_panel.new_layer_action.setChecked(new_layer)
         self.statusBar().showMessage("Settings saved", 4000)
+
+    def set_max_pixels(self, limit: int) -> None:
+        """The largest photo any reader opens (bigger ones are refused as possible decompression bombs)."""
+        self.preferences.set_max_pixels(limit)
+        set_pixel_limit(limit)
 
     def model_and_device(self) -> tuple[str, str]:
         status = getattr(self.bridge.engine, "status", None)

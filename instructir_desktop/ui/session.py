@@ -101,6 +101,7 @@ class OpenedFile:
     project_path: Path | None
     metadata: ImageMetadata | None
     thumbnail: np.ndarray | None  # the original's, for the history panel
+    notices: tuple[str, ...] = ()  # what reading the photo dropped or changed, to tell the person
 
 
 def load_file(path: Path) -> OpenedFile:
@@ -121,7 +122,7 @@ def load_file(path: Path) -> OpenedFile:
         )
     image = read_image(path)
     document = Document.from_image(image.rgb, image.alpha, name=path.stem)
-    return OpenedFile(History(document), path, None, image.metadata, document.thumbnail())
+    return OpenedFile(History(document), path, None, image.metadata, document.thumbnail(), image.notices)
 
 
 def original_thumbnail(history: History) -> np.ndarray | None:
@@ -277,7 +278,13 @@ class Session(QObject):
         return lambda: save_project(path, snapshot, extra=extra, mark_clean=False)
 
     def export_job(
-        self, path: Path, *, quality: int = 95, bit_depth: int | None = None
+        self,
+        path: Path,
+        *,
+        quality: int = 95,
+        bit_depth: int | None = None,
+        keep_metadata: bool = True,
+        colour_profile: str = "original",
     ) -> tuple[Callable[[], Path], PendingSave]:
         """``export`` as a job any thread can run, from a copy-on-write snapshot of the document
         taken now, and what it exports: hand that to ``exported`` once the job has finished. The
@@ -289,7 +296,16 @@ class Session(QObject):
 
         def write() -> Path:
             rgb, alpha = snapshot.flatten()
-            return write_image(path, rgb, alpha, metadata=metadata, quality=quality, bit_depth=bit_depth)
+            return write_image(
+                path,
+                rgb,
+                alpha,
+                metadata=metadata,
+                quality=quality,
+                bit_depth=bit_depth,
+                keep_metadata=keep_metadata,
+                colour_profile="srgb" if colour_profile == "srgb" else "original",
+            )
 
         return write, pending
 
