@@ -2,7 +2,7 @@
 
 Tuning (measured on a 2-core Sapphire Rapids VM with the shipped S16 model; see README):
 - threads: one intra-op thread per physical core, sequential execution (the graph is a chain),
-  no spin-waiting;
+  no spin-waiting, no private memory arena;
 - graph optimisation: everything (``ORT_ENABLE_ALL``), which lets ONNX Runtime run the
   convolutions in its blocked NCHWc layout;
 - precision: float32. See ``docs/onnx-backend.md`` for what fp16, bf16 and int8 measured.
@@ -82,6 +82,11 @@ def session_options(threads: int | None = None) -> Any:
     # programs, spinning threads steal the cores the busy ones need (measured 1.9x slower wall
     # time, twice the CPU time, on a loaded 2-core machine).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # No private arena: ONNX Runtime's arena keeps its largest footprint (the statistics pass over
+    # a batch of tiles) for the life of the session. Through malloc, with the allocator tuning in
+    # devices.configure_cpu_allocator, blocks are reused just as well (measured no slower) and
+    # release_cpu_memory hands them back after each job.
+    options.enable_cpu_mem_arena = False
     options.log_severity_level = 3  # warnings about unused initialisers etc. are not the user's business
     return options
 
