@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from instructir_desktop.inference.devices import describe_device
 from instructir_desktop.inference.executor import CancelCheck, FastInstructIR
-from instructir_desktop.model.network import InstructIRNet
 
 
 class TorchInstructIR(FastInstructIR):
@@ -17,9 +16,6 @@ class TorchInstructIR(FastInstructIR):
 
     backend = "torch"
     preferred_tile = 0  # the device's default (see devices.default_tile_size)
-
-    def __init__(self, network: InstructIRNet, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__(network, device, dtype)
 
     @property
     def description(self) -> str:
