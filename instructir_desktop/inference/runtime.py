@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.geometry import Bounds
@@ -39,6 +38,7 @@ from instructir_desktop.model.registry import (
     spec_from_folder,
     weak_tasks,
 )
+from instructir_desktop.model.resampling import resize_image, resize_plane
 from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder
 from instructir_desktop.model.weights import WeightsError
 
@@ -57,20 +57,6 @@ class StepProgress:
     @property
     def fraction(self) -> float:
         return (self.step_index + self.tiles.fraction) / self.step_count
-
-
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic resize of an (H, W, C) float image (antialiased when shrinking)."""
-    if image.shape[:2] == (height, width):
-        return image
-    tensor = torch.from_numpy(np.require(image, np.float32, ["C", "W"])).permute(2, 0, 1)[None]
-    shrinking = height < image.shape[0] or width < image.shape[1]
-    resized = F.interpolate(tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
-    return resized[0].permute(1, 2, 0).clamp(0, 1).numpy().copy()
-
-
-def resize_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-    return resize_image(plane[..., None], height, width)[..., 0]
 
 
 class Runtime:
