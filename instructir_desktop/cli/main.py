@@ -442,8 +442,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     import torch
 
     from instructir_desktop.inference.devices import DeviceError
-    from instructir_desktop.instructions.interpret import CANONICAL_INSTRUCTIONS
     from instructir_desktop.model.registry import record_evaluation
+    from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS
     from instructir_desktop.model.weights import WeightsError
     from instructir_desktop.training.evaluation import (
         evaluate,

@@ -26,12 +26,12 @@ from torch import Tensor, nn
 
 from instructir_desktop.model.network import InstructIRNet, NetworkConfig
 from instructir_desktop.model.registry import save_model_folder
-from instructir_desktop.model.tasks import CLASS_NAMES, NONE_CLASS, TASKS
+from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, CLASS_NAMES, NONE_CLASS, TASKS
 from instructir_desktop.model.text import SentenceTransformerEncoder, TextHead
 from instructir_desktop.model.weights import load_state_dict, save_state_dict
 from instructir_desktop.training.corpus import load_corpus
 from instructir_desktop.training.degradations import degrade, degrade_mixed
-from instructir_desktop.training.evaluation import EVAL_INSTRUCTIONS, psnr
+from instructir_desktop.training.evaluation import psnr
 from instructir_desktop.training.patches import PatchSampler, list_images, load_rgb_uint8, to_float
 from instructir_desktop.training.text_data import augmented, encode_corpus
 from instructir_desktop.training.text_head import evaluate_text_head, train_text_head
@@ -160,7 +160,7 @@ def build_validation_set(
     clean = to_float(torch.stack(crops), device)
     generator = torch.Generator(device=device).manual_seed(1234)
     degraded = {task: degrade(clean, task, generator, 0.5) for task in TASKS}
-    vectors = torch.from_numpy(encoder.encode([EVAL_INSTRUCTIONS[t] for t in TASKS]))
+    vectors = torch.from_numpy(encoder.encode([CANONICAL_INSTRUCTIONS[t] for t in TASKS]))
     with torch.no_grad():
         embeddings, _ = head(vectors)
     return ValidationSet(clean, degraded, {t: embeddings[i : i + 1].to(device) for i, t in enumerate(TASKS)})
