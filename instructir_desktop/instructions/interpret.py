@@ -244,3 +244,24 @@ def compose_caveat(steps: Sequence[PlanStep], weak: Mapping[str, float]) -> str:
 def describe_step(step: PlanStep) -> str:
     title = TASK_TITLES[step.task]
     return f"{title} {step.factor}×" if step.task == "upscale" and step.factor else title
+
+
+def plan_summary(steps: Sequence[PlanStep]) -> str:
+    """``denoise → upscale ×2``: a plan in one line, for logs and the command line."""
+    return " → ".join(f"{s.task}{f' ×{s.factor}' if s.factor else ''}" for s in steps)
+
+
+def parse_plan(text: str) -> tuple[PlanStep, ...]:
+    """A plan written by hand, ``denoise, upscale x2`` (tasks with the canonical wording, in order)."""
+    steps = []
+    for part in re.split(r"\s*(?:,|;|→|->|\bthen\b)\s*", text.strip()):
+        if not part:
+            continue
+        match = re.fullmatch(r"([a-z]+)(?:\s*[x×]?\s*(\d+))?", part.lower())
+        if match is None or match.group(1) not in TASKS:
+            raise ValueError(f"{part!r} is not a step; write tasks from {', '.join(TASKS)}, e.g. 'denoise, upscale x2'")
+        task, factor = match.group(1), match.group(2)
+        if factor is not None and task != "upscale":
+            raise ValueError(f"{part!r}: only upscale takes a factor")
+        steps.append(step_for_task(task, None if factor is None else _clamp_factor(int(factor))))
+    return tuple(steps)
