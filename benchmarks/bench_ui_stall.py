@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from instructir_desktop.inference.requests import EngineSettings
+    from instructir_desktop.editing.events import RunEnded
+    from instructir_desktop.inference.requests import EngineSettings, Failed, Finished, Preview, Progress
     from instructir_desktop.io import write_image
     from instructir_desktop.ui.main_window import MainWindow
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = EngineSettings(device=args.device, model_folder=args.model)
     window = MainWindow(settings=settings, preferences=preferences, recovery_folder=scratch / "recovery")
     window.interactive = False
-    window.set_autosave_interval(0)
+    window.file_actions.set_autosave_interval(0)
     window.show()
     if not window.open_path(path, ask=False):
         print(f"error: {window.statusBar().currentMessage()}", file=sys.stderr)
@@ -96,21 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     while window.opening:  # a large photo is read on the reader thread
         app.processEvents()
         time.sleep(0.005)
-    if window.session.document is None:
+    if window.session.workspace.document is None:
         print(f"error: {window.statusBar().currentMessage()}", file=sys.stderr)
         return 1
 
     phase = {"name": "interpreting"}
-    bridge = window.bridge
+    events = window.session.events
 
-    def progressed(event: object) -> None:
+    def progressed(event: Progress) -> None:
         # The engine's stage names the phase: loading the model, restoring (tiles), previews.
-        stage = str(getattr(event, "stage", "") or "restoring").rstrip("…. ").lower()
+        stage = (event.stage or "restoring").rstrip("…. ").lower()
         if phase["name"] != "applying":
             phase["name"] = stage[:40]
 
-    bridge.progress.connect(progressed)
-    bridge.preview.connect(lambda _event: phase.update(name="preview") if phase["name"] != "applying" else None)
+    events.subscribe(Progress, progressed)
+    events.subscribe(Preview, lambda _event: phase.update(name="preview") if phase["name"] != "applying" else None)
     ticks: list[tuple[float, str]] = []
     probe = QTimer()
     probe.setTimerType(Qt.TimerType.PreciseTimer)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             QTimer.singleShot(10, wait_for_canvas)
 
-    def ended(run: object) -> None:
+    def ended(_event: RunEnded) -> None:
         phase["name"] = "applying"
         wait_for_canvas()
 
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         load_started = len(ticks)
         probe.start()
         preload_id = window.preload_model()
-        bridge.finished.connect(lambda event: loop.quit() if event.request_id == preload_id else None)
-        bridge.failed.connect(lambda event: loop.quit() if event.request_id == preload_id else None)
+        events.subscribe(Finished, lambda event: loop.quit() if event.request_id == preload_id else None)
+        events.subscribe(Failed, lambda event: loop.quit() if event.request_id == preload_id else None)
         deadline.start(round(args.timeout * 1000))
         loop.exec()
         probe.stop()
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         ticks.clear()
         phase["name"] = "interpreting"
 
-    window.conversation.run_ended.connect(ended)
+    events.subscribe(RunEnded, ended)
     started = time.perf_counter()
     probe.start()
     deadline.start(round(args.timeout * 1000))
@@ -162,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     loop.exec()
     probe.stop()
     elapsed = time.perf_counter() - started
-    run = window.conversation.runs[-1] if window.conversation.runs else None
-    state = getattr(run, "state", "none")
+    runs = window.session.assistant.runs
+    state = runs[-1].state.value if runs else "none"
 
     gaps = [(ticks[i][0] - ticks[i - 1][0]) * 1000 for i in range(1, len(ticks))]
     worst = max(range(len(gaps)), key=gaps.__getitem__) if gaps else None

@@ -100,7 +100,11 @@ class FakeRuntime:
         return self._engine.interpret(text)
 
     def restore(
-        self, request: RestoreRequest, *, progress: ProgressReport | None = None, check_cancel: CancelCheck | None = None
+        self,
+        request: RestoreRequest,
+        *,
+        progress: ProgressReport | None = None,
+        check_cancel: CancelCheck | None = None,
     ) -> RestoreResult:
         engine = self._engine
         engine.restored_ids.append(self._request_id)

@@ -101,7 +101,9 @@ def test_a_whole_session_from_open_to_export(harness, photo, tmp_path):
     original_bytes = path.read_bytes()
     assert not session.files.export(path)
     assert path.read_bytes() == original_bytes
-    assert any(isinstance(e, StatusMessage) and "original" in e.text and e.level is Level.WARNING for e in harness.events)
+    assert any(
+        isinstance(e, StatusMessage) and "original" in e.text and e.level is Level.WARNING for e in harness.events
+    )
 
     # Save, reopen: the history comes back and still undoes.
     project = tmp_path / "work.irproject"

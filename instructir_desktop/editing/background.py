@@ -94,7 +94,7 @@ class Background:
         _, waiting = concurrent.futures.wait([entry.future for entry in entries], timeout=timeout)
         for entry in entries:
             if entry.future.done():
-                entry.deliver()
+                self._delivered(lane, entry)
         return not waiting
 
     def shutdown(self) -> None:

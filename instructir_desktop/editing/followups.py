@@ -4,21 +4,35 @@ take their turn in the queue like any run, so they act on the photo as the perso
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from instructir_desktop.core.document import Document, Layer
 from instructir_desktop.editing import replies
 from instructir_desktop.editing.conversation import Run, RunState
+from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.history import HistoryError, Step
 from instructir_desktop.instructions.followups import REDO, SELECTION, STRONGER, UNDO, WEAKER, adjusted_strength
 from instructir_desktop.instructions.interpret import Interpretation, compose_reply, describe_step
 
-if TYPE_CHECKING:
-    from instructir_desktop.editing.assistant import Assistant
+
+class Conversing(Protocol):
+    """What follow-ups use of the assistant: the photo, the runs, and how a run starts and ends."""
+
+    workspace: Workspace
+    runs: list[Run]
+
+    @property
+    def active(self) -> Run | None: ...
+
+    def changed(self, run: Run) -> None: ...
+
+    def start(self, run: Run, document: Document) -> None: ...
+
+    def end_run(self, run: Run, state: RunState, status: str, *, error: str = "") -> None: ...
 
 
 class FollowUps:
-    def __init__(self, assistant: Assistant) -> None:
+    def __init__(self, assistant: Conversing) -> None:
         self._assistant = assistant
 
     # ------------------------------------------------------------------ follow-ups

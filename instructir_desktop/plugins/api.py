@@ -162,6 +162,7 @@ class ActionResult:
     model_id: str = ""
     device: str = ""
     notices: tuple[str, ...] = ()
+    seconds: float | None = None  # how long the work took (None: the host's clock decides)
 
 
 ActionOutput = np.ndarray | ActionResult

@@ -289,7 +289,7 @@ class PluginHost:
             strength=result.strength,
             scale=scale,
             alpha=alpha,
-            seconds=time.perf_counter() - started,
+            seconds=result.seconds if result.seconds is not None else time.perf_counter() - started,
             tasks=result.tasks or (action_id,),
             plan=result.plan,
             model_id=result.model_id or action_id,

@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from instructir_desktop.editing.files import OPENABLE
 from instructir_desktop.editing.projects import PROJECT_SUFFIX
+from instructir_desktop.editing.session import EditingSession
 from instructir_desktop.history import ProjectError
 from instructir_desktop.io import READ_EXTENSIONS
 from instructir_desktop.ui.dialogs import EXPORT_FORMATS, ExportDialog
+from instructir_desktop.ui.preferences import Preferences
 from instructir_desktop.ui.recovery import RecoveryStore
-
-if TYPE_CHECKING:
-    from instructir_desktop.ui.main_window import MainWindow
 
 APP_NAME = "InstructIR Desktop"
 IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(READ_EXTENSIONS)) + ")"
@@ -30,22 +29,35 @@ PROJECT_FILTER = f"InstructIR projects (*{PROJECT_SUFFIX})"
 
 
 class FileActions(QObject):
-    def __init__(self, window: MainWindow, recovery: RecoveryStore) -> None:
+    def __init__(
+        self,
+        window: QMainWindow,
+        session: EditingSession,
+        preferences: Preferences,
+        recovery: RecoveryStore,
+        *,
+        can_ask: Callable[[], bool],
+        warn: Callable[[str], None],
+    ) -> None:
         super().__init__(window)
         self._window = window
-        self.files = window.session.files
+        self._session = session
+        self._preferences = preferences
+        self._can_ask_person = can_ask
+        self._warn = warn
+        self.files = session.files
         self.recovery = recovery
         self.export_dialog: ExportDialog | None = None
         self.recent_menu = QMenu("Open &Recent", window)
         self.recent_menu.aboutToShow.connect(self.prune_recent_files)
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
-        self.files.confirm_discard = self.may_discard
+        self.files.confirm_discard = lambda: self.may_discard()
         self.rebuild_recent_menu()
 
     @property
     def _can_ask(self) -> bool:
-        return self._window.interactive and self._window.isVisible()
+        return self._can_ask_person()
 
     def _question(self, text: str, default_yes: bool = False) -> bool:
         buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
@@ -89,7 +101,7 @@ class FileActions(QObject):
     def rebuild_recent_menu(self) -> None:
         menu = self.recent_menu
         menu.clear()
-        recent = self._window.preferences.recent_files()
+        recent = self._preferences.recent_files()
         for number, path in enumerate(recent, 1):
             label = f"&{number} {path.name}" if number < 10 else f"1&0 {path.name}"
             action = menu.addAction(label)
@@ -104,7 +116,7 @@ class FileActions(QObject):
         menu.setEnabled(True)
 
     def remember(self, path: Path) -> None:
-        self._window.preferences.add_recent(path)
+        self._preferences.add_recent(path)
         self.rebuild_recent_menu()
 
     def recent_actions(self) -> list[QAction]:
@@ -112,7 +124,7 @@ class FileActions(QObject):
 
     def prune_recent_files(self) -> list[Path]:
         """Before the menu shows: drop the files that are gone, and say so."""
-        missing = self._window.preferences.prune_recent()
+        missing = self._preferences.prune_recent()
         if missing:
             names = ", ".join(path.name for path in missing)
             self._window.statusBar().showMessage(f"Removed from Open Recent (no longer found): {names}", 8000)
@@ -121,27 +133,27 @@ class FileActions(QObject):
 
     def open_recent(self, path: Path) -> bool:
         if not path.is_file():
-            self._window.preferences.remove_recent(path)
+            self._preferences.remove_recent(path)
             self.rebuild_recent_menu()
-            self._window.warn(f"{path.name} no longer exists at {path.parent}; it was removed from Open Recent.")
+            self._warn(f"{path.name} no longer exists at {path.parent}; it was removed from Open Recent.")
             return False
         return self.open_path(path)
 
     def clear_recent_files(self) -> None:
-        self._window.preferences.clear_recent()
+        self._preferences.clear_recent()
         self.rebuild_recent_menu()
 
     # ------------------------------------------------------------------ saving and exporting
 
     def choose_export(self) -> ExportDialog | None:
         """The export dialog: file, format (from the extension), JPEG/WebP quality, 8 or 16 bits (PNG/TIFF)."""
-        if self._window.session.workspace.document is None:
+        if self._session.workspace.document is None:
             return None
         suffixes = {name: extensions[0] for name, (_, extensions, _, _) in EXPORT_FORMATS.items()}
         suggested = self.files.suggested_export(suffixes)
         if self.export_dialog is not None:
             self.export_dialog.deleteLater()
-        dialog = ExportDialog(suggested, self._window.session.workspace.metadata, self._window)
+        dialog = ExportDialog(suggested, self._session.workspace.metadata, self._window)
         dialog.accepted.connect(lambda: self._export_chosen(dialog))
         self.export_dialog = dialog
         dialog.open()  # window-modal, without a nested event loop
@@ -174,13 +186,13 @@ class FileActions(QObject):
         )
 
     def save_project(self) -> bool:
-        project = self._window.session.workspace.project_path
+        project = self._session.workspace.project_path
         if project is None:
             return self.save_project_as()
         return self.files.save_project(project)
 
     def save_project_as(self) -> bool:
-        workspace = self._window.session.workspace
+        workspace = self._session.workspace
         if workspace.document is None:
             return False
         stem = workspace.path.stem if workspace.path else "untitled"
@@ -196,7 +208,7 @@ class FileActions(QObject):
 
     def may_discard(self) -> bool:
         """True when nothing unsaved would be lost, or the person agreed to lose it."""
-        if not self._window.session.workspace.modified or not self._can_ask:
+        if not self._session.workspace.modified or not self._can_ask:
             return True
         answer = QMessageBox.question(
             self._window,
@@ -208,7 +220,7 @@ class FileActions(QObject):
         if answer == QMessageBox.StandardButton.Save:
             saved = self.save_project()
             self.files.wait_for_writes()
-            return saved and not self._window.session.workspace.modified
+            return saved and not self._session.workspace.modified
         return answer == QMessageBox.StandardButton.Discard
 
     # ------------------------------------------------------------------ autosave and recovery
@@ -220,7 +232,7 @@ class FileActions(QObject):
             self.autosave_timer.start(seconds * 1000)
 
     def autosave(self) -> bool:
-        return self.files.autosave(self.recovery, busy=self._window.session.assistant.busy)
+        return self.files.autosave(self.recovery, busy=self._session.assistant.busy)
 
     def offer_recovery(self, accept: bool | None = None) -> bool:
         """At start: offer the work a crashed window autosaved. True when it was restored.
@@ -252,14 +264,14 @@ class FileActions(QObject):
                 os.replace(newest, newest.with_suffix(".damaged"))
             except OSError:
                 RecoveryStore.remove(newest)
-            self._window.warn(f"The autosaved work could not be restored: {error}")
+            self._warn(f"The autosaved work could not be restored: {error}")
             return False
         try:
             self.recovery.adopt(newest)  # a second crash still leaves it behind
             self.files.mark_autosaved()
         except OSError:
             RecoveryStore.remove(newest)
-        history = self._window.session.workspace.history
+        history = self._session.workspace.history
         steps = len(history) if history is not None else 0
         status.showMessage(f"Restored the autosaved work ({steps} steps). Save it to keep it.", 10000)
         return True

@@ -45,7 +45,7 @@ from instructir_desktop.ui.event_loop import qt_event_loop
 from instructir_desktop.ui.file_actions import APP_NAME, FileActions
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
 from instructir_desktop.ui.layers_panel import LayersPanel
-from instructir_desktop.ui.menus import WindowMenus
+from instructir_desktop.ui.menus import WindowMenus, WindowParts
 from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
 from instructir_desktop.ui.preferences import Preferences, default_recovery_folder
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
@@ -121,9 +121,28 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.chat_dock, self.history_dock], [480, 300], Qt.Orientation.Vertical)
 
         recovery = RecoveryStore(recovery_folder if recovery_folder is not None else default_recovery_folder())
-        self.file_actions = FileActions(self, recovery)
+        self.file_actions = FileActions(
+            self,
+            self.session,
+            self.preferences,
+            recovery,
+            can_ask=lambda: self.interactive and self.isVisible(),
+            warn=self.warn,
+        )
         self.file_actions.set_autosave_interval(self.preferences.autosave_seconds())
-        self.menus = WindowMenus(self)
+        parts = WindowParts(
+            self.canvas,
+            self.chat,
+            self.history_panel,
+            self.layers_panel,
+            self.selection_tools,
+            self.file_actions,
+            self.open_settings,
+            self.open_about,
+            self.undo,
+            self.redo,
+        )
+        self.menus = WindowMenus(self, parts)
         self.menus.plugins_menu.action_chosen.connect(self.choose_plugin_action)
         self.menus.plugins_menu.manage_requested.connect(self.open_plugin_manager)
         self._rebuild_plugins_menu()

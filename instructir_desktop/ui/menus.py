@@ -6,17 +6,20 @@ Every action calls a method of the window or of one of its panels; nothing is de
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QToolBar
+from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
 
 from instructir_desktop.ui import icons
 from instructir_desktop.ui.action_dialog import PluginsMenu
-
-if TYPE_CHECKING:
-    from instructir_desktop.ui.main_window import MainWindow
+from instructir_desktop.ui.canvas import Canvas
+from instructir_desktop.ui.chat_panel import ChatPanel
+from instructir_desktop.ui.file_actions import FileActions
+from instructir_desktop.ui.history_panel import HistoryPanel
+from instructir_desktop.ui.layers_panel import LayersPanel
+from instructir_desktop.ui.selection_tools import SelectionTools
 
 Shortcut = QKeySequence | QKeySequence.StandardKey | str
 
@@ -32,12 +35,29 @@ def make_action(
     return action
 
 
+@dataclass(frozen=True)
+class WindowParts:
+    """What the menus reach: the window's panels and its own commands."""
+
+    canvas: Canvas
+    chat: ChatPanel
+    history_panel: HistoryPanel
+    layers_panel: LayersPanel
+    selection_tools: SelectionTools
+    file_actions: FileActions
+    open_settings: Callable[[], object]
+    open_about: Callable[[], object]
+    undo: Callable[[], object]
+    redo: Callable[[], object]
+
+
 class WindowMenus:
     """Builds the menu bar and the main toolbar of ``window`` and keeps their actions."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: QMainWindow, parts: WindowParts) -> None:
         self._window = window
-        canvas, files = window.canvas, window.file_actions
+        self._parts = parts
+        canvas, files = parts.canvas, parts.file_actions
         self.open_action = make_action(window, "&Open…", files.choose_file, (QKeySequence.StandardKey.Open,))
         self.export_action = make_action(window, "&Export As…", files.choose_export, ("Ctrl+Shift+E",))
         self.save_project_action = make_action(
@@ -45,15 +65,15 @@ class WindowMenus:
         )
         self.save_project_as_action = make_action(window, "Save Project &As…", files.save_project_as, ("Ctrl+Shift+S",))
         self.quit_action = make_action(window, "&Quit", window.close, (QKeySequence.StandardKey.Quit,))
-        self.settings_action = make_action(window, "&Settings…", window.open_settings, ("Ctrl+,",))
-        self.about_action = make_action(window, "&About InstructIR Desktop", window.open_about)
-        self.undo_action = make_action(window, "&Undo", window.undo, ("Ctrl+Z",))
-        self.redo_action = make_action(window, "&Redo", window.redo, ("Ctrl+Shift+Z", "Ctrl+Y"))
+        self.settings_action = make_action(window, "&Settings…", parts.open_settings, ("Ctrl+,",))
+        self.about_action = make_action(window, "&About InstructIR Desktop", parts.open_about)
+        self.undo_action = make_action(window, "&Undo", parts.undo, ("Ctrl+Z",))
+        self.redo_action = make_action(window, "&Redo", parts.redo, ("Ctrl+Shift+Z", "Ctrl+Y"))
         self.zoom_in_action = make_action(window, "Zoom &In", canvas.zoom_in, ("Ctrl+=", "Ctrl++"))
         self.zoom_out_action = make_action(window, "Zoom &Out", canvas.zoom_out, ("Ctrl+-",))
         self.fit_action = make_action(window, "&Fit to Window", canvas.fit, ("Ctrl+0",))
         self.actual_size_action = make_action(window, "&Actual Size (100%)", canvas.actual_size, ("Ctrl+1",))
-        self.focus_chat_action = make_action(window, "&Type an Instruction", window.chat.input.setFocus, ("Ctrl+L",))
+        self.focus_chat_action = make_action(window, "&Type an Instruction", parts.chat.input.setFocus, ("Ctrl+L",))
         self.help_menu = QMenu("&Help", window)
         self.plugins_menu = PluginsMenu(window)
         self._build_file_edit_view()
@@ -67,7 +87,7 @@ class WindowMenus:
         bar = window.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addAction(self.open_action)
-        file_menu.addMenu(window.file_actions.recent_menu)
+        file_menu.addMenu(self._parts.file_actions.recent_menu)
         for action in (self.save_project_action, self.save_project_as_action, self.export_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
@@ -90,7 +110,7 @@ class WindowMenus:
 
     def _build_select_and_layer(self) -> None:
         window = self._window
-        tools, layers = window.selection_tools, window.layers_panel
+        tools, layers = self._parts.selection_tools, self._parts.layers_panel
         select_menu = window.menuBar().addMenu("&Select")
         for action in tools.actions:
             select_menu.addAction(action)
@@ -118,13 +138,13 @@ class WindowMenus:
                 toolbar.addAction(action)
             toolbar.addSeparator()
         # Before the selection tools, on the same row.
-        window.insertToolBar(window.selection_tools.toolbar, toolbar)
+        window.insertToolBar(self._parts.selection_tools.toolbar, toolbar)
         return toolbar
 
     def apply_icons(self) -> None:
         """Give actions and buttons their icons, tinted for the current palette (again after a theme change)."""
-        window = self._window
-        tools, layers = window.selection_tools, window.layers_panel
+        window, parts = self._window, self._parts
+        tools, layers = parts.selection_tools, parts.layers_panel
         named: tuple[tuple[QAction, str], ...] = (
             (self.open_action, "open"),
             (self.save_project_action, "save"),
@@ -152,6 +172,6 @@ class WindowMenus:
         )
         for action, name in named:
             action.setIcon(icons.icon(name))
-        window.chat.send_button.setIcon(icons.icon("send"))
-        window.history_panel.compare_button.setIcon(icons.icon("compare"))
+        parts.chat.send_button.setIcon(icons.icon("send"))
+        parts.history_panel.compare_button.setIcon(icons.icon("compare"))
         window.setWindowIcon(icons.app_icon())

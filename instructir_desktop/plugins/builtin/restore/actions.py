@@ -42,6 +42,7 @@ def instruct(
         model_id=result.model_id,
         device=result.device,
         notices=result.notices,
+        seconds=result.seconds,
     )
 
 
