@@ -69,7 +69,7 @@ def test_the_command_line_restores_through_the_plugin_host(tmp_path, monkeypatch
     host = RecordingHost()
     runtime = tiny_runtime()
     monkeypatch.setattr(cli, "plugin_host", lambda folders=(): host)
-    monkeypatch.setattr(cli, "load_runtime_for", lambda args: runtime)
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime)
     monkeypatch.setattr(runtime_module, "load_runtime", lambda settings, encoder=None: runtime)
     source = photo(tmp_path / "in.png")
     out = tmp_path / "out.png"

@@ -143,13 +143,13 @@ def plugin_host(folders: Sequence[str] = ()) -> PluginHost:
     return PluginHost(user_folders=folders)
 
 
-def load_runtime_for(args: argparse.Namespace) -> Runtime:
+def load_runtime_for(args: argparse.Namespace, tile: int = 0) -> Runtime:
     from instructir_desktop.inference.requests import EngineSettings
     from instructir_desktop.inference.runtime import load_runtime
 
     settings = EngineSettings(
         device=args.device,
-        tile_size=getattr(args, "tile", 0) or 0,
+        tile_size=tile,
         model_folder=args.model,
         weights=args.weights,
         text_head=args.text_head,
@@ -175,7 +175,7 @@ def restore_command(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        runtime = load_runtime_for(args)
+        runtime = load_runtime_for(args, args.tile)
     except (WeightsError, DeviceError) as error:
         say(f"error: {error}")
         return EXIT_USAGE

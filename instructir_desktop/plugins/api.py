@@ -57,14 +57,11 @@ class ActionCancelled(Exception):
     """Raised by ``context.check_cancel()`` when the person cancelled; plugins let it propagate."""
 
 
-class ActionContext(Protocol):
-    """What a running action may use. Every method is safe to call from the action's thread."""
-
-    @property
-    def preview_bounds(self) -> Bounds | None:
-        """The part of ``image`` the person is looking at, when a quick preview of it is wanted
-        before the full result (big photos); None: no preview wanted."""
-        ...
+class HostServices(Protocol):
+    """What the caller of ``PluginHost.execute`` provides to an action's context: the editor's
+    worker (progress and previews become engine events), the command line (a progress bar, the
+    model loaded in process), or nothing at all (``NullServices``). Every method is safe to call
+    from the action's thread."""
 
     def progress(
         self,
@@ -106,43 +103,21 @@ class ActionContext(Protocol):
         """A quick low-resolution restoration of ``bounds`` of ``image`` (upscale steps left out)."""
         ...
 
+
+class ActionContext(HostServices, Protocol):
+    """What a running action may use: the services, seen from the part of the image it was given."""
+
+    @property
+    def preview_bounds(self) -> Bounds | None:
+        """The part of ``image`` the person is looking at, when a quick preview of it is wanted
+        before the full result (big photos); None: no preview wanted."""
+        ...
+
     def restore(self, image: np.ndarray, instruction: str, mask: np.ndarray | None = None) -> np.ndarray:
         """Restore ``image`` following ``instruction`` at full strength, same size (the host
         applies the selection). Raises NothingToDo when the instruction asks for nothing the model
         does, PluginError for an upscale (use ``restore_plan``) or where no model is available."""
         ...
-
-
-class HostServices(Protocol):
-    """What the caller of ``PluginHost.execute`` provides to the action's context: the editor's
-    worker (progress and previews as engine events), the command line (a progress bar, the model
-    loaded in process), or nothing at all (``NullServices``)."""
-
-    def progress(
-        self,
-        fraction: float,
-        message: str = "",
-        *,
-        tiles_done: int = 0,
-        tiles_total: int = 0,
-        eta_seconds: float | None = None,
-    ) -> None: ...
-
-    def show_preview(self, pixels: np.ndarray, bounds: Bounds, scale: float) -> None: ...
-
-    def notice(self, message: str) -> None: ...
-
-    def check_cancel(self) -> None: ...
-
-    def log(self, message: str) -> None: ...
-
-    def interpret(self, instruction: str, image_size: tuple[int, int] | None = None) -> Interpretation: ...
-
-    def restore_plan(self, image: np.ndarray, plan: Sequence[PlanStep]) -> RestoreResult: ...
-
-    def preview_plan(
-        self, image: np.ndarray, plan: Sequence[PlanStep], bounds: Bounds | None, mask: np.ndarray | None = None
-    ) -> PreviewResult: ...
 
 
 @dataclass(frozen=True, eq=False)

@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
         return self.session.files.opening
 
     def changeEvent(self, event: QEvent) -> None:
-        if event.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.PaletteChange) and hasattr(self, "menus"):
+        if event.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.PaletteChange):
             self.menus.apply_icons()  # light ↔ dark: retint
         super().changeEvent(event)
 
