@@ -1,5 +1,6 @@
-"""The editor's logic with a fake engine: chat → plan → progress → one history step; cancel, fail,
-stale results, undo/redo, the history panel, compare and export."""
+"""The editor window draws the session and sends it what the person does: a message's plan as
+chips, progress with time left and Cancel, the history panel, compare, shortcuts. (What the
+session decides is tested headless, in test_editing_*.py.)"""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 from fake_engine import FakeEngine
-from PIL import Image
 from PySide6.QtCore import Qt, QThread
 from PySide6.QtWidgets import QApplication
 
-from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.editing.replies import format_eta
 from instructir_desktop.inference.requests import EngineEvent
@@ -59,10 +58,10 @@ def pixels(window: MainWindow) -> np.ndarray:
     return document.flatten().rgb
 
 
-def send(qtbot, window: MainWindow, text: str, state: str = DONE):
+def send(qtbot, window: MainWindow, text: str, state: RunState = DONE):
     window.chat.send_text(text)
     run = window.session.assistant.runs[-1]
-    qtbot.waitUntil(lambda: run.ended, timeout=5000)
+    qtbot.waitUntil(lambda: run.ended, timeout=20000)  # a hang guard: the first upscale imports torch
     assert run.state == state, (run.state, run.reply.status)
     return run
 
@@ -113,72 +112,6 @@ def test_progress_shows_an_eta_and_cancel_leaves_the_photo_as_it_was(qtbot, phot
     assert engine.cancelled == {run.job.request_id}
     np.testing.assert_array_equal(pixels(window), before)
     assert len(window.session.workspace.history) == 0 and not window.session.workspace.modified
-
-
-def test_a_result_that_arrives_after_cancel_is_dropped(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine(hold=True)
-    window = open_window(qtbot, engine, path)
-    window.chat.send_text("remove the noise")
-    run = window.session.assistant.runs[-1]
-    qtbot.waitUntil(lambda: run.job is not None, timeout=5000)
-    # The job finished on the worker just before the cancel reached it.
-    engine.release(run.job.request_id)
-    window.session.assistant.cancel(run)
-    qtbot.waitUntil(lambda: run.ended, timeout=5000)
-    assert run.state == CANCELLED
-    np.testing.assert_array_equal(pixels(window), original)
-    assert len(window.session.workspace.history) == 0
-
-
-def test_a_failure_is_shown_and_the_photo_is_unchanged(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine()
-    engine.fail_with = "not enough memory for this photo"
-    window = open_window(qtbot, engine, path)
-    run = send(qtbot, window, "remove the noise", FAILED)
-    assert "not enough memory for this photo" in run.reply.status
-    np.testing.assert_array_equal(pixels(window), original)
-    assert len(window.session.workspace.history) == 0
-
-
-def test_a_result_for_a_photo_that_changed_meanwhile_is_dropped(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    send(qtbot, window, "remove the noise")
-    engine.hold = True
-    window.chat.send_text("too dark, brighten it")
-    run = window.session.assistant.runs[-1]
-    qtbot.waitUntil(lambda: run.job is not None and run.job.request_id in engine.held, timeout=5000)
-    window.undo()  # the person undoes while the second request runs
-    engine.release(run.job.request_id)
-    qtbot.waitUntil(lambda: run.ended, timeout=5000)
-    assert run.state == STALE and "not applied" in run.reply.status
-    np.testing.assert_array_equal(pixels(window), original)
-    history = window.session.workspace.history
-    assert (len(history), history.index) == (1, 0)
-
-
-def test_messages_sent_together_run_one_after_another_on_each_result(qtbot, photo):
-    path, original = photo
-    window = open_window(qtbot, FakeEngine(threaded=True), path)
-    window.chat.send_text("remove the noise")
-    window.chat.send_text("it's too dark")
-    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
-    assert [run.state for run in window.session.assistant.runs] == [DONE, DONE]
-    assert len(window.session.workspace.history) == 2
-    np.testing.assert_allclose(pixels(window), original * 0.25, atol=1e-4)
-
-
-def test_a_message_with_nothing_to_restore_gets_a_reply_and_no_restore(qtbot, photo):
-    path, _ = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    run = send(qtbot, window, "add a dog", NOTHING)
-    assert "I can remove noise" in run.reply.text
-    assert window.chat.reply_for(run).chip_texts == []
-    assert engine.restore_ids() == []
 
 
 def test_without_a_photo_the_chat_says_to_open_one(qtbot):
@@ -279,82 +212,11 @@ def test_upscale_changes_the_size_in_one_undoable_step(qtbot, photo):
     assert window.session.workspace.document.size == (24, 32)
 
 
-def test_export_keeps_exif_and_never_replaces_the_original(qtbot, tmp_path):
-    exif = Image.Exif()
-    exif[0x010F] = "TestCam"
-    source = tmp_path / "holiday.jpg"
-    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(source, quality=95, exif=exif.tobytes())
-    original_bytes = source.read_bytes()
-    window = open_window(qtbot, FakeEngine(), source)
-    send(qtbot, window, "remove the noise")
-
-    assert not window.export_to(source)
-    assert source.read_bytes() == original_bytes
-    assert "original" in window.statusBar().currentMessage()
-
-    target = tmp_path / "holiday-restored.jpg"
-    assert window.export_to(target)
-    with Image.open(target) as exported:
-        assert exported.getexif()[0x010F] == "TestCam"
-        assert abs(int(np.asarray(exported)[5, 5, 0]) - 100) <= 2
-    assert not window.session.workspace.modified
-
-
-def test_a_project_reopens_with_its_history(qtbot, photo, tmp_path):
-    path, original = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    send(qtbot, window, "remove the noise")
-    project = tmp_path / "work.irproject"
-    assert window.session.files.save_project(project)
-    assert window.open_path(project)
-    assert len(window.session.workspace.history) == 1
-    window.undo()
-    np.testing.assert_array_equal(pixels(window), original)
-
-
 def test_format_eta():
     assert format_eta(None) == ""
     assert format_eta(0.2) == "almost done"
     assert format_eta(12.4) == "about 12 s left"
     assert format_eta(125) == "about 2 min 05 s left"
-
-
-def test_a_slash_command_runs_a_plugin_action_as_one_undoable_step(qtbot, photo):
-    path, original = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    run = send(qtbot, window, "/levels 1 2.0")
-    assert run.action is not None and run.action.id == "photo-tools.auto-levels"
-    assert run.params["gamma"] == 2.0
-    changed = pixels(window)
-    assert not np.allclose(changed, original)
-    step = window.session.workspace.history.steps[-1]
-    assert step.tasks == ("photo-tools.auto-levels",) and step.label == "/levels 1 2.0"
-    window.session.workspace.undo()
-    np.testing.assert_array_equal(pixels(window), original)
-
-
-def test_a_plugin_action_on_a_selection_changes_only_the_selection(qtbot, photo):
-    from instructir_desktop.core.selection import Selection
-
-    path, original = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    document = window.session.workspace.document
-    document.selection = Selection.rectangle(24, 32, Bounds(x=4, y=4, width=16, height=12), 0)
-    send(qtbot, window, "/sharpen 2")
-    after = pixels(window)
-    outside = np.ones((24, 32), dtype=bool)
-    outside[4:16, 4:20] = False
-    np.testing.assert_array_equal(after[outside], original[outside])
-    assert not np.allclose(after[~outside], original[~outside])
-    assert window.session.workspace.history.steps[-1].bounds.area <= 12 * 16
-
-
-def test_an_unknown_command_is_answered_and_changes_nothing(qtbot, photo):
-    path, original = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    run = send(qtbot, window, "/frobnicate", state=FAILED)
-    assert "/sharpen" in window.chat.reply_for(run).text_label.text() or "/sharpen" in run.error
-    np.testing.assert_array_equal(pixels(window), original)
 
 
 def test_preloading_the_model_reports_a_missing_model_in_the_status_bar(qtbot, photo):

@@ -1,5 +1,6 @@
-"""The chat after a step: a strength slider that re-blends without the network, chips that can be
-changed (while waiting, or for Run again), and follow-ups answered without the text model."""
+"""The chat after a step, as drawn: a strength slider that commits once per drag or pause, the
+slider of the latest step alone enabled (the others say why), chips whose menus change the plan,
+and sliders that follow a follow-up. (The decisions behind them: test_editing_runs.py.)"""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from PySide6.QtCore import Qt
 from recording_host import RecordingHost
 from test_ui_editor import make_photo, open_window, pixels, send
 
-from instructir_desktop.core.geometry import Bounds
-from instructir_desktop.core.selection import Selection
 from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.editing.events import DocumentChanged
 from instructir_desktop.model.tasks import TASK_TITLES
@@ -165,69 +164,7 @@ def test_a_chip_changed_after_the_run_is_rerun_as_a_new_step(qtbot, photo):
     np.testing.assert_allclose(pixels(window), original * 0.25, atol=1e-4)
 
 
-def test_a_chip_changed_while_the_plan_waits_changes_what_runs(qtbot, photo):
-    path, _ = photo
-    engine = FakeEngine(hold=True)
-    window = open_window(qtbot, engine, path)
-    window.chat.send_text("remove the noise")
-    first = window.session.assistant.runs[-1]
-    qtbot.waitUntil(lambda: first.job is not None and first.job.request_id in engine.held, timeout=5000)
-    assert not window.chat.reply_for(first).chip_widgets[0].isEnabled()  # its snapshot is taken: no more edits
-    window.chat.send_text("remove the rain and the haze")
-    second = window.session.assistant.runs[-1]
-    qtbot.waitUntil(lambda: second.state == WAITING, timeout=5000)
-    assert [step.task for step in second.reply.plan] == ["derain", "dehaze"]
-    assert "Remove this step" in [
-        action.text() for action in window.chat.reply_for(second).chip_widgets[1].menu().actions()
-    ]
-    window.chat.reply_for(second).chip_widgets[0].choose("deblur")
-    window.chat.reply_for(second).chip_widgets[1].choose("")  # remove the second step
-
-    engine.hold = False
-    engine.release(first.job.request_id)
-    qtbot.waitUntil(lambda: second.ended, timeout=5000)
-    assert second.state == DONE
-    assert window.session.workspace.history.steps[-1].tasks == ("deblur",)
-
-
-def test_run_again_after_cancel(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine(hold=True)
-    window = open_window(qtbot, engine, path)
-    window.chat.send_text("remove the noise")
-    run = window.session.assistant.runs[-1]
-    qtbot.waitUntil(lambda: run.job is not None and run.job.request_id in engine.held, timeout=5000)
-    window.session.assistant.cancel(run)
-    qtbot.waitUntil(lambda: run.ended, timeout=5000)
-    assert run.state == CANCELLED and not window.chat.reply_for(run).run_again_button.isHidden()
-    engine.hold = False
-    again = window.session.assistant.run_again(run)
-    assert again is not None
-    qtbot.waitUntil(lambda: again.ended, timeout=5000)
-    assert again.state == DONE and window.session.workspace.history.steps[0].label == "remove the noise"
-    np.testing.assert_allclose(pixels(window), original * 0.5, atol=1e-4)
-
-
 # ---------------------------------------------------------------------------------------------- follow-ups
-
-
-def test_undo_that_and_redo_from_the_chat(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    send(qtbot, window, "remove the noise")
-    restored = pixels(window).copy()
-    interprets = interpret_count(engine)
-
-    run = send(qtbot, window, "Undo that")
-    assert 'Undone: "remove the noise"' in run.reply.status
-    np.testing.assert_array_equal(pixels(window), original)
-    run = send(qtbot, window, "redo")
-    np.testing.assert_array_equal(pixels(window), restored)
-    assert "Redone" in run.reply.status
-    send(qtbot, window, "redo", NOTHING)
-    assert interpret_count(engine) == interprets  # follow-ups never reach the text model
-    assert window.session.assistant.runs[-1].reply.plan == ()
 
 
 def test_a_bit_less_and_a_bit_more_reblend_the_last_step(qtbot, photo):
@@ -249,76 +186,3 @@ def test_a_bit_less_and_a_bit_more_reblend_the_last_step(qtbot, photo):
     run = send(qtbot, window, "more", NOTHING)
     assert "already at full strength" in run.reply.status
     assert len(engine.restore_ids()) == restores and len(window.session.workspace.history) == 1
-
-
-def test_a_bit_less_with_nothing_done_says_so(qtbot, photo):
-    path, _ = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    run = send(qtbot, window, "a bit less", NOTHING)
-    assert "no strength to change" in run.reply.status
-    run = send(qtbot, window, "undo", NOTHING)
-    assert "nothing to undo" in run.reply.status
-
-
-def test_a_follow_up_sent_while_a_restore_runs_waits_for_it(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine(hold=True)
-    window = open_window(qtbot, engine, path)
-    window.chat.send_text("remove the noise")
-    first = window.session.assistant.runs[-1]
-    qtbot.waitUntil(lambda: first.job is not None and first.job.request_id in engine.held, timeout=5000)
-    window.chat.send_text("a bit less")
-    followup = window.session.assistant.runs[-1]
-    assert followup.state == WAITING and window.chat.reply_for(followup).in_progress
-    engine.release(first.job.request_id)
-    qtbot.waitUntil(lambda: followup.ended, timeout=5000)
-    assert followup.state == DONE
-    np.testing.assert_allclose(pixels(window), original * (1 - 0.5 * 0.75), atol=1e-4)
-
-
-def test_only_the_selection_without_a_selection_says_how_to_make_one(qtbot, photo):
-    path, _ = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    send(qtbot, window, "remove the noise")
-    run = send(qtbot, window, "only the selection", NOTHING)
-    assert "no selection" in run.reply.status and "rectangle or brush" in run.reply.status
-    assert len(engine.restore_ids()) == 1
-
-
-def test_only_the_selection_redoes_the_last_plan_inside_the_selection(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    send(qtbot, window, "remove the noise")
-    send(qtbot, window, "a bit less")
-    window.session.workspace.set_selection(Selection.rectangle(24, 32, Bounds(x=4, y=4, width=16, height=12), 0))
-
-    window.session.plugins = host = RecordingHost()
-    run = send(qtbot, window, "just the selected area")
-    assert run.state == DONE and window.chat.reply_for(run).chip_texts == ["Remove noise · 87%"]
-    history = window.session.workspace.history
-    # It took the whole-photo step's place: one step, limited to the selection, at the strength it had.
-    assert len(history) == 1 and history.steps[0].label == "remove the noise (selection only)"
-    assert history.steps[0].strength == 0.75 and history.steps[0].tasks == ("denoise",)
-    after = pixels(window)
-    inside = np.zeros((24, 32), dtype=bool)
-    inside[4:16, 4:20] = True
-    np.testing.assert_array_equal(after[~inside], original[~inside])
-    np.testing.assert_allclose(after[inside], original[inside] * (1 - 0.5 * 0.75), atol=1e-4)
-    assert host.calls[-1].given.mask is not None
-    window.undo()
-    np.testing.assert_array_equal(pixels(window), original)
-
-
-def test_only_the_selection_after_another_step_runs_on_top(qtbot, photo):
-    path, original = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    send(qtbot, window, "remove the noise")
-    window.session.workspace.edit_layers("Rename", lambda document: setattr(document.layers[0], "name", "Renamed"))
-    steps = len(window.session.workspace.history)
-    window.session.workspace.set_selection(Selection.rectangle(24, 32, Bounds(x=0, y=0, width=8, height=8), 0))
-    send(qtbot, window, "only the selection")
-    assert len(window.session.workspace.history) == steps + 1
-    np.testing.assert_allclose(pixels(window)[:8, :8], original[:8, :8] * 0.25, atol=1e-4)
-    np.testing.assert_allclose(pixels(window)[10:, 10:], original[10:, 10:] * 0.5, atol=1e-4)
