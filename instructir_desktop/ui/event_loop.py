@@ -8,11 +8,23 @@ a dialog's nested loop, or while a test waits on the window.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 
 import qasync
 from PySide6.QtWidgets import QApplication
 
 _loops: dict[int, qasync.QEventLoop] = {}
+
+
+@atexit.register
+def _close_loops() -> None:
+    """Close the loops while Qt still exists: one closed after the application is gone fails."""
+    for loop in _loops.values():
+        with contextlib.suppress(RuntimeError):
+            if not loop.is_running():
+                loop.close()
+    _loops.clear()
 
 
 def qt_event_loop() -> asyncio.AbstractEventLoop:
