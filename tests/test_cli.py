@@ -130,6 +130,75 @@ def test_restore_strength_zero_returns_the_input(tmp_path, fake_runtime):
     np.testing.assert_array_equal(read_image(out).rgb, read_image(source).rgb)
 
 
+def test_restore_a_dng_writes_a_16_bit_tiff_of_the_right_size_with_the_camera_exif(tmp_path, fake_runtime):
+    from photo_fixtures import bayer, write_dng
+    from PIL import Image
+
+    scene = np.random.default_rng(7).random((64, 96, 3)) * 0.5
+    source = write_dng(tmp_path / "photo.dng", bayer(scene, (0.5, 1.0, 0.8)), iso=3200)
+    out = tmp_path / "out.tif"
+    assert cli.main(["restore", str(source), "-i", "remove the noise", "-o", str(out), "--quiet"]) == 0
+    with Image.open(out) as independent:  # Pillow reads the TIFF structure on its own
+        assert independent.size == (96, 64)
+        assert independent.tag_v2[258] == (16, 16, 16)  # bits per sample
+        exif = independent.getexif()
+        assert (exif[0x010F], exif[0x0110]) == ("Testmaker", "Testcam 1")
+        assert exif.get_ifd(0x8769)[0x8827] == 3200
+        assert exif.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+    # A folder output gives a RAW a TIFF name (a RAW is never written back).
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert cli.main(["restore", str(source), "-i", "denoise", "-o", str(folder) + "/", "--quiet"]) == 0
+    assert [p.name for p in folder.iterdir()] == ["photo.tif"]
+
+
+def test_restore_strength_zero_round_trips_a_display_p3_16_bit_tiff(tmp_path, fake_runtime):
+    import tifffile
+    from photo_fixtures import DISPLAY_P3
+
+    values = np.random.default_rng(3).integers(0, 65536, (40, 56, 3), dtype=np.uint16)
+    values[0, 0] = (65535, 0, 0)  # outside sRGB
+    source = tmp_path / "p3.tif"
+    tifffile.imwrite(source, values, photometric="rgb", iccprofile=DISPLAY_P3)
+    out = tmp_path / "out.tif"
+    assert cli.main(["restore", str(source), "-i", "denoise", "--strength", "0", "-o", str(out), "--quiet"]) == 0
+    with tifffile.TiffFile(out) as written:
+        assert written.pages.first.iccprofile == DISPLAY_P3
+        assert np.abs(written.asarray().astype(np.int64) - values).max() <= 1
+
+
+def test_restore_output_options(tmp_path, fake_runtime, capsys):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"
+    metadata = ImageMetadata("PNG", "RGB;16", 16, False, exif=exif.tobytes())
+    source = photo(tmp_path / "in.png", bit_depth=16, metadata=metadata)
+    out = tmp_path / "a.png"
+    args = ["restore", str(source), "-i", "denoise", "--quiet", "-o"]
+    assert cli.main([*args, str(out), "--bit-depth", "8", "--strip-metadata"]) == 0
+    with Image.open(out) as written:
+        assert written.mode == "RGB" and not written.getexif()
+    assert cli.main([*args, str(tmp_path / "b.png"), "--format", "tiff"]) == 0
+    assert read_image(tmp_path / "b.png").metadata.format == "TIFF"
+    assert cli.main([*args, str(tmp_path / "c.heic"), "--quality", "80"]) == 0
+    again = read_image(tmp_path / "c.heic")
+    assert again.metadata.format == "HEIC" and again.metadata.camera.make == "Maker"
+    assert cli.main([*args, str(tmp_path / "d.png"), "--max-pixels", "100"]) == cli.EXIT_FAILED
+    assert "the limit is 100" in capsys.readouterr().err
+
+
+def test_restore_says_what_reading_dropped(tmp_path, fake_runtime, capsys):
+    import tifffile
+
+    source = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(source) as writer:
+        for level in (100, 200):
+            writer.write(np.full((40, 56, 3), level, np.uint8), photometric="rgb")
+    assert cli.main(["restore", str(source), "-i", "denoise", "-o", str(tmp_path / "o.png"), "--quiet"]) == 0
+    assert "note: pages.tif: It holds 2 pages; only the first was opened." in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

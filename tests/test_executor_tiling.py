@@ -65,9 +65,11 @@ def randomise(network: InstructIRNet, seed: int) -> InstructIRNet:
     return network.eval()
 
 
-def tiny_network(width: int = 8, seed: int = 0) -> InstructIRNet:
+def tiny_network(width: int = 8, seed: int = 0, stem: int = 1) -> InstructIRNet:
     torch.manual_seed(seed)
-    config = NetworkConfig(width=width, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1), text_dim=16)
+    config = NetworkConfig(
+        width=width, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1), text_dim=16, stem=stem
+    )
     return randomise(InstructIRNet(config), seed + 100)
 
 
@@ -115,9 +117,9 @@ def executor(network: InstructIRNet) -> FastInstructIR:
 # ----------------------------------------------------------------------------- executor
 
 
-@pytest.mark.parametrize(("width", "shape"), [(8, (48, 64)), (16, (32, 80))])
-def test_executor_matches_module_forward(width: int, shape: tuple[int, int]) -> None:
-    network = tiny_network(width=width, seed=width)
+@pytest.mark.parametrize(("width", "shape", "stem"), [(8, (48, 64), 1), (16, (32, 80), 1), (8, (64, 96), 2)])
+def test_executor_matches_module_forward(width: int, shape: tuple[int, int], stem: int) -> None:
+    network = tiny_network(width=width, seed=width, stem=stem)
     # The randomisation must have moved the parameters that folding is about.
     encoders: Any = network.encoders
     block = encoders[0][0]
@@ -133,6 +135,19 @@ def test_executor_matches_module_forward(width: int, shape: tuple[int, int]) -> 
     assert output.shape == reference.shape
     assert (reference - image).abs().mean() > 0.02  # the network does something
     torch.testing.assert_close(output, reference, atol=1e-4, rtol=0)
+
+
+def test_pixel_unshuffle_stem_tiles_without_seams() -> None:
+    # The stem halves the first level's resolution: tiles must still sit on its grid (multiples of
+    # 32, not 16) and share statistics with the whole image.
+    stemmed = FastInstructIR(tiny_network(seed=5, stem=2))
+    assert stemmed.config.size_multiple == 32
+    image = scene(320, 416)
+    gates = stemmed.gates(embedding())
+    whole = stemmed.forward(image, gates)
+    tiled = TiledRestorer(stemmed, TilingSettings(tile=128)).restore(image, gates)
+    assert psnr(whole, image) < 30
+    assert psnr(whole, tiled) >= MIN_TILED_PSNR
 
 
 def test_executor_depends_on_instruction(executor: FastInstructIR) -> None:

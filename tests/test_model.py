@@ -131,8 +131,10 @@ def test_detect_config_from_reference_shapes_and_tensors(reference: dict) -> Non
         SMALL_CONFIG,
         TINY_CONFIG,
         NetworkConfig(width=12, enc_blocks=(2, 0, 3), middle_blocks=0, dec_blocks=(1, 2, 3), text_dim=64),
+        NetworkConfig(width=32, enc_blocks=(1, 2, 4), middle_blocks=2, dec_blocks=(1, 1, 1), stem=2),
+        NetworkConfig(width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,), text_dim=16, stem=4),
     ],
-    ids=["small-16", "tiny-8", "odd"],
+    ids=["small-16", "tiny-8", "odd", "stem-2", "stem-4"],
 )
 def test_detect_config_round_trips_other_shapes(config: NetworkConfig) -> None:
     assert detect_config(InstructIRNet(config).state_dict()) == config
@@ -143,6 +145,26 @@ def test_detect_config_of_small_config_is_not_the_published_one() -> None:
     assert detected == SMALL_CONFIG
     assert detected != PUBLISHED_7D_CONFIG
     assert detected.enc_blocks == (1, 1, 2, 4) and detected.middle_blocks == 2 and detected.width == 16
+
+
+def test_stem_network_keeps_size_and_learns_a_residual_at_full_resolution() -> None:
+    config = NetworkConfig(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1), text_dim=32, stem=2)
+    network = InstructIRNet(config)
+    assert tuple(network.intro.weight.shape) == (8, 12, 3, 3)
+    assert tuple(network.ending.weight.shape) == (12, 8, 3, 3)
+    image = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        # A zero ending leaves the identity, and a bias on one unshuffled channel moves exactly one
+        # pixel phase of one colour: the pixel shuffle puts the residual back at full resolution.
+        network.ending.weight.zero_()
+        network.ending.bias.zero_()
+        torch.testing.assert_close(network(image, torch.randn(1, 32)), image)
+        network.ending.bias[4 * 1 + 2] = 0.25  # green, row phase 1, column phase 0
+        moved = network(image, torch.randn(1, 32)) - image
+    assert moved.shape == image.shape
+    expected = torch.zeros_like(image)
+    expected[0, 1, 1::2, 0::2] = 0.25
+    torch.testing.assert_close(moved, expected)
 
 
 def test_detect_config_refuses_other_networks() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from instructir_desktop.io.images import READ_EXTENSIONS
+from instructir_desktop.io import READ_EXTENSIONS
 from instructir_desktop.ui import icons
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,35 @@ MIME_TYPES_BY_EXTENSION = {
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
     ".webp": "image/webp",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".hif": "image/heif",
+    ".avif": "image/avif",
+    ".dng": "image/x-adobe-dng",
+    ".cr2": "image/x-canon-cr2",
+    ".cr3": "image/x-canon-cr3",
+    ".crw": "image/x-canon-crw",
+    ".nef": "image/x-nikon-nef",
+    ".nrw": "image/x-nikon-nrw",
+    ".arw": "image/x-sony-arw",
+    ".srf": "image/x-sony-srf",
+    ".sr2": "image/x-sony-sr2",
+    ".raf": "image/x-fuji-raf",
+    ".orf": "image/x-olympus-orf",
+    ".rw2": "image/x-panasonic-rw2",
+    ".rwl": "image/x-panasonic-rwl",
+    ".pef": "image/x-pentax-pef",
+    ".srw": "image/x-samsung-srw",
+    ".x3f": "image/x-sigma-x3f",
+    ".3fr": "image/x-hasselblad-3fr",
+    ".fff": "image/x-hasselblad-fff",
+    ".iiq": "image/x-phaseone-iiq",
+    ".erf": "image/x-epson-erf",
+    ".kdc": "image/x-kodak-kdc",
+    ".dcr": "image/x-kodak-dcr",
+    ".mrw": "image/x-minolta-mrw",
+    ".mos": "image/x-leaf-mos",
+    ".mef": "image/x-mamiya-mef",
 }
 
 

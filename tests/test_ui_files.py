@@ -119,7 +119,7 @@ def test_export_dialog_takes_the_format_from_the_extension(qtbot, prefs, tmp_pat
     assert dialog.path == tmp_path / "holiday-restored.jpg"
     assert dialog.format_box.currentData() == "JPEG"
     assert dialog.quality_slider.isEnabled() and not dialog.depth_box.isEnabled()
-    assert "EXIF" in dialog.metadata_label.text()
+    assert "EXIF" in dialog.metadata_box.text() and dialog.metadata_box.isChecked()
 
     dialog.path_edit.setText(str(tmp_path / "out.tiff"))
     assert dialog.format_box.currentData() == "TIFF"
@@ -152,6 +152,83 @@ def test_export_dialog_writes_the_chosen_depth_and_quality(qtbot, prefs, tmp_pat
     assert written.is_file(), window.statusBar().currentMessage()
     assert read_image(written).metadata.bit_depth == depth
     assert f"Exported {name}" in window.statusBar().currentMessage()
+
+
+def test_export_dialog_strips_metadata_and_converts_a_wide_gamut_profile_when_asked(qtbot, prefs, tmp_path):
+    import tifffile
+    from photo_fixtures import DISPLAY_P3
+
+    values = np.random.default_rng(5).integers(0, 65536, (24, 32, 3), dtype=np.uint16)
+    values[0, 0] = (65535, 0, 0)
+    source = tmp_path / "wide.tif"
+    tifffile.imwrite(source, values, photometric="rgb", iccprofile=DISPLAY_P3)
+    window = new_window(qtbot, prefs, tmp_path)
+    window.open_path(source)
+    dialog = window.file_actions.choose_export()
+    assert dialog.path == tmp_path / "wide-restored.tif" and dialog.depth_box.currentData() == 16
+    assert dialog.profile_box.isEnabled() and "Display P3 (test)" in dialog.profile_box.currentText()
+    # Kept by default: the export is in Display P3 again, within one 16-bit step.
+    dialog.accept()
+    with tifffile.TiffFile(tmp_path / "wide-restored.tif") as kept:
+        assert kept.pages.first.iccprofile == DISPLAY_P3
+        assert np.abs(kept.asarray().astype(np.int64) - values).max() <= 1
+    dialog = window.file_actions.choose_export()
+    dialog.path_edit.setText(str(tmp_path / "web.png"))
+    dialog.profile_box.setCurrentIndex(dialog.profile_box.findData("srgb"))
+    dialog.accept()
+    with Image.open(tmp_path / "web.png") as converted:
+        assert converted.info["icc_profile"] != DISPLAY_P3
+    assert read_image(tmp_path / "web.png").metadata.icc_profile != DISPLAY_P3
+
+    jpeg = make_jpeg_with_exif(tmp_path / "holiday.jpg")
+    window.open_path(jpeg)
+    dialog = window.file_actions.choose_export()
+    assert not dialog.profile_box.isEnabled()  # an sRGB photo has nothing to convert
+    dialog.metadata_box.setChecked(False)
+    assert dialog.options().keep_metadata is False
+    dialog.accept()
+    with Image.open(tmp_path / "holiday-restored.jpg") as stripped:
+        assert EXIF_MAKE not in stripped.getexif()
+
+
+def test_open_filter_and_drop_take_every_format_that_opens(qtbot, prefs, tmp_path):
+    from instructir_desktop.editing.files import OPENABLE
+    from instructir_desktop.ui import file_actions
+
+    for pattern in ("*.dng", "*.cr3", "*.nef", "*.heic", "*.avif", "*.tif", "*.jpg"):
+        assert pattern in file_actions.IMAGE_FILTER.split(";;")[0]
+    assert {".dng", ".arw", ".raf", ".heic", ".avif"} <= OPENABLE
+
+
+def test_what_reading_dropped_is_said_in_the_chat(qtbot, prefs, tmp_path):
+    import tifffile
+
+    source = tmp_path / "scan.tif"
+    with tifffile.TiffWriter(source) as writer:
+        for level in (40, 90, 160):
+            writer.write(np.full((12, 16, 3), level, np.uint8), photometric="rgb")
+    window = new_window(qtbot, prefs, tmp_path)
+    assert window.open_path(source)
+    assert window.chat.messages[-1].text_label.text() == "scan.tif: It holds 3 pages; only the first was opened."
+
+
+def test_the_pixel_limit_is_a_setting_that_the_next_start_keeps(qtbot, prefs, tmp_path):
+    from instructir_desktop import io as image_io
+
+    try:
+        window = new_window(qtbot, prefs, tmp_path)
+        dialog = window.open_settings()
+        assert dialog.pixels_spin.value() == 200  # megapixels, the default
+        dialog.pixels_spin.setValue(1)
+        dialog.accept()
+        assert image_io.max_pixels() == 1_000_000
+        big = make_png(tmp_path / "big.png", height=1000, width=1001)
+        assert not window.open_path(big, background=False)
+        image_io.set_max_pixels(image_io.DEFAULT_MAX_PIXELS)
+        new_window(qtbot, prefs, tmp_path)  # a new start reads the setting back
+        assert image_io.max_pixels() == 1_000_000
+    finally:
+        image_io.set_max_pixels(image_io.DEFAULT_MAX_PIXELS)
 
 
 def test_jpeg_quality_changes_the_file(qtbot, prefs, tmp_path):

@@ -45,18 +45,18 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     return unique, problems
 
 
-def plan_outputs(sources: Sequence[Path], output: str, several: bool) -> list[Job]:
+def plan_outputs(sources: Sequence[Path], output: str, several: bool, fmt: str | None = None) -> list[Job]:
     """Where each input goes. A folder output keeps the input file names."""
     from instructir_desktop.io import WRITE_EXTENSIONS
 
     out = Path(output)
     into_folder = several or out.is_dir() or output.endswith(("/", os.sep))
-    if not into_folder and out.suffix.lower() not in WRITE_EXTENSIONS:
+    if not into_folder and fmt is None and out.suffix.lower() not in WRITE_EXTENSIONS:
         known = ", ".join(sorted(WRITE_EXTENSIONS))
         raise UsageError(f"{out}: cannot tell the image format from the name (use one of {known}, or a folder)")
     jobs: list[Job] = []
     for source in sources:
-        target = out / output_name(source) if into_folder else out
+        target = out / output_name(source, fmt) if into_folder else out
         jobs.append(Job(source, target))
     names = [j.target.resolve() for j in jobs]
     if len(set(names)) != len(names):
@@ -64,11 +64,17 @@ def plan_outputs(sources: Sequence[Path], output: str, several: bool) -> list[Jo
     return jobs
 
 
-def output_name(source: Path) -> str:
-    """The input's name, with an extension we can write (e.g. a .jpe becomes .jpg)."""
-    from instructir_desktop.io import WRITE_EXTENSIONS
+def output_name(source: Path, fmt: str | None = None) -> str:
+    """The input's name, with an extension we can write: the chosen format's, the input's own, or for a
+    camera RAW (never written) a 16-bit TIFF's."""
+    from instructir_desktop.io import FORMATS, READ_EXTENSIONS, WRITE_EXTENSIONS
 
-    return source.name if source.suffix.lower() in WRITE_EXTENSIONS else source.stem + ".png"
+    suffix = source.suffix.lower()
+    if fmt is not None:
+        return source.stem + FORMATS[fmt.upper()].extensions[0]
+    if suffix in WRITE_EXTENSIONS:
+        return source.name
+    return source.stem + (".tif" if suffix in READ_EXTENSIONS else ".png")
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -91,14 +97,14 @@ class Planned:
     failures: int
 
 
-def plan_batch(inputs: Sequence[str], output: str, overwrite: bool) -> Planned | int:
+def plan_batch(inputs: Sequence[str], output: str, overwrite: bool, fmt: str | None = None) -> Planned | int:
     """The jobs to do, with the problems found on the way said; an exit code when there are none."""
     sources, problems = expand_inputs(inputs)
     for problem in problems:
         say(f"error: {problem}")
     if not sources:
         return EXIT_USAGE if not problems else EXIT_FAILED
-    jobs = plan_outputs(sources, output, several=len(inputs) > 1 or len(sources) > 1)
+    jobs = plan_outputs(sources, output, several=len(inputs) > 1 or len(sources) > 1, fmt=fmt)
     refused = [job for job in jobs if same_file(job.source, job.target) and not overwrite]
     for job in refused:
         say(f"error: {job.source}: the output would overwrite the input (pass --overwrite to allow it)")
@@ -106,6 +112,17 @@ def plan_batch(inputs: Sequence[str], output: str, overwrite: bool) -> Planned |
     if not kept:
         return EXIT_FAILED
     return Planned(kept, len(problems) + len(refused))
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How the outputs are written (``restore``'s output flags; the defaults keep the input's)."""
+
+    format: str | None = None  # None: from the output's extension
+    quality: int = 95
+    bit_depth: int | None = None  # None: the input's
+    keep_metadata: bool = True
+    convert_to_srgb: bool = False  # else a wide-gamut input keeps its colour profile
 
 
 class Batch:
@@ -120,14 +137,16 @@ class Batch:
         runtime: Callable[[], RestorationRuntime],
         *,
         quiet: bool = False,
+        output: OutputOptions | None = None,
     ) -> None:
+        self.output = output or OutputOptions()
         self.host = host
         self.action_id = action_id
         self.params = params
         self.runtime = runtime
         self.bar = ProgressBar(enabled=not quiet)
 
-    def run(self, planned: Planned) -> int:
+    def run(self, planned: Planned, max_pixels: int | None = None) -> int:
         from instructir_desktop.plugins.api import NothingToDo
 
         jobs, failures = planned.jobs, planned.failures
@@ -135,7 +154,7 @@ class Batch:
         for number, job in enumerate(jobs, 1):
             label = f"[{number}/{len(jobs)}] {job.source.name}"
             try:
-                summary = self.run_one(job, label)
+                summary = self.run_one(job, label, max_pixels)
             except KeyboardInterrupt:
                 self.bar.finish()
                 say(f"interrupted: {written} of {len(jobs)} written; {job.target} was not written")
@@ -156,14 +175,16 @@ class Batch:
             say(f"{failures} input(s) failed, {written} written")
         return EXIT_FAILED if failures else EXIT_OK
 
-    def run_one(self, job: Job, label: str) -> str:
+    def run_one(self, job: Job, label: str, max_pixels: int | None = None) -> str:
         """One file: read, run, write. Returns what was done, for the log line."""
         from instructir_desktop.instructions.interpret import plan_summary
         from instructir_desktop.io import read_image, write_image
         from instructir_desktop.plugins.jobs import RuntimeServices
         from instructir_desktop.plugins.outcome import ActionInput
 
-        image = read_image(job.source)
+        image = read_image(job.source, max_pixels=max_pixels)
+        for notice in image.notices:
+            say(f"note: {job.source.name}: {notice}")
         services = RuntimeServices(self.runtime, lambda fraction, eta: self.bar.update(label, fraction, eta))
         outcome = self.host.execute(self.action_id, ActionInput(image.rgb, alpha=image.alpha), self.params, services)
         for notice in services.notices:
@@ -171,6 +192,17 @@ class Batch:
             say(f"note: {notice}")
         job.target.parent.mkdir(parents=True, exist_ok=True)
         alpha = outcome.alpha if outcome.scale != 1 else image.alpha
-        write_image(job.target, outcome.applied_to(image.rgb), alpha, metadata=image.metadata)
+        output = self.output
+        write_image(
+            job.target,
+            outcome.applied_to(image.rgb),
+            alpha,
+            metadata=image.metadata,
+            format=output.format,
+            quality=output.quality,
+            bit_depth=output.bit_depth,
+            keep_metadata=output.keep_metadata,
+            colour_profile="srgb" if output.convert_to_srgb else "original",
+        )
         done = plan_summary(outcome.plan) if outcome.plan else self.host.action(self.action_id).title
         return f"{done}, {outcome.seconds:.1f}s"

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from instructir_desktop.cli.batch import Batch, describe, plan_batch
+from instructir_desktop.cli.batch import Batch, OutputOptions, describe, plan_batch
 from instructir_desktop.cli.progress import ProgressBar, say
 from instructir_desktop.cli.usage import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -60,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--tile", type=int, default=0, help="tile size in pixels (default: chosen per device)")
     restore.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     restore.add_argument("--quiet", action="store_true", help="no progress bar")
+    export = restore.add_argument_group("output file (the format follows the -o extension)")
+    export.add_argument("--format", choices=["jpeg", "png", "tiff", "webp", "heic", "avif"], help="override the format")
+    export.add_argument("--quality", type=int, default=95, help="JPEG, WebP, HEIC and AVIF quality, 1-100 (95)")
+    export.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG or TIFF depth (default: the input's)")
+    export.add_argument("--strip-metadata", action="store_true", help="write no EXIF, XMP or resolution")
+    export.add_argument(
+        "--profile",
+        choices=["original", "srgb"],
+        default="original",
+        help="colour profile of a wide-gamut input: keep it (default) or convert to sRGB",
+    )
+    export.add_argument("--max-pixels", type=int, help="refuse inputs larger than this (default 200,000,000)")
 
     interpret = commands.add_parser(
         "interpret", help="show how instructions are understood", description="Print the plan for instructions."
@@ -99,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SETTING",
         help="evaluate only this setting (repeatable): a key such as deblur or upscale_2, or a task name",
+    )
+    evaluate.add_argument(
+        "--no-floors",
+        dest="floors",
+        action="store_false",
+        help="skip the classical methods measured beside the model (non-local means, Wiener, Lanczos, ...)",
     )
 
     plugins = commands.add_parser("plugins", help="list plugins", description="Plugins and their actions.")
@@ -166,7 +184,11 @@ def restore_command(args: argparse.Namespace) -> int:
         raise UsageError("--scale must be between 1 and 8")
     if args.text_head and not args.weights:
         raise UsageError("--text-head goes with --weights")
-    planned = plan_batch(args.inputs, args.output, args.overwrite)
+    if not 1 <= args.quality <= 100:
+        raise UsageError("--quality must be between 1 and 100")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UsageError("--max-pixels must be positive")
+    planned = plan_batch(args.inputs, args.output, args.overwrite, args.format)
     if isinstance(planned, int):
         return planned
     from instructir_desktop.inference.devices import DeviceError
@@ -182,8 +204,9 @@ def restore_command(args: argparse.Namespace) -> int:
     load_seconds = time.perf_counter() - started
     say(f"model: {runtime.model_name} on {runtime.device_description} (loaded in {load_seconds:.1f}s)")
     params = {"instruction": args.instruction, "strength": args.strength, "scale": args.scale or 0}
-    batch = Batch(plugin_host(), BUILTIN_RESTORE_ACTION, params, lambda: runtime, quiet=args.quiet)
-    return batch.run(planned)
+    output = OutputOptions(args.format, args.quality, args.bit_depth, not args.strip_metadata, args.profile == "srgb")
+    batch = Batch(plugin_host(), BUILTIN_RESTORE_ACTION, params, lambda: runtime, quiet=args.quiet, output=output)
+    return batch.run(planned, max_pixels=args.max_pixels)
 
 
 def apply_command(args: argparse.Namespace) -> int:
@@ -311,7 +334,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
         settings = select_settings(args.only)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    rows = evaluate(restore, data, contact_sheet=args.sheet, limit=args.limit, settings=settings, progress=say)
+    from instructir_desktop.training import floors
+
+    with_floors = args.floors and floors.available()
+    if args.floors and not with_floors:
+        say("note: the classical floors need OpenCV and scikit-image: pip install 'instructir-desktop[eval]'")
+    rows = evaluate(
+        restore,
+        data,
+        contact_sheet=args.sheet,
+        limit=args.limit,
+        settings=settings,
+        progress=say,
+        with_floors=with_floors,
+    )
     title = f"### {runtime.model.spec.name} ({runtime.model.spec.id})"
     table = rows_to_markdown(rows, title)
     print(table)

@@ -108,3 +108,10 @@ class FileOpened(SessionEvent):
 @dataclass(frozen=True)
 class ProjectSaved(SessionEvent):
     path: Path
+
+
+@dataclass(frozen=True)
+class AssistantNote(SessionEvent):
+    """A line the assistant says in the chat outside any run (what opening a photo changed)."""
+
+    text: str

@@ -17,9 +17,17 @@ from typing import Protocol
 
 from instructir_desktop.editing.background import Background, Outcome
 from instructir_desktop.editing.dispatch import Dispatcher
-from instructir_desktop.editing.events import FileOpened, FileOpeningChanged, Level, ProjectSaved, StatusMessage
+from instructir_desktop.editing.events import (
+    AssistantNote,
+    FileOpened,
+    FileOpeningChanged,
+    Level,
+    ProjectSaved,
+    StatusMessage,
+)
 from instructir_desktop.editing.projects import (
     PROJECT_SUFFIX,
+    ExportChoices,
     OpenedFile,
     PendingSave,
     autosave_attachments,
@@ -159,6 +167,8 @@ class Files:
         assert document is not None
         self._dispatcher.emit(FileOpened(path))
         self._say(f"Opened {path.name}: {document.width} × {document.height}")
+        for notice in opened.notices:  # what reading dropped or changed: said once, in the chat
+            self._dispatcher.emit(AssistantNote(f"{path.name}: {notice}"))
 
     def recover(self, path: Path) -> bool:
         """Reopen an autosave as it was (unsaved, with its source and project paths). Raises
@@ -180,17 +190,9 @@ class Files:
         path = self._workspace.path
         return path.parent if path else Path.home()
 
-    def suggested_export(self, extensions_by_format: dict[str, str]) -> Path:
-        """``<folder>/<stem>-restored<ext>``: the source's format when it can be written back, else
-        the metadata's format, else PNG."""
+    def suggested_export(self, suffix: str) -> Path:
+        """``<folder>/<stem>-restored<suffix>``, beside the photo it came from."""
         source = self._workspace.path
-        metadata = self._workspace.metadata
-        if source is not None and source.suffix.lower() in READ_EXTENSIONS:
-            suffix = source.suffix
-        elif metadata is not None and metadata.format in extensions_by_format:
-            suffix = extensions_by_format[metadata.format]
-        else:
-            suffix = ".png"
         stem = source.stem if source is not None else "untitled"
         return self.folder() / f"{stem}-restored{suffix}"
 
@@ -213,16 +215,15 @@ class Files:
     def export(
         self,
         path: Path,
+        choices: ExportChoices | None = None,
         *,
         replace_original: bool = False,
-        quality: int = 95,
-        bit_depth: int | None = None,
         background: bool | None = None,
     ) -> bool:
         """Write the current image with the source's metadata. Never the original, unless asked explicitly.
 
-        ``bit_depth`` None keeps the source's where the format can hold it. ``background`` None
-        writes large photos in the background: True then means the export started.
+        ``choices`` None keeps the source's depth, metadata and profile. ``background`` None writes
+        large photos in the background: True then means the export started.
         """
         history = self._workspace.history
         if history is None:
@@ -230,7 +231,7 @@ class Files:
         if self.is_original(path) and not replace_original:
             self._say(f"{path.name} is the original photo; choose another name to export to.", Level.WARNING, None)
             return False
-        job = export_job(history, self._workspace.metadata, path, quality=quality, bit_depth=bit_depth)
+        job = export_job(history, self._workspace.metadata, path, choices or ExportChoices())
         pending = PendingSave(history, history.saved_state())
         return self._write(
             job,

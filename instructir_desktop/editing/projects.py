@@ -82,6 +82,7 @@ class OpenedFile:
     project_path: Path | None
     metadata: ImageMetadata | None
     thumbnail: np.ndarray | None  # the original's, for the history panel
+    notices: tuple[str, ...] = ()  # what reading the photo dropped or changed, to tell the person
 
 
 def load_file(path: Path) -> OpenedFile:
@@ -102,7 +103,7 @@ def load_file(path: Path) -> OpenedFile:
         )
     image = read_image(path)
     document = Document.from_image(image.rgb, image.alpha, name=path.stem)
-    return OpenedFile(History(document), path, None, image.metadata, document.thumbnail())
+    return OpenedFile(History(document), path, None, image.metadata, document.thumbnail(), image.notices)
 
 
 def original_thumbnail(history: History) -> np.ndarray | None:
@@ -119,8 +120,18 @@ def project_job(history: History, path: Path, extra: dict[str, bytes]) -> Callab
     return lambda: save_project(path, snapshot, extra=extra, mark_clean=False)
 
 
+@dataclass(frozen=True)
+class ExportChoices:
+    """How an export is written (the export dialog's choices; the defaults keep the source's)."""
+
+    quality: int = 95
+    bit_depth: int | None = None  # None: the source's, where the format can hold it
+    keep_metadata: bool = True
+    convert_to_srgb: bool = False  # else the photo's own colour profile is kept
+
+
 def export_job(
-    history: History, metadata: ImageMetadata | None, path: Path, *, quality: int = 95, bit_depth: int | None = None
+    history: History, metadata: ImageMetadata | None, path: Path, choices: ExportChoices
 ) -> Callable[[], Path]:
     """Writing the flattened document with the source's metadata to ``path`` as a job any thread
     can run, from a copy-on-write snapshot taken now. The job returns the path written and raises
@@ -129,7 +140,16 @@ def export_job(
 
     def write() -> Path:
         rgb, alpha = snapshot.flatten()
-        written: Path = write_image(path, rgb, alpha, metadata=metadata, quality=quality, bit_depth=bit_depth)
+        written: Path = write_image(
+            path,
+            rgb,
+            alpha,
+            metadata=metadata,
+            quality=choices.quality,
+            bit_depth=choices.bit_depth,
+            keep_metadata=choices.keep_metadata,
+            colour_profile="srgb" if choices.convert_to_srgb else "original",
+        )
         return written
 
     return write

@@ -250,7 +250,9 @@ class FastInstructIR:
         mask = weight_mask.to(self.device, self.dtype)[..., None] if weight_mask is not None else None
         run = _Run(statistics, record, mask, check_cancel)
         x = image.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        features = F.conv2d(x, self.intro_weight, self.intro_bias, padding=1).permute(0, 2, 3, 1)
+        stem = self.config.stem
+        stemmed = F.pixel_unshuffle(x, stem).contiguous(memory_format=torch.channels_last) if stem > 1 else x
+        features = F.conv2d(stemmed, self.intro_weight, self.intro_bias, padding=1).permute(0, 2, 3, 1)
         gate_iter = iter(gates)
         skips = []
         for level, blocks in enumerate(self.encoders):
@@ -267,6 +269,8 @@ class FastInstructIR:
                 features = self._run_block(block, features, run)
             features = self._run_condition(self.dec_cond[level], features, next(gate_iter), run)
         restored = F.conv2d(features.permute(0, 3, 1, 2), self.ending_weight, self.ending_bias, padding=1)
+        if stem > 1:
+            restored = F.pixel_shuffle(restored, stem)
         return (restored + x).float().contiguous()
 
     def _run_condition(self, condition: _Condition, x: Tensor, gate: tuple[Tensor, Tensor], run: _Run) -> Tensor:

@@ -28,6 +28,10 @@ class NetworkConfig:
     dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
     text_dim: int = 256
     in_channels: int = 3
+    # Pixel-unshuffle stem: the first level runs at 1/stem of the resolution on stem² times the
+    # input channels, so the costliest (full-resolution) level costs about a quarter (stem 2).
+    # 1 is the published architecture.
+    stem: int = 1
 
     def __post_init__(self) -> None:
         # Accept lists from JSON/TOML while keeping the dataclass hashable.
@@ -37,6 +41,8 @@ class NetworkConfig:
             raise ValueError("enc_blocks and dec_blocks must have the same number of levels")
         if self.width <= 0 or self.text_dim <= 0 or self.middle_blocks < 0:
             raise ValueError("width and text_dim must be positive, middle_blocks non-negative")
+        if self.stem not in (1, 2, 4):
+            raise ValueError("stem must be 1 (none), 2 or 4")
 
     @property
     def levels(self) -> int:
@@ -45,7 +51,12 @@ class NetworkConfig:
     @property
     def size_multiple(self) -> int:
         """Input sides must be multiples of this (inputs are padded to it)."""
-        return 2**self.levels
+        return self.stem * 2**self.levels
+
+    @property
+    def stem_channels(self) -> int:
+        """Channels entering the first convolution (and leaving the last one)."""
+        return self.in_channels * self.stem**2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,8 +144,8 @@ class InstructIRNet(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
-        self.intro = nn.Conv2d(config.in_channels, width, 3, padding=1)
-        self.ending = nn.Conv2d(width, config.in_channels, 3, padding=1)
+        self.intro = nn.Conv2d(config.stem_channels, width, 3, padding=1)
+        self.ending = nn.Conv2d(width, config.stem_channels, 3, padding=1)
         self.encoders = nn.ModuleList()
         self.enc_cond = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -158,7 +169,8 @@ class InstructIRNet(nn.Module):
         """Restore ``image`` (N,3,H,W in [0,1]) following the instruction ``embedding`` (N,text_dim)."""
         height, width = image.shape[-2:]
         x = pad_to_multiple(image, self.config.size_multiple)
-        features = self.intro(x)
+        stem = self.config.stem
+        features = self.intro(F.pixel_unshuffle(x, stem) if stem > 1 else x)
         skips = []
         for encoder, condition, down in zip(self.encoders, self.enc_cond, self.downs, strict=True):
             features = condition(encoder(features), embedding)
@@ -167,7 +179,8 @@ class InstructIRNet(nn.Module):
         features = self.middle_blks(features)
         for up, decoder, condition, skip in zip(self.ups, self.decoders, self.dec_cond, reversed(skips), strict=True):
             features = condition(decoder(up(features) + skip), embedding)
-        restored = self.ending(features) + x
+        residual = self.ending(features)
+        restored = (F.pixel_shuffle(residual, stem) if stem > 1 else residual) + x
         return restored[..., :height, :width]
 
 
@@ -195,7 +208,8 @@ def detect_config(state_dict: Mapping[str, Tensor] | Mapping[str, Sequence[int]]
         return max(indices) + 1 if indices else 0
 
     try:
-        width, in_channels = shape("intro.weight")[:2]
+        width, stem_channels = shape("intro.weight")[:2]
+        stem, in_channels = _stem_of(stem_channels)
         levels = count_blocks("downs.")  # every level has a down-sampler, even one without blocks
         enc_blocks = tuple(count_blocks(f"encoders.{level}.") for level in range(levels))
         dec_blocks = tuple(count_blocks(f"decoders.{level}.") for level in range(levels))
@@ -211,7 +225,17 @@ def detect_config(state_dict: Mapping[str, Tensor] | Mapping[str, Sequence[int]]
         dec_blocks=dec_blocks,
         text_dim=text_dim,
         in_channels=in_channels,
+        stem=stem,
     )
+
+
+def _stem_of(stem_channels: int) -> tuple[int, int]:
+    """(stem, image channels) from the first convolution's input channels: 3 or 1 channels are a
+    plain network; 12 and 48 are RGB behind a 2x or 4x pixel-unshuffle."""
+    for stem in (4, 2):
+        if stem_channels % stem**2 == 0 and stem_channels // stem**2 in (1, 3):
+            return stem, stem_channels // stem**2
+    return 1, stem_channels
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -236,6 +236,12 @@ BLUR_KERNEL_SIZE = 33
 
 
 def blur(clean: Tensor, generator: torch.Generator, level: float | None = None) -> Tensor:
+    return blur_with_kernels(clean, generator, level)[0]
+
+
+def blur_with_kernels(clean: Tensor, generator: torch.Generator, level: float | None = None) -> tuple[Tensor, Tensor]:
+    """The blurred photos and the (N, K, K) kernels that blurred them (evaluation's deconvolution
+    floor is given the true kernel)."""
     n = clean.shape[0]
     size = BLUR_KERNEL_SIZE
     kind = _rand((n,), generator) if level is None else torch.zeros(n, device=clean.device)
@@ -252,7 +258,7 @@ def blur(clean: Tensor, generator: torch.Generator, level: float | None = None) 
     )
     blurred = convolve(clean, kernels)
     sensor_sigma = _per_sample(_uniform(n, 0, 1.5 / 255, generator, None if level is None else 0.0))
-    return quantize_8bit(blurred + sensor_sigma * _randn(tuple(clean.shape), generator))
+    return quantize_8bit(blurred + sensor_sigma * _randn(tuple(clean.shape), generator)), kernels
 
 
 def rain(clean: Tensor, generator: torch.Generator, level: float | None = None) -> Tensor:

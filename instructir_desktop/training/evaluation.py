@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from instructir_desktop.training.degradations import add_gaussian_noise, degrade, downscale_upscale
+from instructir_desktop.training import floors
+from instructir_desktop.training.degradations import (
+    add_gaussian_noise,
+    blur_with_kernels,
+    degrade,
+    downscale_upscale,
+    quantize_8bit,
+    resize_bicubic,
+)
 from instructir_desktop.training.patches import list_images, load_rgb_uint8
 
 Restorer = Callable[[Tensor, str], Tensor]  # (1,3,H,W) degraded, task -> restored
@@ -82,12 +90,26 @@ def ssim(a: Tensor, b: Tensor) -> float:
 
 
 def degrade_for_setting(clean: Tensor, setting: EvalSetting, seed: int) -> Tensor:
+    return degrade_with_clue(clean, setting, seed)[0]
+
+
+def degrade_with_clue(clean: Tensor, setting: EvalSetting, seed: int) -> tuple[Tensor, floors.Clue]:
+    """The degraded (1, 3, H, W) image and what a classical method would be told about it."""
     generator = torch.Generator(device=clean.device).manual_seed(seed)
     if setting.key.startswith("denoise_"):
-        return add_gaussian_noise(clean, generator, float(setting.key.split("_")[1]))
+        sigma = float(setting.key.split("_")[1])
+        return add_gaussian_noise(clean, generator, sigma), floors.Clue(sigma_255=sigma)
     if setting.key.startswith("upscale_"):
-        return downscale_upscale(clean, generator, level=0.0, factor=int(setting.key.split("_")[1]))
-    return degrade(clean, setting.task, generator, setting.level)
+        factor = int(setting.key.split("_")[1])
+        degraded = downscale_upscale(clean, generator, level=0.0, factor=factor)
+        # At level 0 the upscale input is a plain antialiased bicubic reduction, so it can be redone.
+        size = (max(1, clean.shape[-2] // factor), max(1, clean.shape[-1] // factor))
+        return degraded, floors.Clue(small=_numpy(quantize_8bit(resize_bicubic(clean, size))))
+    if setting.task == "deblur":
+        degraded, kernels = blur_with_kernels(clean, generator, setting.level)
+        kernel = kernels[0].double()
+        return degraded, floors.Clue(kernel=(kernel / kernel.sum()).cpu().numpy())
+    return degrade(clean, setting.task, generator, setting.level), floors.Clue()
 
 
 def select_settings(names: Sequence[str]) -> tuple[EvalSetting, ...]:
@@ -103,6 +125,15 @@ def select_settings(names: Sequence[str]) -> tuple[EvalSetting, ...]:
 
 
 @dataclass
+class Floor:
+    """The best classical method on a setting's images."""
+
+    method: str
+    psnr: float
+    ssim: float
+
+
+@dataclass
 class EvalRow:
     setting: EvalSetting
     images: int
@@ -111,10 +142,16 @@ class EvalRow:
     output_psnr: float
     output_ssim: float
     seconds: float
+    floor: Floor | None = None
 
     @property
     def gain(self) -> float:
         return self.output_psnr - self.input_psnr
+
+    @property
+    def over_floor(self) -> float | None:
+        """How far the model is above the best classical method (dB); None when not measured."""
+        return None if self.floor is None else self.output_psnr - self.floor.psnr
 
 
 def gains_by_task(rows: Sequence[EvalRow]) -> dict[str, float]:
@@ -150,7 +187,9 @@ def evaluate(
     settings: tuple[EvalSetting, ...] = EVAL_SETTINGS,
     device: torch.device | None = None,
     progress: Callable[[str], None] | None = None,
+    with_floors: bool = False,
 ) -> list[EvalRow]:
+    """Score ``restore`` on every setting; ``with_floors`` also scores the classical floors."""
     root = Path(data_dir)
     device = device or torch.device("cpu")
     clean_images = [load_rgb_uint8(p) for p in list_images([root / "mcmaster"])[:limit]]
@@ -162,14 +201,18 @@ def evaluate(
     sheet_rows: list[np.ndarray] = []
     for setting in settings:
         pairs: list[tuple[Tensor, Tensor]] = []
+        clues: list[floors.Clue] = []
         if setting.dataset == "rain100h":
             for path in rain_inputs:
                 target = path.parent.parent / "target" / path.name
                 pairs.append((_float(load_rgb_uint8(path), device), _float(load_rgb_uint8(target), device)))
+                clues.append(floors.Clue())
         else:
             for index, image in enumerate(clean_images):
                 clean = _float(image, device)
-                pairs.append((degrade_for_setting(clean, setting, seed=1000 + index), clean))
+                degraded, clue = degrade_with_clue(clean, setting, seed=1000 + index)
+                pairs.append((degraded, clean))
+                clues.append(clue)
         if not pairs:
             continue
         scores = np.zeros((len(pairs), 4))
@@ -182,14 +225,37 @@ def evaluate(
         elapsed = time.perf_counter() - started
         mean = scores.mean(axis=0)
         input_psnr, input_ssim, output_psnr, output_ssim = (float(value) for value in mean)
-        rows.append(EvalRow(setting, len(pairs), input_psnr, input_ssim, output_psnr, output_ssim, elapsed))
+        floor = best_floor(setting.task, pairs, clues) if with_floors else None
+        rows.append(EvalRow(setting, len(pairs), input_psnr, input_ssim, output_psnr, output_ssim, elapsed, floor))
         if progress:
-            progress(f"{setting.description}: {mean[0]:.2f} → {mean[2]:.2f} dB")
+            against = f" (floor {floor.psnr:.2f}, {floor.method})" if floor else ""
+            progress(f"{setting.description}: {mean[0]:.2f} → {mean[2]:.2f} dB{against}")
     if contact_sheet is not None and sheet_rows:
         width = max(r.shape[1] for r in sheet_rows)
         padded = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in sheet_rows]
         Image.fromarray(np.concatenate(padded, axis=0)).save(contact_sheet)
     return rows
+
+
+def best_floor(task: str, pairs: Sequence[tuple[Tensor, Tensor]], clues: Sequence[floors.Clue]) -> Floor:
+    """Run every classical candidate of ``task`` on the pairs; the best by mean PSNR is the floor."""
+    best: Floor | None = None
+    for name, method in floors.FLOORS[task]:
+        scores = np.zeros((len(pairs), 2))
+        for index, ((degraded, clean), clue) in enumerate(zip(pairs, clues, strict=True)):
+            restored = torch.from_numpy(method(_numpy(degraded), clue)).permute(2, 0, 1)[None]
+            restored = _round8(restored.to(clean.device))
+            scores[index] = (psnr(restored, clean), ssim(restored, clean))
+        mean_psnr, mean_ssim = (float(v) for v in scores.mean(axis=0))
+        if best is None or mean_psnr > best.psnr:
+            best = Floor(name, mean_psnr, mean_ssim)
+    assert best is not None
+    return best
+
+
+def _numpy(image: Tensor) -> np.ndarray:
+    """(1, 3, H, W) tensor -> (H, W, 3) float32 array."""
+    return image[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
 
 def _numeric_key(path: Path) -> tuple[int, str]:
@@ -215,18 +281,32 @@ def _sheet_row(degraded: Tensor, restored: Tensor, clean: Tensor, height: int = 
 
 def rows_to_markdown(rows: list[EvalRow], title: str = "") -> str:
     lines = [title, ""] if title else []
-    lines += [
-        "| task, data | images | input PSNR / SSIM | output PSNR / SSIM | gain (dB) |",
-        "|---|---|---|---|---|",
-    ]
+    with_floors = any(row.floor is not None for row in rows)
+    header = "| task, data | images | input PSNR / SSIM | output PSNR / SSIM | gain (dB) |"
+    rule = "|---|---|---|---|---|"
+    if with_floors:
+        header += " best classical method | its PSNR / SSIM | model − method (dB) |"
+        rule += "---|---|---|"
+    lines += [header, rule]
     for row in rows:
-        lines.append(
+        line = (
             f"| {row.setting.description} | {row.images} | {row.input_psnr:.2f} / {row.input_ssim:.3f} | "
             f"{row.output_psnr:.2f} / {row.output_ssim:.3f} | {row.gain:+.2f} |"
         )
+        if with_floors:
+            line += (
+                f" {row.floor.method} | {row.floor.psnr:.2f} / {row.floor.ssim:.3f} | {row.over_floor:+.2f} |"
+                if row.floor is not None and row.over_floor is not None
+                else " – | – | – |"
+            )
+        lines.append(line)
     if rows:
         mean_gain = sum(r.gain for r in rows) / len(rows)
         mean_in = np.mean([r.input_psnr for r in rows])
         mean_out = np.mean([r.output_psnr for r in rows])
-        lines.append(f"| **mean** | | {mean_in:.2f} | {mean_out:.2f} | **{mean_gain:+.2f}** |")
+        line = f"| **mean** | | {mean_in:.2f} | {mean_out:.2f} | **{mean_gain:+.2f}** |"
+        margins = [r.over_floor for r in rows if r.over_floor is not None]
+        if with_floors and margins:
+            line += f" | | **{float(np.mean(margins)):+.2f}** (worst {min(margins):+.2f}) |"
+        lines.append(line)
     return "\n".join(lines)

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from instructir_desktop.editing.assistant import Assistant
 from instructir_desktop.editing.conversation import Reply, Run
 from instructir_desktop.editing.dispatch import Dispatcher
-from instructir_desktop.editing.events import RunAdded, RunChanged
+from instructir_desktop.editing.events import AssistantNote, RunAdded, RunChanged
 from instructir_desktop.instructions.interpret import PlanStep, describe_step
 from instructir_desktop.model.tasks import TASK_TITLES, TASKS
 from instructir_desktop.ui import icons
@@ -439,6 +439,10 @@ class ChatPanel(QWidget):
         self._assistant = assistant
         events.subscribe(RunAdded, lambda event: self._add_run(event.run))
         events.subscribe(RunChanged, lambda event: self._render(event.run))
+        events.subscribe(AssistantNote, lambda event: self._note(event.text))
+
+    def _note(self, text: str) -> None:
+        self.add_message("assistant", text)
 
     def reply_for(self, run: Run) -> MessageWidget:
         """The message that draws ``run``'s reply."""

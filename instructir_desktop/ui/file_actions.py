@@ -15,16 +15,16 @@ from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from instructir_desktop.editing.files import OPENABLE
-from instructir_desktop.editing.projects import PROJECT_SUFFIX
+from instructir_desktop.editing.projects import PROJECT_SUFFIX, ExportChoices
 from instructir_desktop.editing.session import EditingSession
 from instructir_desktop.history import ProjectError
-from instructir_desktop.io import READ_EXTENSIONS
-from instructir_desktop.ui.dialogs import EXPORT_FORMATS, ExportDialog
+from instructir_desktop.io import read_filter
+from instructir_desktop.ui.export_dialog import ExportDialog, default_suffix, format_of
 from instructir_desktop.ui.preferences import Preferences
 from instructir_desktop.ui.recovery import RecoveryStore
 
 APP_NAME = "InstructIR Desktop"
-IMAGE_FILTER = "Images (" + " ".join(f"*{ext}" for ext in sorted(READ_EXTENSIONS)) + ")"
+IMAGE_FILTER = read_filter()
 PROJECT_FILTER = f"InstructIR projects (*{PROJECT_SUFFIX})"
 
 
@@ -146,11 +146,15 @@ class FileActions(QObject):
     # ------------------------------------------------------------------ saving and exporting
 
     def choose_export(self) -> ExportDialog | None:
-        """The export dialog: file, format (from the extension), JPEG/WebP quality, 8 or 16 bits (PNG/TIFF)."""
-        if self._session.workspace.document is None:
+        """The export dialog: file, format (from the extension), quality, bit depth, metadata, profile."""
+        workspace = self._session.workspace
+        if workspace.document is None:
             return None
-        suffixes = {name: extensions[0] for name, (_, extensions, _, _) in EXPORT_FORMATS.items()}
-        suggested = self.files.suggested_export(suffixes)
+        source = workspace.path
+        writable = source is not None and format_of(source) is not None
+        suggested = self.files.suggested_export(
+            source.suffix if source is not None and writable else default_suffix(workspace.metadata)
+        )
         if self.export_dialog is not None:
             self.export_dialog.deleteLater()
         dialog = ExportDialog(suggested, self._session.workspace.metadata, self._window)
@@ -181,9 +185,10 @@ class FileActions(QObject):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self.files.export(
-            target, replace_original=replace_original, quality=options.quality, bit_depth=options.bit_depth
+        choices = ExportChoices(
+            options.quality, options.bit_depth, options.keep_metadata, options.colour_profile == "srgb"
         )
+        self.files.export(target, choices, replace_original=replace_original)
 
     def save_project(self) -> bool:
         project = self._session.workspace.project_path

@@ -29,10 +29,12 @@ from instructir_desktop.editing.events import (
     ProjectSaved,
     StatusMessage,
 )
+from instructir_desktop.editing.projects import ExportChoices
 from instructir_desktop.editing.session import EditingSession
 from instructir_desktop.history import HistoryError
 from instructir_desktop.inference.engine import Engine, EngineInterface
 from instructir_desktop.inference.requests import EngineSettings, Failed, Finished
+from instructir_desktop.io import set_max_pixels as set_pixel_limit
 from instructir_desktop.plugins.api import ActionInfo
 from instructir_desktop.plugins.host import PluginHost
 from instructir_desktop.ui.action_dialog import ActionDialog
@@ -77,6 +79,7 @@ class MainWindow(QMainWindow):
             self.engine_settings = engine.settings
         else:
             self.engine_settings = self.preferences.engine_settings()
+        set_pixel_limit(self.preferences.max_pixels())
         # Manifests only: no plugin code is imported until one of its actions runs.
         self.plugin_preferences = PluginPreferences(preferences)
         # The engine only starts its worker thread here; the model loads there on first use.
@@ -191,9 +194,9 @@ class MainWindow(QMainWindow):
     def open_path(self, path: Path, *, ask: bool = True, background: bool | None = None) -> bool:
         return self.file_actions.open_path(path, ask=ask, background=background)
 
-    def export_to(self, path: Path, *, background: bool | None = None) -> bool:
-        """Export with the source's format settings (automation); see ``Files.export``."""
-        return self.session.files.export(path, background=background)
+    def export_to(self, path: Path, choices: ExportChoices | None = None, *, background: bool | None = None) -> bool:
+        """Export (automation, tests); see ``Files.export``."""
+        return self.session.files.export(path, choices, background=background)
 
     @property
     def opening(self) -> bool:
@@ -348,6 +351,7 @@ class MainWindow(QMainWindow):
         dialog.accepted.connect(
             lambda: self.apply_settings(dialog.engine_settings(), dialog.autosave_seconds(), dialog.new_layer())
         )
+        dialog.accepted.connect(lambda: self.set_max_pixels(dialog.max_pixels()))
         self.settings_dialog = dialog
         dialog.open()
         return dialog
@@ -368,6 +372,11 @@ class MainWindow(QMainWindow):
         if new_layer is not None:
             self.layers_panel.new_layer_action.setChecked(new_layer)
         self.statusBar().showMessage("Settings saved", 4000)
+
+    def set_max_pixels(self, limit: int) -> None:
+        """The largest photo any reader opens (bigger ones are refused as possible decompression bombs)."""
+        self.preferences.set_max_pixels(limit)
+        set_pixel_limit(limit)
 
     def open_about(self) -> AboutDialog:
         if self.about_dialog is not None:

@@ -1,4 +1,4 @@
-"""The window's persisted preferences: recent files, engine settings, autosave interval.
+"""The window's persisted preferences: recent files, engine settings, autosave interval, pixel limit.
 
 Everything lives in one QSettings (the application's, or a temporary ini file in tests), read back
 defensively: a backend may return a list as None, one string or a list, numbers as strings.
@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, QStandardPaths
 
 from instructir_desktop.inference.requests import EngineSettings
+from instructir_desktop.io import DEFAULT_MAX_PIXELS
 
 SETTINGS_ORGANIZATION = "InstructIR"
 SETTINGS_APPLICATION = "InstructIR Desktop"
@@ -19,6 +20,7 @@ RECENT_KEY = "files/recent"
 RECENT_LIMIT = 10
 AUTOSAVE_KEY = "recovery/autosaveSeconds"
 DEFAULT_AUTOSAVE_SECONDS = 60
+MAX_PIXELS_KEY = "files/maxPixels"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Overrides where autosaves go (tests, or a portable install); otherwise AppDataLocation/recovery.
@@ -118,4 +120,12 @@ class Preferences:
 
     def set_autosave_seconds(self, seconds: int) -> None:
         self.settings.setValue(AUTOSAVE_KEY, max(0, int(seconds)))
+        self.settings.sync()
+
+    def max_pixels(self) -> int:
+        """The largest photo (width × height) the readers decode; bigger files are refused as possible bombs."""
+        return max(1, _int(self.settings.value(MAX_PIXELS_KEY, DEFAULT_MAX_PIXELS), DEFAULT_MAX_PIXELS))
+
+    def set_max_pixels(self, limit: int) -> None:
+        self.settings.setValue(MAX_PIXELS_KEY, max(1, int(limit)))
         self.settings.sync()
