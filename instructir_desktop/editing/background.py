@@ -57,10 +57,6 @@ class Background:
             self._lanes[lane] = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=lane)
         return self._lanes[lane]
 
-    def future(self, lane: str, work: Callable[[], ResultT]) -> asyncio.Future[ResultT]:
-        """Run ``work`` in ``lane``; await the returned future on the loop."""
-        return asyncio.wrap_future(self._executor(lane).submit(work), loop=self._loop)
-
     def submit(self, lane: str, work: Callable[[], ResultT], done: Callable[[Outcome[ResultT]], None]) -> None:
         """Run ``work`` in ``lane``; ``done`` gets its outcome on the loop's thread (or in ``finish``)."""
         entry: _Work[ResultT] = _Work(self._executor(lane).submit(work), done)

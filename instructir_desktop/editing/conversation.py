@@ -99,8 +99,3 @@ class Run:
     @property
     def step_label(self) -> str:
         return self.label or self.text
-
-    @property
-    def plans(self) -> bool:
-        """It runs a plan the person can see as chips (not a command or a follow-up)."""
-        return self.interpretation is not None

@@ -25,6 +25,7 @@ from instructir_desktop.inference.requests import (
     Failed,
     Finished,
     InterpretRequest,
+    JobEnd,
     JobState,
     Request,
     Started,
@@ -40,7 +41,7 @@ class EngineJob(Generic[ResultT]):
 
     request_id: int
     label: str
-    end: asyncio.Future[Finished[ResultT] | Cancelled | Failed]
+    end: asyncio.Future[JobEnd[ResultT]]
     state: JobState = field(default=JobState.QUEUED)
 
 
@@ -76,7 +77,7 @@ class EngineClient:
         return self._submit(request)
 
     def _submit(self, request: Request) -> EngineJob[ResultT]:
-        end: asyncio.Future[Finished[ResultT] | Cancelled | Failed] = self._loop.create_future()
+        end: asyncio.Future[JobEnd[ResultT]] = self._loop.create_future()
         request_id = self.engine.submit(request)
         job: EngineJob[ResultT] = EngineJob(request_id, request.label, end)
         self._jobs[request_id] = job
