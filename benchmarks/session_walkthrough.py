@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from instructir_desktop.core.selection import Selection
+    from instructir_desktop.editing.conversation import RunState
+    from instructir_desktop.inference.requests import Finished, Progress
     from instructir_desktop.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -112,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     preferences = QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(preferences=preferences, recovery_folder=scratch / "recovery")
     window.interactive = False
-    window.set_autosave_interval(0)
+    window.file_actions.set_autosave_interval(0)
     window.show()
-    session, conversation = window.session, window.conversation
+    session, conversation = window.session.workspace, window.session.assistant
 
     def on_canvas() -> bool:
         return window.canvas_up_to_date
@@ -126,38 +128,42 @@ def main(argv: list[str] | None = None) -> int:
     step(
         "open the photo (reader thread)",
         lambda: check(window.open_path(source, ask=False), "open started"),
-        lambda: not window.opening and window.session.document is not None and on_canvas(),
+        lambda: not window.opening and window.session.workspace.document is not None and on_canvas(),
     )
     preload = window.preload_model()
     loaded: list[int] = []
-    window.bridge.finished.connect(lambda event: loaded.append(event.request_id))
+    window.session.events.subscribe(Finished, lambda event: loaded.append(event.request_id))
     step("load the model (worker thread)", lambda: None, lambda: preload in loaded)
 
     def send_and_cancel() -> None:
         window.chat.send_text("remove the noise")
 
     progress_of: set[int] = set()
-    window.bridge.progress.connect(lambda event: progress_of.add(event.request_id))
+    window.session.events.subscribe(Progress, lambda event: progress_of.add(event.request_id))
 
     def progressed() -> bool:
         run = conversation.runs[-1]
-        return run.ended or (run.restore_id is not None and run.restore_id in progress_of)
+        return run.ended or (run.job is not None and run.job.request_id in progress_of)
 
     step("type 'remove the noise', watch progress", send_and_cancel, progressed)
-    step("cancel", lambda: window.conversation.cancel_all(), lambda: conversation.runs[-1].ended)
+    step("cancel", lambda: conversation.cancel_all(), lambda: conversation.runs[-1].ended)
     print(f"  status when cancelled: {conversation.runs[-1].reply.status!r}", flush=True)
-    check(conversation.runs[-1].state == "cancelled", "the run was cancelled")
+    check(conversation.runs[-1].state is RunState.CANCELLED, "the run was cancelled")
     check(len(session.history) == 0, "the photo is unchanged after the cancel")
     original = session.document.flatten().rgb.copy()
 
     step("run it again, to the end", lambda: window.chat.send_text("remove the noise"), run_done)
-    check(conversation.runs[-1].state == "done" and len(session.history) == 1, "the restore landed as one step")
+    check(conversation.runs[-1].state is RunState.DONE and len(session.history) == 1, "the restore landed as one step")
     restored = session.document.flatten().rgb.copy()
     check(np.abs(restored - original).mean() > 1e-3, "the restore changed the photo")
 
-    step("compare before/after (split slider)", lambda: window.compare(0, 1), lambda: window.canvas.comparing)
+    step(
+        "compare before/after (split slider)",
+        lambda: window.compare_view.compare(0, 1),
+        lambda: window.canvas.comparing,
+    )
     window.canvas.set_split(0.3)
-    step("close the compare", window.end_compare, on_canvas)
+    step("close the compare", window.compare_view.end_compare, on_canvas)
     step("undo", window.undo, on_canvas)
     check(np.array_equal(session.document.flatten().rgb, original), "undo brings back the original exactly")
     step("redo", window.redo, on_canvas)
@@ -177,36 +183,38 @@ def main(argv: list[str] | None = None) -> int:
     # A large photo's project is written on the writer thread: done when the window says "Saved".
     step(
         "save the project (writer thread)",
-        lambda: check(window.save_project_to(project), "project saved"),
-        lambda: not window.writing and not session.modified,
+        lambda: check(window.session.files.save_project(project), "project saved"),
+        lambda: not window.session.files.writing and not session.modified,
     )
     other = MainWindow(preferences=preferences, recovery_folder=scratch / "recovery-2")
     other.interactive = False
-    other.set_autosave_interval(0)
+    other.file_actions.set_autosave_interval(0)
     other.show()
     step(
         "reopen it in a second window (reader thread)",
         lambda: check(other.open_path(project, ask=False), "project reopen started"),
-        lambda: not other.opening and other.session.document is not None and other.canvas_up_to_date,
+        lambda: not other.opening and other.session.workspace.document is not None and other.canvas_up_to_date,
     )
-    check(len(other.session.history) == 2, "the reopened project has both steps")
-    check(np.array_equal(other.session.document.flatten().rgb, after_local), "the reopened photo is the same")
+    check(len(other.session.workspace.history) == 2, "the reopened project has both steps")
+    check(np.array_equal(other.session.workspace.document.flatten().rgb, after_local), "the reopened photo is the same")
     other.undo()
-    check(np.array_equal(other.session.document.flatten().rgb, restored), "undo works in the reopened project")
+    check(
+        np.array_equal(other.session.workspace.document.flatten().rgb, restored), "undo works in the reopened project"
+    )
     exported = scratch / "restored.jpg"
     # Also on the writer thread at this size: done when the window says "Exported".
     step(
         "export a JPEG (writer thread)",
         lambda: check(other.export_to(exported), "export started"),
-        lambda: not other.writing and "Exported" in other.statusBar().currentMessage(),
+        lambda: not other.session.files.writing and "Exported" in other.statusBar().currentMessage(),
     )
-    check(not other.session.modified, "the exported state counts as saved")
+    check(not other.session.workspace.modified, "the exported state counts as saved")
     with Image.open(exported) as image:
         check(image.getexif().get(0x010F) == "WalkthroughCam", "the export keeps the EXIF")
     check(source.stat().st_size > 0 and Image.open(source).size == (width, height), "the original is untouched")
 
     for each in (window, other):
-        each.session.history.set_clean()  # nothing to ask about on close
+        each.session.workspace.history.set_clean()  # nothing to ask about on close
         each.close()
     app.processEvents()
     shutil.rmtree(scratch, ignore_errors=True)

@@ -8,10 +8,10 @@ import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from fake_engine import FakeEngine
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
-from ui_fake_engine import FakeEngine
 
 from instructir_desktop.io import write_image
 from instructir_desktop.ui.app import MainWindow
@@ -45,7 +45,7 @@ def test_window_reports_a_broken_file_and_keeps_the_current_photo(qtbot, tmp_pat
     window.open_path(good)
     assert not window.open_path(broken)
     assert "broken.jpg" in window.statusBar().currentMessage()
-    assert window.path == good
+    assert window.session.workspace.path == good
 
 
 def test_dropping_a_photo_opens_it(qtbot, tmp_path):
@@ -58,7 +58,7 @@ def test_dropping_a_photo_opens_it(qtbot, tmp_path):
         QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
     )
     window.dropEvent(event)
-    assert window.path == path
+    assert window.session.workspace.path == path
 
 
 def test_closing_with_unsaved_changes_asks_first(qtbot, tmp_path, monkeypatch):
@@ -70,8 +70,8 @@ def test_closing_with_unsaved_changes_asks_first(qtbot, tmp_path, monkeypatch):
     qtbot.waitExposed(window)
     window.open_path(path)
     window.chat.send_text("remove the noise")
-    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
-    assert window.session.modified
+    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
+    assert window.session.workspace.modified
     answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Discard]
     asked = []
 
@@ -83,7 +83,7 @@ def test_closing_with_unsaved_changes_asks_first(qtbot, tmp_path, monkeypatch):
     assert not window.close()
     assert window.isVisible() and len(asked) == 1
     assert window.close()
-    assert len(asked) == 2 and window.bridge.closed
+    assert len(asked) == 2 and window.session.engine.closed
 
 
 def test_to_qimage_rounds_float_pixels():

@@ -36,7 +36,7 @@ from instructir_desktop.inference.backends.onnx_backend import OnnxImageModule, 
 from instructir_desktop.inference.backends.onnx_cache import EXPORT_FORMAT_VERSION, OnnxCache, file_digest
 from instructir_desktop.inference.engine import Engine
 from instructir_desktop.inference.executor import ChannelStatistics, FastInstructIR
-from instructir_desktop.inference.requests import Finished, Notice, RestoreRequest
+from instructir_desktop.inference.requests import Finished, Notice
 from instructir_desktop.inference.runtime import Runtime
 from instructir_desktop.inference.tiling import TiledRestorer, TilingSettings
 from instructir_desktop.instructions.interpret import step_for_task
@@ -45,6 +45,9 @@ from instructir_desktop.model.network import InstructIRNet
 from instructir_desktop.model.registry import IMAGE_FILE, LoadedModel, ModelSpec, bundled_model_folder
 from instructir_desktop.model.tasks import CLASS_NAMES
 from instructir_desktop.model.text import TextHead
+from instructir_desktop.plugins.host import BUILTIN_RESTORE_ACTION, PluginHost
+from instructir_desktop.plugins.jobs import action_request
+from instructir_desktop.plugins.outcome import ActionInput
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -332,7 +335,12 @@ def test_the_fallback_notice_reaches_the_editor(network, monkeypatch) -> None:
         runtime_loader=lambda settings: Runtime(model, SeededEncoder(), CPU, torch.float32, backend=settings.backend),
     )
     try:
-        engine.submit(RestoreRequest(np.full((32, 48, 3), 0.5, np.float32), (step_for_task("denoise"),)))
+        # A restore as the editor runs it: the built-in restore action through the plugin host.
+        given = ActionInput(np.full((32, 48, 3), 0.5, np.float32))
+        params = {"plan": (step_for_task("denoise"),), "strength": 1.0}
+        engine.submit(
+            action_request(PluginHost(use_entry_points=False), BUILTIN_RESTORE_ACTION, given, params, then=lambda o: o)
+        )
         assert finished.wait(60)
     finally:
         engine.close()

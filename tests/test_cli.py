@@ -56,7 +56,7 @@ def tiny_runtime() -> Runtime:
 @pytest.fixture
 def fake_runtime(monkeypatch):
     runtime = tiny_runtime()
-    monkeypatch.setattr(cli, "load_runtime_for", lambda args: runtime)
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime)
     return runtime
 
 

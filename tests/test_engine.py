@@ -46,6 +46,10 @@ from instructir_desktop.model.network import InstructIRNet, NetworkConfig
 from instructir_desktop.model.registry import LoadedModel, ModelSpec
 from instructir_desktop.model.tasks import CLASS_NAMES
 from instructir_desktop.model.text import TextHead
+from instructir_desktop.plugins.api import PluginError
+from instructir_desktop.plugins.host import BUILTIN_RESTORE_ACTION, PluginHost
+from instructir_desktop.plugins.jobs import RuntimeServices, action_request
+from instructir_desktop.plugins.outcome import ActionInput, ActionOutcome
 
 WAIT = 30.0  # seconds; generous, the machine is shared with a training job
 SENTENCE_DIM = 32
@@ -105,6 +109,35 @@ def photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
 
 
 DENOISE = (step_for_task("denoise"),)
+HOST = PluginHost(use_entry_points=False)  # the built-in restore action alone
+
+
+def restore_job(
+    pixels: np.ndarray,
+    plan: Sequence[PlanStep] = DENOISE,
+    *,
+    mask: np.ndarray | None = None,
+    alpha: np.ndarray | None = None,
+    preview_bounds: Bounds | None = None,
+    strength: float = 1.0,
+    revision: int = 0,
+    label: str = "",
+) -> ActionRequest[ActionOutcome]:
+    """A restoration as the editor runs it: the restore action through the plugin host, on the worker."""
+    given = ActionInput(pixels, mask, alpha, preview_bounds)
+    params = {"plan": tuple(plan), "strength": strength}
+    return action_request(HOST, BUILTIN_RESTORE_ACTION, given, params, then=lambda o: o, label=label, revision=revision)
+
+
+def restore_here(
+    runtime: Runtime, pixels: np.ndarray, plan: Sequence[PlanStep] = DENOISE, **given: Any
+) -> ActionOutcome:
+    """The same action in this process, as the command line runs it."""
+    strength = given.pop("strength", 1.0)
+    services = RuntimeServices(lambda: runtime)
+    return HOST.execute(
+        BUILTIN_RESTORE_ACTION, ActionInput(pixels, **given), {"plan": tuple(plan), "strength": strength}, services
+    )
 
 
 class Recorder:
@@ -222,8 +255,8 @@ def test_engine_module_and_construction_do_not_import_torch() -> None:
 
 def test_events_in_order_for_a_restore(engine_parts, loads: list[EngineSettings]) -> None:
     engine, recorder = engine_parts
-    request = RestoreRequest(photo(), DENOISE, revision=7, label="Remove noise")
-    request_id = engine.submit(request)
+    pixels = photo()
+    request_id = engine.submit(restore_job(pixels, revision=7, label="Remove noise"))
     end = recorder.wait_done(request_id)
     assert isinstance(end, Finished)
     events = recorder.of(request_id)
@@ -239,13 +272,13 @@ def test_events_in_order_for_a_restore(engine_parts, loads: list[EngineSettings]
     assert progress[-1].tiles_done == progress[-1].tiles_total >= 1
     assert end.revision == 7
     result = end.result
-    assert isinstance(result, RestoreResult)
-    assert result.pixels.shape == request.pixels.shape and result.scale == 1
+    assert isinstance(result, ActionOutcome)
+    assert result.pixels.shape == pixels.shape and result.scale == 1
     assert result.model_id == "tiny-test" and result.device.startswith("CPU")
     assert len(loads) == 1 and engine.status is not None and engine.status.model_name == "Tiny test model"
 
     # A second request reuses the loaded runtime; still Queued → Started → Progress → Finished.
-    second = engine.submit(RestoreRequest(photo(seed=1), DENOISE))
+    second = engine.submit(restore_job(photo(seed=1)))
     assert isinstance(recorder.wait_done(second), Finished)
     names = kinds(recorder.of(second))
     assert names[:2] == ["Queued", "Started"] and names[-1] == "Finished" and "Progress" in names
@@ -253,14 +286,14 @@ def test_events_in_order_for_a_restore(engine_parts, loads: list[EngineSettings]
 
     # New settings reload the model for the next job.
     engine.configure(EngineSettings(tile_size=256))
-    third = engine.submit(RestoreRequest(photo(seed=2), DENOISE))
+    third = engine.submit(restore_job(photo(seed=2)))
     assert isinstance(recorder.wait_done(third), Finished)
     assert len(loads) == 2 and loads[-1].tile_size == 256
 
 
 def test_preview_comes_before_the_result(engine_parts) -> None:
     engine, recorder = engine_parts
-    request_id = engine.submit(RestoreRequest(photo(), DENOISE, preview=True))
+    request_id = engine.submit(restore_job(photo(), preview_bounds=Bounds(0, 0, 128, 96)))
     assert isinstance(recorder.wait_done(request_id), Finished)
     names = kinds(recorder.of(request_id))
     assert names.index("Preview") < names.index("Finished")
@@ -317,7 +350,7 @@ def test_cancel_a_running_restore_between_tiles(engine_parts, runtime: Runtime) 
             engine.cancel(event.request_id)
 
     engine.add_listener(cancel_on_first_tile)
-    request_id = engine.submit(RestoreRequest(photo(512, 512), DENOISE))
+    request_id = engine.submit(restore_job(photo(512, 512)))
     end = recorder.wait_done(request_id)
     assert isinstance(end, Cancelled)
     events = recorder.of(request_id)
@@ -352,12 +385,12 @@ def test_failure_becomes_an_event_and_the_engine_goes_on(engine_parts, runtime: 
         return real_restore_step(*args, **kwargs)
 
     monkeypatch.setattr(runtime, "restore_step", flaky)
-    first = engine.submit(RestoreRequest(photo(), DENOISE))
+    first = engine.submit(restore_job(photo()))
     end = recorder.wait_done(first)
     assert isinstance(end, Failed)
-    assert end.message == "the network exploded"
+    assert end.message.endswith("the network exploded")
     assert "Finished" not in kinds(recorder.of(first))
-    second = engine.submit(RestoreRequest(photo(), DENOISE))
+    second = engine.submit(restore_job(photo()))
     assert isinstance(recorder.wait_done(second), Finished)
 
 
@@ -372,10 +405,10 @@ def test_failing_loader_reports_and_retries(loads: list[EngineSettings]) -> None
 
     engine = Engine(listener=recorder, runtime_loader=loader)
     try:
-        first = engine.submit(RestoreRequest(photo(), DENOISE))
+        first = engine.submit(restore_job(photo()))
         end = recorder.wait_done(first)
         assert isinstance(end, Failed) and "no weights here" in end.message
-        second = engine.submit(RestoreRequest(photo(), DENOISE))
+        second = engine.submit(restore_job(photo()))
         assert isinstance(recorder.wait_done(second), Finished)
         assert len(loads) == 2
     finally:
@@ -399,8 +432,8 @@ def test_broken_listener_does_not_kill_the_worker(engine_parts, capsys) -> None:
 def test_run_returns_the_result_and_forwards_its_own_events(engine_parts) -> None:
     engine, _ = engine_parts
     seen: list[EngineEvent] = []
-    result = engine.run(RestoreRequest(photo(), DENOISE), listener=seen.append, timeout=WAIT)
-    assert isinstance(result, RestoreResult)
+    result = engine.run(restore_job(photo()), listener=seen.append, timeout=WAIT)
+    assert isinstance(result, ActionOutcome)
     names = kinds(seen)
     assert names[0] == "Queued" and names[1] == "Started" and names[-1] == "Finished"
     assert len({e.request_id for e in seen}) == 1
@@ -478,42 +511,44 @@ def test_runtime_restoration_is_the_network_output(runtime: Runtime) -> None:
 
 def test_strength_zero_keeps_the_input_and_one_is_the_restoration(runtime: Runtime) -> None:
     pixels = photo()
-    none = runtime.restore(RestoreRequest(pixels, DENOISE, strength=0.0))
+    none = restore_here(runtime, pixels, strength=0.0)
     assert np.array_equal(none.pixels, pixels)
-    full = runtime.restore(RestoreRequest(pixels, DENOISE, strength=1.0))
-    assert np.array_equal(full.pixels, full.restored)
+    full = restore_here(runtime, pixels, strength=1.0)
+    assert np.array_equal(full.pixels, full.result)
     assert np.abs(full.pixels - pixels).mean() > 0.01
-    half = runtime.restore(RestoreRequest(pixels, DENOISE, strength=0.5))
-    np.testing.assert_allclose(half.pixels, (pixels + full.restored) / 2, atol=1e-5)
+    half = restore_here(runtime, pixels, strength=0.3)
+    np.testing.assert_allclose(half.pixels, 0.7 * pixels + 0.3 * full.result, atol=1e-5)
     assert full.bounds == Bounds(0, 0, 128, 96) and full.mask is None and full.scale == 1
     assert np.array_equal(full.original, pixels)
-    assert len(full.step_seconds) == 1 and full.seconds > 0
+    assert full.tasks == ("denoise",) and full.plan == DENOISE and full.seconds > 0
+    result = runtime.restore(RestoreRequest(pixels, DENOISE))
+    assert len(result.step_seconds) == 1 and result.seconds > 0
+    np.testing.assert_array_equal(result.restored, full.result)
 
 
 def test_the_worker_can_prepare_the_undo_step(runtime: Runtime) -> None:
-    """With prepare_history, the result carries the history step, identical to one made on the spot."""
+    """Made ready on the worker, the undo step is identical to one made on the spot."""
     from instructir_desktop.core.document import Document
-    from instructir_desktop.history import History, Restoration
+    from instructir_desktop.editing.applying import make_ready, restoration_of
+    from instructir_desktop.history import History
 
     pixels = photo(96, 128)
     mask = np.zeros((96, 128), dtype=np.float32)
     mask[20:60, 30:90] = 1.0
     for request_mask in (None, mask):
-        plain = runtime.restore(RestoreRequest(pixels, DENOISE, strength=0.6, mask=request_mask))
-        result = runtime.restore(RestoreRequest(pixels, DENOISE, strength=0.6, mask=request_mask, prepare_history=True))
-        assert plain.prepared is None and result.prepared is not None
-        assert result.pixels is result.prepared.pixels
-        np.testing.assert_allclose(result.pixels, plain.pixels, atol=2 / 65535)  # only snapped to 16 bits
+        outcome = restore_here(runtime, pixels, mask=request_mask, strength=0.6)
+        ready = make_ready(outcome, pixels)
+        assert ready.changed and ready.prepared is not None
+        np.testing.assert_allclose(ready.prepared.pixels, outcome.pixels, atol=2 / 65535)  # only snapped to 16 bits
         direct, prepared = History(Document.from_image(pixels)), History(Document.from_image(pixels))
         direct_layer, prepared_layer = direct.document.active_layer, prepared.document.active_layer
-        restoration = Restoration(result.original, result.restored, result.mask, 0.6)
-        direct.push_restoration(direct_layer.id, result.bounds, restoration, label="denoise")
-        prepared.push_prepared(prepared_layer.id, result.bounds, result.prepared, label="denoise")
+        direct.push_restoration(direct_layer.id, outcome.bounds, restoration_of(outcome), label="denoise")
+        prepared.push_prepared(prepared_layer.id, outcome.bounds, ready.prepared, label="denoise")
         np.testing.assert_array_equal(prepared_layer.pixels, direct_layer.pixels)
         prepared.undo()
         np.testing.assert_array_equal(prepared_layer.pixels, pixels)
     upscale = (PlanStep("upscale", 0.9, "bigger", 2),)
-    assert runtime.restore(RestoreRequest(pixels, upscale, prepare_history=True)).prepared is None
+    assert make_ready(restore_here(runtime, pixels, upscale), pixels).prepared is None
 
 
 def test_mask_limits_the_change_to_the_selection(runtime: Runtime) -> None:
@@ -522,36 +557,39 @@ def test_mask_limits_the_change_to_the_selection(runtime: Runtime) -> None:
     mask = np.zeros((height, width), dtype=np.float32)
     mask[140:180, 150:190] = 1.0
     mask[138:140, 150:190] = 0.5  # a feathered edge
-    result = runtime.restore(RestoreRequest(pixels, DENOISE, mask=mask))
-    # The network ran on the selection plus some context, not the whole photo.
-    assert result.bounds == Bounds(150 - 64, 138 - 64, 40 + 128, 42 + 128)
-    assert result.pixels.shape == (result.bounds.height, result.bounds.width, 3)
-    applied = pixels.copy()
-    applied[result.bounds.slices] = result.pixels
+    seen: list[tuple[int, ...]] = []
+    real_restore = runtime.restore
+
+    def watched(request: RestoreRequest, **kwargs: Any) -> RestoreResult:
+        seen.append(request.pixels.shape)
+        return real_restore(request, **kwargs)
+
+    runtime.restore = watched  # type: ignore[method-assign]
+    result = restore_here(runtime, pixels, mask=mask)
+    # The network ran on the selection plus some context, not the whole photo…
+    assert seen == [(42 + 128, 40 + 128, 3)]
+    # …and only the selected rectangle is kept.
+    assert result.bounds == Bounds(150, 138, 40, 42)
+    assert result.pixels.shape == (42, 40, 3)
+    applied = result.applied_to(pixels)
     outside = mask == 0
     assert np.array_equal(applied[outside], pixels[outside])
-    inside = mask == 1
-    local_inside = inside[result.bounds.slices]
-    assert np.array_equal(result.pixels[local_inside], result.restored[local_inside])
-    assert np.abs(applied[inside] - pixels[inside]).mean() > 0.01
-    edge = result.pixels[138 - result.bounds.y, 150 - result.bounds.x :][:40]
-    np.testing.assert_allclose(
-        edge,
-        (pixels[138, 150:190] + result.restored[138 - result.bounds.y, 150 - result.bounds.x :][:40]) / 2,
-        atol=1e-5,
-    )
+    inside = mask[result.bounds.slices] == 1
+    assert np.array_equal(result.pixels[inside], result.result[inside])
+    assert np.abs(applied[mask == 1] - pixels[mask == 1]).mean() > 0.01
+    np.testing.assert_allclose(result.pixels[0], (pixels[138, 150:190] + result.result[0]) / 2, atol=1e-5)
 
 
 def test_empty_selection_fails_clearly(runtime: Runtime) -> None:
-    with pytest.raises(ValueError, match="selection is empty"):
-        runtime.restore(RestoreRequest(photo(), DENOISE, mask=np.zeros((96, 128), np.float32)))
+    with pytest.raises(PluginError, match="selection is empty"):
+        restore_here(runtime, photo(), mask=np.zeros((96, 128), np.float32))
 
 
 def test_alpha_is_carried_through(runtime: Runtime) -> None:
     pixels = photo(64, 80)
     alpha = np.tile(np.linspace(0, 1, 80, dtype=np.float32), (64, 1))
-    result = runtime.restore(RestoreRequest(pixels, DENOISE, alpha=alpha))
-    assert result.alpha is not None and np.array_equal(result.alpha, alpha)
+    result = restore_here(runtime, pixels, alpha=alpha)
+    assert result.scale == 1 and result.alpha is None  # the same size: the photo's alpha stays as it is
 
 
 def test_upscale_doubles_the_size_and_the_alpha(runtime: Runtime) -> None:
@@ -559,15 +597,18 @@ def test_upscale_doubles_the_size_and_the_alpha(runtime: Runtime) -> None:
     alpha = np.zeros((48, 64), dtype=np.float32)
     alpha[:, 32:] = 1.0
     steps = (step_for_task("upscale", 2),)
-    result = runtime.restore(RestoreRequest(pixels, steps, alpha=alpha))
-    assert result.pixels.shape == (96, 128, 3) and result.restored.shape == (96, 128, 3)
-    assert result.scale == 2 and result.bounds == Bounds(0, 0, 128, 96)
+    result = restore_here(runtime, pixels, steps, alpha=alpha)
+    assert result.pixels.shape == (96, 128, 3) and result.result.shape == (96, 128, 3)
+    assert result.scale == 2 and result.bounds == Bounds(0, 0, 64, 48) and result.output_bounds == Bounds(0, 0, 128, 96)
     assert result.original.shape == (96, 128, 3)
     assert result.alpha is not None and result.alpha.shape == (96, 128)
     assert result.alpha[:, :60].max() < 0.05 and result.alpha[:, 68:].min() > 0.95
     # Two steps (upscale then denoise) report per-step timings.
     two = runtime.restore(RestoreRequest(pixels, (step_for_task("upscale", 2), *DENOISE)))
-    assert two.pixels.shape == (96, 128, 3) and len(two.step_seconds) == 2
+    assert two.restored.shape == (96, 128, 3) and two.scale == 2 and len(two.step_seconds) == 2
+    # An upscale through a selection is refused: it changes the whole photo.
+    with pytest.raises(PluginError, match="whole photo"):
+        restore_here(runtime, pixels, steps, mask=np.ones((48, 64), np.float32))
 
 
 def test_multi_step_progress(runtime: Runtime) -> None:
@@ -604,7 +645,7 @@ def test_out_of_memory_halves_the_tile_and_says_so(monkeypatch, runtime: Runtime
     assert failures == [512]
     assert runtime.tiling.tile == 256
     assert result.notices == ("Out of memory: continuing with 256-pixel tiles.",)
-    assert result.pixels.shape == (96, 128, 3)
+    assert result.restored.shape == (96, 128, 3)
     # The next restore starts clean: no stale notices.
     assert runtime.restore(RestoreRequest(photo(), DENOISE)).notices == ()
 
@@ -612,8 +653,10 @@ def test_out_of_memory_halves_the_tile_and_says_so(monkeypatch, runtime: Runtime
 def test_out_of_memory_notice_reaches_the_engine(monkeypatch, engine_parts) -> None:
     engine, recorder = engine_parts
     monkeypatch.setattr(runtime_module, "TiledRestorer", out_of_memory_restorer([], 1))
-    request_id = engine.submit(RestoreRequest(photo(), DENOISE))
-    assert isinstance(recorder.wait_done(request_id), Finished)
+    request_id = engine.submit(restore_job(photo()))
+    end = recorder.wait_done(request_id)
+    assert isinstance(end, Finished)
+    assert end.result.notices == ("Out of memory: continuing with 256-pixel tiles.",)
     events = recorder.of(request_id)
     notices = [e for e in events if isinstance(e, Notice)]
     assert [n.message for n in notices] == ["Out of memory: continuing with 256-pixel tiles."]
@@ -649,10 +692,10 @@ def test_out_of_memory_through_the_engine_is_a_clear_failure(monkeypatch, loads)
     engine = Engine(listener=recorder, runtime_loader=lambda s: make_runtime(tile_size=MIN_TILE))
     monkeypatch.setattr(runtime_module, "TiledRestorer", out_of_memory_restorer([], 100))
     try:
-        request_id = engine.submit(RestoreRequest(photo(), DENOISE))
+        request_id = engine.submit(restore_job(photo()))
         end = recorder.wait_done(request_id)
         assert isinstance(end, Failed)
-        assert end.message.startswith("not enough memory to restore this photo")
+        assert "not enough memory to restore this photo" in end.message
     finally:
         engine.close(timeout=WAIT)
 
@@ -676,21 +719,17 @@ def test_other_errors_are_not_retried(monkeypatch, runtime: Runtime) -> None:
 
 def test_requests_are_frozen_snapshots() -> None:
     pixels = photo(16, 16)
-    mask = np.ones((16, 16), dtype=np.float32)
-    request = RestoreRequest(pixels, DENOISE, mask=mask)
+    request = RestoreRequest(pixels, DENOISE)
     pixels[:] = 0
-    mask[:] = 0
-    assert request.pixels.max() > 0 and request.mask is not None and request.mask.min() == 1
+    assert request.pixels.max() > 0
     with pytest.raises(ValueError):
         request.pixels[0, 0, 0] = 1.0
     with pytest.raises(ValueError, match="at least one step"):
         RestoreRequest(photo(16, 16), ())
     with pytest.raises(ValueError, match="H×W×3"):
         RestoreRequest(np.zeros((16, 16)), DENOISE)
-    with pytest.raises(ValueError, match="height and width"):
-        RestoreRequest(photo(16, 16), DENOISE, mask=np.ones((8, 8)))
-    with pytest.raises(ValueError, match="whole photo"):
-        RestoreRequest(photo(16, 16), (step_for_task("upscale"),), mask=np.ones((16, 16)))
+    with pytest.raises(PluginError, match="height and width"):
+        ActionInput(photo(16, 16), np.ones((8, 8)))
 
 
 def test_the_reply_says_when_the_model_barely_does_a_planned_step(monkeypatch) -> None:

@@ -103,7 +103,7 @@ def test_desktop_entry_offers_every_format_the_editor_opens() -> None:
     assert set(MIME_TYPES_BY_EXTENSION) == set(READ_EXTENSIONS), "a new format needs its MIME type here"
     assert {MIME_TYPES_BY_EXTENSION[ext] for ext in READ_EXTENSIONS} <= offered
     mime_xml = (ROOT / "packaging" / "linux" / "instructir-desktop-mime.xml").read_text(encoding="utf-8")
-    from instructir_desktop.ui.session import PROJECT_SUFFIX
+    from instructir_desktop.editing.projects import PROJECT_SUFFIX
 
     assert "application/x-instructir-project" in offered
     assert f'pattern="*{PROJECT_SUFFIX}"' in mime_xml

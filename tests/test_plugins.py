@@ -310,7 +310,11 @@ def test_plugin_action_runs_on_the_engine_worker_with_progress_and_cancel(tmp_pa
 
     from instructir_desktop.inference.engine import Engine
     from instructir_desktop.inference.requests import Cancelled, Finished, Progress
-    from instructir_desktop.plugins.jobs import plugin_request
+    from instructir_desktop.plugins.jobs import action_request
+    from instructir_desktop.plugins.outcome import ActionInput
+
+    def plugin_request(host, action_id, image, params):
+        return action_request(host, action_id, ActionInput(image), params, then=lambda outcome: outcome.pixels)
 
     code = """
     import threading
@@ -339,12 +343,12 @@ def test_plugin_action_runs_on_the_engine_worker_with_progress_and_cancel(tmp_pa
     engine = Engine(listener=listen, runtime_loader=lambda settings: pytest.fail("no model needed"))
     try:
         image = sample_image()
-        result = engine.run(plugin_request(host, "bright.brighten", image, params={"amount": 0.25}), timeout=30)
+        result = engine.run(plugin_request(host, "bright.brighten", image, {"amount": 0.25}), timeout=30)
         np.testing.assert_allclose(result, np.clip(image + 0.25, 0, 1), atol=1e-6)
         assert any(isinstance(e, Progress) and e.stage == "half way" for e in events)
 
         done.clear()
-        request_id = engine.submit(plugin_request(host, "bright.brighten", image, params={"amount": 1.0}))
+        request_id = engine.submit(plugin_request(host, "bright.brighten", image, {"amount": 1.0}))
         for _ in range(1000):  # until the job is visibly running
             if any(isinstance(e, Progress) and e.request_id == request_id for e in events):
                 break
@@ -353,7 +357,7 @@ def test_plugin_action_runs_on_the_engine_worker_with_progress_and_cancel(tmp_pa
         assert done.wait(10)
         assert isinstance(events[-1], Cancelled) and events[-1].request_id == request_id
         with pytest.raises(PluginError, match="outside"):
-            plugin_request(host, "bright.brighten", image, params={"amount": 7})
+            plugin_request(host, "bright.brighten", image, {"amount": 7})
     finally:
         engine.close()
 
@@ -372,16 +376,16 @@ def test_restore_is_a_builtin_plugin_found_through_the_same_path():
 def test_restore_action_runs_the_model_with_strength_and_selection():
     from test_cli import tiny_runtime
 
-    from instructir_desktop.plugins.jobs import StandaloneContext
+    from instructir_desktop.plugins.jobs import RuntimeServices
 
     runtime = tiny_runtime()
     host = PluginHost(use_entry_points=False)
-    context = StandaloneContext(lambda: runtime)
+    context = RuntimeServices(lambda: runtime)
     image = sample_image(64, 64)
     full = host.run("restore.instruct", image, params={"instruction": "remove the grain"}, context=context)
     assert full.shape == image.shape and np.abs(full - image).mean() > 1e-3
-    half = host.run("restore.instruct", image, params={"instruction": "denoise", "strength": 0.5}, context=context)
-    np.testing.assert_allclose(half, (image + full) / 2, atol=1e-5)
+    part = host.run("restore.instruct", image, params={"instruction": "denoise", "strength": 0.3}, context=context)
+    np.testing.assert_allclose(part, 0.7 * image + 0.3 * full, atol=1e-5)
     mask = np.zeros((64, 64), dtype=np.float32)
     mask[8:24, 8:40] = 1
     local = host.run("restore.instruct", image, mask, {"instruction": "denoise"}, context)
@@ -395,14 +399,17 @@ def test_restore_action_on_the_engine_worker():
     from test_cli import tiny_runtime
 
     from instructir_desktop.inference.engine import Engine
-    from instructir_desktop.plugins.jobs import plugin_request
+    from instructir_desktop.plugins.jobs import action_request
+    from instructir_desktop.plugins.outcome import ActionInput
 
     host = PluginHost(use_entry_points=False)
     engine = Engine(runtime_loader=lambda settings: tiny_runtime())
     try:
         image = sample_image(48, 48)
-        request = plugin_request(host, "restore.instruct", image, params={"instruction": "remove the noise"})
-        result = engine.run(request, timeout=60)
-        assert result.shape == image.shape and not np.allclose(result, image)
+        params = {"instruction": "remove the noise"}
+        request = action_request(host, "restore.instruct", ActionInput(image), params, then=lambda outcome: outcome)
+        outcome = engine.run(request, timeout=60)
+        assert outcome.pixels.shape == image.shape and not np.allclose(outcome.pixels, image)
+        assert outcome.tasks == ("denoise",) and outcome.model_id == "tiny"
     finally:
         engine.close()

@@ -130,6 +130,23 @@ def test_transplant_moves_the_deeper_levels_into_a_stem_network() -> None:
     assert not any(key.startswith("decoders.2") or key.startswith("dec_cond.2") for key in moved)
 
 
+def test_growing_a_plain_network_starts_from_the_same_function() -> None:
+    small = NetworkConfig(width=8, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), text_dim=16)
+    grown = NetworkConfig(width=8, enc_blocks=(1, 2, 3), middle_blocks=3, dec_blocks=(1, 2, 2), text_dim=16)
+    source = InstructIRNet(small)
+    with torch.no_grad():
+        for value in source.parameters():
+            value.normal_(0, 0.2)
+    target = InstructIRNet(grown)
+    missing = target.load_state_dict(transplant_state(source.state_dict(), small, grown), strict=False).missing_keys
+    assert missing and all(key.split(".")[0] in ("encoders", "decoders", "middle_blks") for key in missing)
+    image, embedding = torch.rand(1, 3, 32, 40), torch.randn(1, 16)
+    with torch.no_grad():
+        before = source(image, embedding)
+        torch.testing.assert_close(target(image, embedding), before)
+        assert (before - image).abs().mean() > 0.05  # the source really does something
+
+
 def test_transplant_refuses_shapes_that_do_not_line_up() -> None:
     source_config = NetworkConfig(width=8, enc_blocks=(1, 1, 2), middle_blocks=1, dec_blocks=(1, 1, 1), text_dim=16)
     source = InstructIRNet(source_config).state_dict()

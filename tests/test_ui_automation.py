@@ -8,8 +8,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PySide6.QtGui import QImage
-from ui_fake_engine import FakeEngine
 
 from instructir_desktop.io import read_image, write_image
 from instructir_desktop.ui.app import run_application
@@ -73,16 +73,16 @@ def test_the_screenshot_waits_for_a_large_photos_display_image(qtapp_or_none, tm
     """A large photo's display image builds on another thread: the screenshot must show the result."""
     import time
 
-    import instructir_desktop.ui.display_builder as display_builder_module
+    import instructir_desktop.ui.display as display_module
 
-    monkeypatch.setattr(display_builder_module, "SYNCHRONOUS_PIXELS", 0)  # every photo counts as large
-    real_build = display_builder_module.flattened_pixmap
+    monkeypatch.setattr(display_module, "SYNCHRONOUS_PIXELS", 0)  # every photo counts as large
+    real_build = display_module.flattened_pixmap
 
     def slow_build(image):  # as slow as a 24 MP build, so a screenshot taken too early shows the old image
         time.sleep(0.6)
         return real_build(image)
 
-    monkeypatch.setattr(display_builder_module, "flattened_pixmap", slow_build)
+    monkeypatch.setattr(display_module, "flattened_pixmap", slow_build)
     path, shot = tmp_path / "magenta.png", tmp_path / "shot.png"
     colour = np.array([0.8, 0.2, 0.6], dtype=np.float32)
     write_image(path, np.broadcast_to(colour, (300, 400, 3)).copy())

@@ -10,12 +10,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QPixmap, QWheelEvent
 from PySide6.QtWidgets import QApplication
-from ui_fake_engine import FakeEngine
 
-import instructir_desktop.ui.display_builder as display_builder_module
+import instructir_desktop.ui.display as display_module
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.io import write_image
 from instructir_desktop.ui import qimages
@@ -97,22 +97,22 @@ def test_wheel_zooms_about_the_pointer(qtbot):
 
 def test_pixels_are_converted_only_when_the_image_changes(qtbot, window, monkeypatch):
     calls = []
-    real = display_builder_module.flattened_pixmap
+    real = display_module.flattened_pixmap
 
     def counting(image):
         calls.append(image.rgb.shape)
         return real(image)
 
-    monkeypatch.setattr(display_builder_module, "flattened_pixmap", counting)
+    monkeypatch.setattr(display_module, "flattened_pixmap", counting)
     canvas = window.canvas
     for _ in range(3):
         canvas.zoom_in()
         canvas.viewport().repaint()
     canvas.fit()
-    window.history_panel.refresh(window.session.history)
+    window.history_panel.refresh(window.session.workspace.history)
     assert calls == []
     window.chat.send_text("remove the noise")
-    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
+    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
     assert len(calls) == 1
     window.undo()
     assert len(calls) == 2
@@ -245,25 +245,25 @@ def shown_colour(window) -> tuple[int, int, int]:
 
 def test_a_large_photo_is_converted_off_the_gui_thread_and_stale_builds_are_dropped(qtbot, window, monkeypatch):
     """Results and undos of a big photo must not freeze the window while its display image is built."""
-    builder = window.display_builder
+    builder = window.display
     builder.synchronous_pixels = 0  # treat the test photo as a large one
     gate = threading.Event()
     threads = []
-    real = display_builder_module.flattened_pixmap
+    real = display_module.flattened_pixmap
 
     def gated(image):
         threads.append(threading.current_thread())
         assert gate.wait(10)
         return real(image)
 
-    monkeypatch.setattr(display_builder_module, "flattened_pixmap", gated)
+    monkeypatch.setattr(display_module, "flattened_pixmap", gated)
     before = shown_colour(window)
     window.chat.send_text("remove the noise")  # the fake engine halves the pixels
-    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
+    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
     qtbot.waitUntil(lambda: len(threads) == 1, timeout=5000)
     # The result is in the document, the build is held: the canvas keeps the old image meanwhile
     # and the event loop keeps running (this test's waits run on it).
-    assert len(window.session.history) == 1 and builder.busy
+    assert len(window.session.workspace.history) == 1 and builder.busy
     assert shown_colour(window) == before
     window.undo()  # while the first build still runs: its image is stale once it finishes
     window.redo()
@@ -277,21 +277,21 @@ def test_a_large_photo_is_converted_off_the_gui_thread_and_stale_builds_are_drop
 
 
 def test_comparing_states_of_a_large_photo_builds_them_off_the_gui_thread(qtbot, window):
-    window.compare_builder.synchronous_pixels = 0  # treat the test photo as a large one
+    window.compare_view.builds.synchronous_pixels = 0  # treat the test photo as a large one
     before = shown_colour(window)
     window.chat.send_text("remove the noise")
-    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
-    assert window.compare(0, 1)
-    assert window.compare_bar.isVisible() and window.history_panel.comparing
+    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
+    assert window.compare_view.compare(0, 1)
+    assert window.compare_view.isVisible() and window.history_panel.comparing
     qtbot.waitUntil(lambda: window.canvas.comparing, timeout=5000)
     left = window.canvas._left.mip.levels[0]
     colour = left.pixelColor(left.width() // 2, left.height() // 2)
     assert (colour.red(), colour.green(), colour.blue()) == before  # the original on the left
-    window.end_compare()
+    window.compare_view.end_compare()
     assert not window.canvas.comparing
 
     # A compare overtaken by an edit before its images are ready is dropped, not shown.
     window.history_panel.compare_button.setChecked(True)
     window.undo()
     qtbot.wait(200)
-    assert not window.compare_builder.busy and not window.canvas.comparing
+    assert not window.compare_view.builds.busy and not window.canvas.comparing

@@ -11,15 +11,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PIL import Image
-from ui_fake_engine import FakeEngine
 
 from instructir_desktop.core.document import Document
+from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.history import History, ProjectError, load_project, read_project, save_project
 from instructir_desktop.io import read_image, write_image
-from instructir_desktop.ui.conversation import DONE
 from instructir_desktop.ui.main_window import MainWindow
 from instructir_desktop.ui.preferences import RECENT_LIMIT
+
+DONE = RunState.DONE
 
 EXIF_MAKE = 0x010F
 
@@ -48,7 +50,7 @@ def make_jpeg_with_exif(path, make="TestCam"):
 
 def send(qtbot, window, text):
     window.chat.send_text(text)
-    run = window.conversation.runs[-1]
+    run = window.session.assistant.runs[-1]
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
     assert run.state == DONE
     return run
@@ -63,7 +65,7 @@ def test_open_recent_lists_the_last_ten_newest_first_and_persists(qtbot, prefs, 
     for path in paths:
         assert window.open_path(path)
     assert window.open_path(paths[3])  # again: moves to the top, listed once
-    listed = [action.data() for action in window.recent_actions()]
+    listed = [action.data() for action in window.file_actions.recent_actions()]
     assert len(listed) == RECENT_LIMIT
     assert listed[0] == str(paths[3].absolute()) and listed[1] == str(paths[-1].absolute())
     assert listed.count(str(paths[3].absolute())) == 1
@@ -71,10 +73,10 @@ def test_open_recent_lists_the_last_ten_newest_first_and_persists(qtbot, prefs, 
 
     # Persisted in the window's preferences: a new window lists the same files.
     other = new_window(qtbot, prefs, tmp_path)
-    assert [action.data() for action in other.recent_actions()] == listed
+    assert [action.data() for action in other.file_actions.recent_actions()] == listed
 
-    other.recent_actions()[1].trigger()
-    assert other.session.path == paths[-1].absolute()
+    other.file_actions.recent_actions()[1].trigger()
+    assert other.session.workspace.path == paths[-1].absolute()
 
 
 def test_missing_recent_files_are_pruned_with_a_message(qtbot, prefs, tmp_path):
@@ -83,26 +85,26 @@ def test_missing_recent_files_are_pruned_with_a_message(qtbot, prefs, tmp_path):
     for path in (keep, gone, later):
         window.open_path(path)
     gone.unlink()
-    assert window.prune_recent_files() == [gone.absolute()]
+    assert window.file_actions.prune_recent_files() == [gone.absolute()]
     assert "gone.png" in window.statusBar().currentMessage()
-    assert [a.data() for a in window.recent_actions()] == [str(later.absolute()), str(keep.absolute())]
+    assert [a.data() for a in window.file_actions.recent_actions()] == [str(later.absolute()), str(keep.absolute())]
 
     # A file that disappears while the menu is open: choosing it says so and drops it.
     later.unlink()
-    assert not window.open_recent(later.absolute())
+    assert not window.file_actions.open_recent(later.absolute())
     assert "later.png no longer exists" in window.statusBar().currentMessage()
-    assert [a.data() for a in window.recent_actions()] == [str(keep.absolute())]
-    assert window.session.path == later  # what was open stays open
+    assert [a.data() for a in window.file_actions.recent_actions()] == [str(keep.absolute())]
+    assert window.session.workspace.path == later  # what was open stays open
 
 
 def test_saved_projects_join_recent_files_and_clear_empties_the_list(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png"))
     project = tmp_path / "work.irproject"
-    assert window.save_project_to(project)
-    assert window.recent_actions()[0].data() == str(project.absolute())
-    window.clear_recent_files()
-    assert window.recent_actions() == []
+    assert window.session.files.save_project(project)
+    assert window.file_actions.recent_actions()[0].data() == str(project.absolute())
+    window.file_actions.clear_recent_files()
+    assert window.file_actions.recent_actions() == []
     assert prefs.value("files/recent") in (None, [], "")
 
 
@@ -112,7 +114,7 @@ def test_saved_projects_join_recent_files_and_clear_empties_the_list(qtbot, pref
 def test_export_dialog_takes_the_format_from_the_extension(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_jpeg_with_exif(tmp_path / "holiday.jpg"))
-    dialog = window.choose_export()
+    dialog = window.file_actions.choose_export()
     assert dialog is not None and dialog.isVisible()
     assert dialog.path == tmp_path / "holiday-restored.jpg"
     assert dialog.format_box.currentData() == "JPEG"
@@ -139,7 +141,7 @@ def test_export_dialog_takes_the_format_from_the_extension(qtbot, prefs, tmp_pat
 def test_export_dialog_writes_the_chosen_depth_and_quality(qtbot, prefs, tmp_path, name, quality, depth):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png", bits=16))
-    dialog = window.choose_export()
+    dialog = window.file_actions.choose_export()
     assert dialog.depth_box.currentData() == 16  # the source's depth is the default where it fits
     dialog.path_edit.setText(str(tmp_path / name))
     dialog.quality_slider.setValue(quality)
@@ -162,7 +164,7 @@ def test_export_dialog_strips_metadata_and_converts_a_wide_gamut_profile_when_as
     tifffile.imwrite(source, values, photometric="rgb", iccprofile=DISPLAY_P3)
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(source)
-    dialog = window.choose_export()
+    dialog = window.file_actions.choose_export()
     assert dialog.path == tmp_path / "wide-restored.tif" and dialog.depth_box.currentData() == 16
     assert dialog.profile_box.isEnabled() and "Display P3 (test)" in dialog.profile_box.currentText()
     # Kept by default: the export is in Display P3 again, within one 16-bit step.
@@ -170,7 +172,7 @@ def test_export_dialog_strips_metadata_and_converts_a_wide_gamut_profile_when_as
     with tifffile.TiffFile(tmp_path / "wide-restored.tif") as kept:
         assert kept.pages.first.iccprofile == DISPLAY_P3
         assert np.abs(kept.asarray().astype(np.int64) - values).max() <= 1
-    dialog = window.choose_export()
+    dialog = window.file_actions.choose_export()
     dialog.path_edit.setText(str(tmp_path / "web.png"))
     dialog.profile_box.setCurrentIndex(dialog.profile_box.findData("srgb"))
     dialog.accept()
@@ -180,7 +182,7 @@ def test_export_dialog_strips_metadata_and_converts_a_wide_gamut_profile_when_as
 
     jpeg = make_jpeg_with_exif(tmp_path / "holiday.jpg")
     window.open_path(jpeg)
-    dialog = window.choose_export()
+    dialog = window.file_actions.choose_export()
     assert not dialog.profile_box.isEnabled()  # an sRGB photo has nothing to convert
     dialog.metadata_box.setChecked(False)
     assert dialog.options().keep_metadata is False
@@ -190,11 +192,12 @@ def test_export_dialog_strips_metadata_and_converts_a_wide_gamut_profile_when_as
 
 
 def test_open_filter_and_drop_take_every_format_that_opens(qtbot, prefs, tmp_path):
-    from instructir_desktop.ui import main_window
+    from instructir_desktop.editing.files import OPENABLE
+    from instructir_desktop.ui import file_actions
 
     for pattern in ("*.dng", "*.cr3", "*.nef", "*.heic", "*.avif", "*.tif", "*.jpg"):
-        assert pattern in main_window.IMAGE_FILTER.split(";;")[0]
-    assert {".dng", ".arw", ".raf", ".heic", ".avif"} <= main_window.OPENABLE
+        assert pattern in file_actions.IMAGE_FILTER.split(";;")[0]
+    assert {".dng", ".arw", ".raf", ".heic", ".avif"} <= OPENABLE
 
 
 def test_what_reading_dropped_is_said_in_the_chat(qtbot, prefs, tmp_path):
@@ -234,7 +237,7 @@ def test_jpeg_quality_changes_the_file(qtbot, prefs, tmp_path):
     sizes = []
     for quality in (20, 95):
         target = tmp_path / f"q{quality}.jpg"
-        dialog = window.choose_export()
+        dialog = window.file_actions.choose_export()
         dialog.path_edit.setText(str(target))
         dialog.quality_slider.setValue(quality)
         dialog.accept()
@@ -248,7 +251,7 @@ def test_export_dialog_never_replaces_the_original_without_asking(qtbot, prefs, 
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(source)
     send(qtbot, window, "remove the noise")
-    dialog = window.choose_export()
+    dialog = window.file_actions.choose_export()
     dialog.path_edit.setText(str(source))
     dialog.accept()
     assert source.read_bytes() == before
@@ -271,13 +274,13 @@ def test_a_reopened_project_still_exports_with_exif_and_icc(qtbot, prefs, tmp_pa
     window.open_path(source)
     send(qtbot, window, "remove the noise")
     project = tmp_path / "work.irproject"
-    assert window.save_project_to(project)
+    assert window.session.files.save_project(project)
 
     other = new_window(qtbot, prefs, tmp_path)
     assert other.open_path(project)
-    assert other.session.metadata is not None and other.session.metadata.format == "JPEG"
-    assert len(other.session.history) == 1
-    dialog = other.choose_export()
+    assert other.session.workspace.metadata is not None and other.session.workspace.metadata.format == "JPEG"
+    assert len(other.session.workspace.history) == 1
+    dialog = other.file_actions.choose_export()
     assert dialog.path.suffix == ".jpg"  # the source's format, though a project was opened
     target = tmp_path / "from-project.jpg"
     assert other.export_to(target)
@@ -295,13 +298,13 @@ def test_a_reopened_project_keeps_the_selection_on_screen(qtbot, prefs, tmp_path
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(source)
     selection = Selection.rectangle(24, 32, Bounds(4, 6, 12, 10), feather_radius=1.5)
-    window.session.set_selection(selection)
+    window.session.workspace.set_selection(selection)
     project = tmp_path / "selected.irproject"
-    assert window.save_project_to(project)
+    assert window.session.files.save_project(project)
 
     other = new_window(qtbot, prefs, tmp_path)
     assert other.open_path(project)
-    reopened = other.session.document.selection
+    reopened = other.session.workspace.document.selection
     assert reopened is not None
     np.testing.assert_allclose(reopened.mask, selection.mask, atol=1e-4)
     assert not other.canvas.overlay.isNull()  # drawn, so the next restore visibly applies to it
@@ -312,9 +315,9 @@ def test_a_reopened_project_keeps_a_16_bit_source_depth(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "deep.png", bits=16))
     project = tmp_path / "deep.irproject"
-    window.save_project_to(project)
+    window.session.files.save_project(project)
     window.open_path(project)
-    assert window.session.metadata.bit_depth == 16
+    assert window.session.workspace.metadata.bit_depth == 16
     assert window.export_to(tmp_path / "again.png")
     assert read_image(tmp_path / "again.png").metadata.bit_depth == 16
 
@@ -382,67 +385,67 @@ def test_autosave_then_crash_offers_recovery_with_the_history_intact(qtbot, pref
     source = make_jpeg_with_exif(tmp_path / "holiday.jpg")
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(source)
-    assert not window.autosave()  # nothing unsaved yet: no recovery file
+    assert not window.file_actions.autosave()  # nothing unsaved yet: no recovery file
     send(qtbot, window, "remove the noise")
     send(qtbot, window, "brighten it")
     window.undo()  # index 1 of 2: the redo step must survive too
-    expected = window.session.document.flatten().rgb.copy()
-    assert window.autosave()
-    window.wait_for_writes()
-    recovery_file = window.recovery.path
+    expected = window.session.workspace.document.flatten().rgb.copy()
+    assert window.file_actions.autosave()
+    window.session.files.wait_for_writes()
+    recovery_file = window.file_actions.recovery.path
     assert recovery_file is not None and recovery_file.parent == tmp_path / "recovery"
-    assert not window.autosave()  # unchanged since: not written again
-    assert window.session.modified  # an autosave is not a save
+    assert not window.file_actions.autosave()  # unchanged since: not written again
+    assert window.session.workspace.modified  # an autosave is not a save
     # A second window while the first still runs: its autosave is not an orphan.
-    assert new_window(qtbot, prefs, tmp_path).recovery.orphans() == []
+    assert new_window(qtbot, prefs, tmp_path).file_actions.recovery.orphans() == []
 
-    window.recovery.abandon()  # the process dies: the file stays, its lock is gone
+    window.file_actions.recovery.abandon()  # the process dies: the file stays, its lock is gone
 
     restarted = new_window(qtbot, prefs, tmp_path)
-    assert restarted.recovery.orphans() == [recovery_file]
-    assert restarted.offer_recovery(accept=True)
+    assert restarted.file_actions.recovery.orphans() == [recovery_file]
+    assert restarted.file_actions.offer_recovery(accept=True)
     assert "Restored" in restarted.statusBar().currentMessage()
     session = restarted.session
-    assert session.path == source and session.project_path is None
-    assert session.modified and "•" in restarted.windowTitle()
-    history = session.history
+    assert session.workspace.path == source and session.workspace.project_path is None
+    assert session.workspace.modified and "•" in restarted.windowTitle()
+    history = session.workspace.history
     assert (len(history), history.index) == (2, 1)
     assert [step.label for step in history.steps] == ["remove the noise", "brighten it"]
-    np.testing.assert_allclose(session.document.flatten().rgb, expected, atol=1e-6)
+    np.testing.assert_allclose(session.workspace.document.flatten().rgb, expected, atol=1e-6)
     restarted.redo()
     assert history.index == 2
-    assert session.metadata is not None and session.metadata.exif  # EXIF survives the crash too
+    assert session.workspace.metadata is not None and session.workspace.metadata.exif  # EXIF survives the crash too
     # The recovered work now belongs to the new window (a second crash still leaves it behind).
-    assert restarted.recovery.path is not None and not recovery_file.exists()
-    assert new_window(qtbot, prefs, tmp_path).recovery.orphans() == []
+    assert restarted.file_actions.recovery.path is not None and not recovery_file.exists()
+    assert new_window(qtbot, prefs, tmp_path).file_actions.recovery.orphans() == []
 
 
 def test_declining_recovery_deletes_the_autosave(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png"))
     send(qtbot, window, "remove the noise")
-    assert window.autosave()
-    window.wait_for_writes()
-    recovery_file = window.recovery.path
-    window.recovery.abandon()
+    assert window.file_actions.autosave()
+    window.session.files.wait_for_writes()
+    recovery_file = window.file_actions.recovery.path
+    window.file_actions.recovery.abandon()
     restarted = new_window(qtbot, prefs, tmp_path)
-    assert not restarted.offer_recovery(accept=None)  # nobody to ask: left for the next start
+    assert not restarted.file_actions.offer_recovery(accept=None)  # nobody to ask: left for the next start
     assert recovery_file.exists()
-    assert not restarted.offer_recovery(accept=False)
-    assert not recovery_file.exists() and restarted.session.document is None
+    assert not restarted.file_actions.offer_recovery(accept=False)
+    assert not recovery_file.exists() and restarted.session.workspace.document is None
 
 
 def test_a_clean_close_deletes_the_autosave_and_offers_nothing(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png"))
     send(qtbot, window, "remove the noise")
-    assert window.autosave()
-    window.wait_for_writes()
-    recovery_file = window.recovery.path
+    assert window.file_actions.autosave()
+    window.session.files.wait_for_writes()
+    recovery_file = window.file_actions.recovery.path
     window.close()
     assert not recovery_file.exists()
     assert not list((tmp_path / "recovery").glob("*.irproject"))
-    assert not new_window(qtbot, prefs, tmp_path).offer_recovery(accept=True)
+    assert not new_window(qtbot, prefs, tmp_path).file_actions.offer_recovery(accept=True)
 
 
 def test_saving_removes_the_autosave_and_a_running_restore_skips_it(qtbot, prefs, tmp_path):
@@ -453,22 +456,22 @@ def test_saving_removes_the_autosave_and_a_running_restore_skips_it(qtbot, prefs
     send(qtbot, window, "remove the noise")
     engine.hold = True
     window.chat.send_text("brighten it")
-    run = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: run.restore_id is not None and run.restore_id in engine.held, timeout=5000)
-    assert not window.autosave()  # off the hot path while the restore runs
-    engine.release(run.restore_id)
+    run = window.session.assistant.runs[-1]
+    qtbot.waitUntil(lambda: run.job is not None and run.job.request_id in engine.held, timeout=5000)
+    assert not window.file_actions.autosave()  # off the hot path while the restore runs
+    engine.release(run.job.request_id)
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
-    assert window.autosave()
-    window.wait_for_writes()
-    recovery_file = window.recovery.path
-    assert window.save_project_to(tmp_path / "saved.irproject")
-    assert not window.autosave() and not recovery_file.exists()
+    assert window.file_actions.autosave()
+    window.session.files.wait_for_writes()
+    recovery_file = window.file_actions.recovery.path
+    assert window.session.files.save_project(tmp_path / "saved.irproject")
+    assert not window.file_actions.autosave() and not recovery_file.exists()
 
 
 def held_project_writes(monkeypatch) -> tuple[threading.Event, list[threading.Thread]]:
     """Project files are written only once the returned event is set; the list collects the
     threads that wrote them."""
-    import instructir_desktop.ui.session as session_module
+    import instructir_desktop.editing.projects as session_module
 
     gate, writers = threading.Event(), []
     real_save = session_module.save_project
@@ -488,21 +491,21 @@ def test_autosave_writes_on_another_thread_from_a_snapshot(qtbot, prefs, tmp_pat
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png"))
     send(qtbot, window, "remove the noise")
-    expected = window.session.document.flatten().rgb.copy()
+    expected = window.session.workspace.document.flatten().rgb.copy()
     gate, writers = held_project_writes(monkeypatch)
-    assert window.autosave()
+    assert window.file_actions.autosave()
     qtbot.waitUntil(lambda: bool(writers), timeout=5000)
-    assert writers[0] is not threading.main_thread() and window.writing
-    assert not window.autosave()  # one at a time
+    assert writers[0] is not threading.main_thread() and window.session.files.writing
+    assert not window.file_actions.autosave()  # one at a time
     send(qtbot, window, "brighten it")  # editing goes on while the file is written
     gate.set()
-    window.wait_for_writes()
-    recovered = load_project(window.recovery.path)
+    window.session.files.wait_for_writes()
+    recovered = load_project(window.file_actions.recovery.path)
     assert len(recovered) == 1  # the snapshot, not the step made meanwhile
     np.testing.assert_allclose(recovered.document.flatten().rgb, expected, atol=1e-6)
-    assert window.autosave()  # the newer work is written at the next tick
-    window.wait_for_writes()
-    assert len(load_project(window.recovery.path)) == 2
+    assert window.file_actions.autosave()  # the newer work is written at the next tick
+    window.session.files.wait_for_writes()
+    assert len(load_project(window.file_actions.recovery.path)) == 2
 
 
 def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_unchanged(
@@ -510,38 +513,38 @@ def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_un
 ):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png"))
-    window.large_photo_pixels = 0  # treat the test photo as a large one
+    window.session.files.large_photo_pixels = 0  # treat the test photo as a large one
     send(qtbot, window, "remove the noise")
     project = tmp_path / "large.irproject"
-    assert window.save_project_to(project)
-    window.wait_for_writes()
-    assert not window.session.modified and window.session.project_path == project
+    assert window.session.files.save_project(project)
+    window.session.files.wait_for_writes()
+    assert not window.session.workspace.modified and window.session.workspace.project_path == project
     assert "Saved large.irproject" in window.statusBar().currentMessage()
     assert len(load_project(project)) == 1
 
     gate, writers = held_project_writes(monkeypatch)
     send(qtbot, window, "brighten it")
-    assert window.save_project_to(project)
+    assert window.session.files.save_project(project)
     qtbot.waitUntil(lambda: bool(writers), timeout=5000)
     assert writers[0] is not threading.main_thread()
     assert "Saving" in window.statusBar().currentMessage()
     window.undo()  # a change while the file is written
     gate.set()
-    window.wait_for_writes()
+    window.session.files.wait_for_writes()
     assert len(load_project(project)) == 2  # the file holds the work as it was when saving began
-    assert window.session.modified  # but the undo since is not saved
+    assert window.session.workspace.modified  # but the undo since is not saved
 
 
 def test_a_large_photo_exports_on_the_writer_thread_from_a_snapshot(qtbot, prefs, tmp_path, monkeypatch):
     """The window goes on while a large export is composited and encoded; the file holds the
     photo as it was when the export began, and only that state counts as saved."""
-    import instructir_desktop.ui.session as session_module
+    import instructir_desktop.editing.projects as session_module
 
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png"))
-    window.large_photo_pixels = 0  # treat the test photo as a large one
+    window.session.files.large_photo_pixels = 0  # treat the test photo as a large one
     send(qtbot, window, "remove the noise")
-    expected = window.session.document.flatten().rgb.copy()
+    expected = window.session.workspace.document.flatten().rgb.copy()
     gate, writers = threading.Event(), []
     real_write = session_module.write_image
 
@@ -558,33 +561,33 @@ def test_a_large_photo_exports_on_the_writer_thread_from_a_snapshot(qtbot, prefs
     assert "Exporting exported.png" in window.statusBar().currentMessage()
     send(qtbot, window, "brighten it")  # editing goes on while the file is written
     gate.set()
-    window.wait_for_writes()
+    window.session.files.wait_for_writes()
     qtbot.waitUntil(lambda: "Exported exported.png" in window.statusBar().currentMessage(), timeout=5000)
     np.testing.assert_allclose(read_image(target).rgb, expected, atol=1 / 255)
-    assert window.session.modified  # the step made during the export is not in the file
+    assert window.session.workspace.modified  # the step made during the export is not in the file
 
     window.undo()  # back to the exported state: nothing unsaved
-    assert not window.session.modified
+    assert not window.session.workspace.modified
 
 
 def test_a_failed_background_export_says_why_and_keeps_the_work_unsaved(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "photo.png"))
-    window.large_photo_pixels = 0
+    window.session.files.large_photo_pixels = 0
     send(qtbot, window, "remove the noise")
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where a folder should be")
     assert window.export_to(blocked / "out.png")
-    window.wait_for_writes()
+    window.session.files.wait_for_writes()
     qtbot.waitUntil(lambda: "out.png" in window.statusBar().currentMessage(), timeout=5000)
     assert "Exported" not in window.statusBar().currentMessage()
-    assert window.session.modified
+    assert window.session.workspace.modified
 
 
 def held_file_reads(monkeypatch) -> tuple[threading.Event, list[threading.Thread]]:
     """Files opened by the window are read only once the returned event is set; the list
     collects the threads that read them."""
-    import instructir_desktop.ui.main_window as window_module
+    import instructir_desktop.editing.files as window_module
 
     gate, readers = threading.Event(), []
     real_load = window_module.load_file
@@ -602,48 +605,48 @@ def test_a_large_photo_is_read_on_the_reader_thread_while_the_window_goes_on(qtb
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "first.png"))
     send(qtbot, window, "remove the noise")
-    window.session.history.set_clean()
-    window.large_photo_pixels = 100  # the next photo (12 × 16) counts as large
+    window.session.workspace.history.set_clean()
+    window.session.files.large_photo_pixels = 100  # the next photo (12 × 16) counts as large
     gate, readers = held_file_reads(monkeypatch)
     assert window.open_path(make_png(tmp_path / "second.png", seed=1))
     qtbot.waitUntil(lambda: bool(readers), timeout=5000)
     assert readers[0] is not threading.main_thread()
     assert window.opening and "Opening second.png" in window.statusBar().currentMessage()
-    assert window.session.path.name == "first.png"  # still the open photo, and usable
+    assert window.session.workspace.path.name == "first.png"  # still the open photo, and usable
     window.undo()
-    assert len(window.session.history) == 1
-    window.session.history.set_clean()
+    assert len(window.session.workspace.history) == 1
+    window.session.workspace.history.set_clean()
     gate.set()
     qtbot.waitUntil(lambda: not window.opening, timeout=5000)
-    assert window.session.path.name == "second.png" and len(window.session.history) == 0
+    assert window.session.workspace.path.name == "second.png" and len(window.session.workspace.history) == 0
     np.testing.assert_allclose(
-        window.session.document.flatten().rgb, read_image(tmp_path / "second.png").rgb, atol=1e-6
+        window.session.workspace.document.flatten().rgb, read_image(tmp_path / "second.png").rgb, atol=1e-6
     )
     assert "Opened second.png: 16 × 12" in window.statusBar().currentMessage()
-    assert window.recent_actions()[0].data() == str(tmp_path / "second.png")
+    assert window.file_actions.recent_actions()[0].data() == str(tmp_path / "second.png")
 
 
 def test_a_newer_open_supersedes_a_file_still_being_read(qtbot, prefs, tmp_path, monkeypatch):
     window = new_window(qtbot, prefs, tmp_path)
-    window.large_photo_pixels = 100
+    window.session.files.large_photo_pixels = 100
     gate, readers = held_file_reads(monkeypatch)
     assert window.open_path(make_png(tmp_path / "slow.png"))
     qtbot.waitUntil(lambda: bool(readers), timeout=5000)
-    window.large_photo_pixels = 10_000
+    window.session.files.large_photo_pixels = 10_000
     gate.set()  # the second read goes straight through
     assert window.open_path(make_png(tmp_path / "quick.png", seed=2))
-    assert not window.opening and window.session.path.name == "quick.png"
+    assert not window.opening and window.session.workspace.path.name == "quick.png"
     qtbot.wait(100)  # the first file arrives and is dropped
-    assert window.session.path.name == "quick.png"
+    assert window.session.workspace.path.name == "quick.png"
 
 
 def test_a_file_that_fails_on_the_reader_thread_says_why_and_keeps_the_open_photo(qtbot, prefs, tmp_path, monkeypatch):
-    import instructir_desktop.ui.main_window as window_module
+    import instructir_desktop.editing.files as window_module
     from instructir_desktop.io import ImageReadError
 
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "kept.png"))
-    window.large_photo_pixels = 100
+    window.session.files.large_photo_pixels = 100
     broken = make_png(tmp_path / "broken.png", seed=3)
 
     def failing_load(path):
@@ -654,13 +657,13 @@ def test_a_file_that_fails_on_the_reader_thread_says_why_and_keeps_the_open_phot
     qtbot.waitUntil(lambda: not window.opening, timeout=5000)
     assert "broken.png" in window.statusBar().currentMessage()
     assert "truncated" in window.statusBar().currentMessage()
-    assert window.session.path.name == "kept.png"
+    assert window.session.workspace.path.name == "kept.png"
 
 
 def test_work_done_while_a_file_is_read_is_not_lost_without_asking(qtbot, prefs, tmp_path, monkeypatch):
     window = new_window(qtbot, prefs, tmp_path)
     window.open_path(make_png(tmp_path / "first.png"))
-    window.large_photo_pixels = 100
+    window.session.files.large_photo_pixels = 100
     gate, readers = held_file_reads(monkeypatch)
     assert window.open_path(make_png(tmp_path / "second.png", seed=1))
     qtbot.waitUntil(lambda: bool(readers), timeout=5000)
@@ -671,10 +674,10 @@ def test_work_done_while_a_file_is_read_is_not_lost_without_asking(qtbot, prefs,
         asked.append(True)
         return False
 
-    monkeypatch.setattr(window, "_may_discard", keep_the_work)
+    monkeypatch.setattr(window.file_actions, "may_discard", keep_the_work)
     gate.set()
     qtbot.waitUntil(lambda: not window.opening, timeout=5000)
-    assert asked and window.session.path.name == "first.png" and len(window.session.history) == 1
+    assert asked and window.session.workspace.path.name == "first.png" and len(window.session.workspace.history) == 1
     assert "Did not open second.png" in window.statusBar().currentMessage()
 
 
@@ -683,30 +686,30 @@ def test_a_large_project_is_read_on_the_reader_thread(qtbot, prefs, tmp_path, mo
     window.open_path(make_png(tmp_path / "photo.png"))
     send(qtbot, window, "remove the noise")
     project = tmp_path / "work.irproject"
-    assert window.save_project_to(project)
-    window.large_project_bytes = 10
+    assert window.session.files.save_project(project)
+    window.session.files.large_project_bytes = 10
     gate, readers = held_file_reads(monkeypatch)
     other = new_window(qtbot, prefs, tmp_path)
-    other.large_project_bytes = 10
+    other.session.files.large_project_bytes = 10
     assert other.open_path(project)
     qtbot.waitUntil(lambda: bool(readers), timeout=5000)
-    assert other.opening and other.session.document is None
+    assert other.opening and other.session.workspace.document is None
     gate.set()
     qtbot.waitUntil(lambda: not other.opening, timeout=5000)
-    assert len(other.session.history) == 1 and not other.session.modified
-    assert other.session.project_path == project
+    assert len(other.session.workspace.history) == 1 and not other.session.workspace.modified
+    assert other.session.workspace.project_path == project
 
 
 def test_the_autosave_timer_follows_the_interval(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
-    assert window.autosave_timer.isActive() and window.autosave_timer.interval() == 60_000
+    assert window.file_actions.autosave_timer.isActive() and window.file_actions.autosave_timer.interval() == 60_000
     window.open_path(make_png(tmp_path / "photo.png"))
     send(qtbot, window, "remove the noise")
-    window.set_autosave_interval(0)
-    assert not window.autosave_timer.isActive()
-    window.autosave_timer.setInterval(20)
-    window.autosave_timer.start()
-    qtbot.waitUntil(lambda: window.recovery.path is not None, timeout=5000)
+    window.file_actions.set_autosave_interval(0)
+    assert not window.file_actions.autosave_timer.isActive()
+    window.file_actions.autosave_timer.setInterval(20)
+    window.file_actions.autosave_timer.start()
+    qtbot.waitUntil(lambda: window.file_actions.recovery.path is not None, timeout=5000)
 
 
 def test_a_damaged_autosave_is_set_aside(qtbot, prefs, tmp_path):
@@ -714,7 +717,7 @@ def test_a_damaged_autosave_is_set_aside(qtbot, prefs, tmp_path):
     folder.mkdir()
     (folder / "autosave-0123456789ab.irproject").write_bytes(b"not a zip")
     window = new_window(qtbot, prefs, tmp_path)
-    assert not window.offer_recovery(accept=True)
+    assert not window.file_actions.offer_recovery(accept=True)
     assert "could not be restored" in window.statusBar().currentMessage()
-    assert not window.recovery.orphans()
+    assert not window.file_actions.recovery.orphans()
     assert (folder / "autosave-0123456789ab.damaged").exists()

@@ -1,5 +1,6 @@
-"""The chat after a step: a strength slider that re-blends without the network, chips that can be
-changed (while waiting, or for Run again), and follow-ups answered without the text model."""
+"""The chat after a step, as drawn: a strength slider that commits once per drag or pause, the
+slider of the latest step alone enabled (the others say why), chips whose menus change the plan,
+and sliders that follow a follow-up. (The decisions behind them: test_editing_runs.py.)"""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PySide6.QtCore import Qt
+from recording_host import RecordingHost
 from test_ui_editor import make_photo, open_window, pixels, send
-from ui_fake_engine import FakeEngine
 
-from instructir_desktop.core.geometry import Bounds
-from instructir_desktop.core.selection import Selection
-from instructir_desktop.inference.requests import InterpretRequest, RestoreRequest
+from instructir_desktop.editing.conversation import RunState
+from instructir_desktop.editing.events import DocumentChanged
 from instructir_desktop.model.tasks import TASK_TITLES
-from instructir_desktop.ui.conversation import CANCELLED, DONE, NOTHING
+
+CANCELLED, DONE, NOTHING, WAITING = RunState.CANCELLED, RunState.DONE, RunState.NOTHING, RunState.WAITING
 
 
 @pytest.fixture
@@ -27,12 +29,12 @@ def photo(tmp_path):
 
 
 def interpret_count(engine: FakeEngine) -> int:
-    return sum(isinstance(request, InterpretRequest) for request in engine.requests.values())
+    return engine.interpret_count()
 
 
 def count_changes(window) -> list[int]:
     changes: list[int] = []
-    window.session.changed.connect(lambda: changes.append(1))
+    window.session.events.subscribe(DocumentChanged, lambda _event: changes.append(1))
     return changes
 
 
@@ -44,7 +46,7 @@ def test_dragging_the_strength_slider_reblends_once_at_release_without_the_netwo
     engine = FakeEngine()
     window = open_window(qtbot, engine, path)
     run = send(qtbot, window, "remove the noise")
-    reply = run.reply
+    reply = window.chat.reply_for(run)
     assert not reply.strength_row.isHidden() and reply.strength_slider.isEnabled()
     assert reply.strength_slider.value() == 100 and reply.strength_value_label.text() == "100%"
     restores = len(engine.restore_ids())
@@ -62,11 +64,11 @@ def test_dragging_the_strength_slider_reblends_once_at_release_without_the_netwo
     slider.setSliderDown(False)  # the release
 
     assert strengths == [0.4] and len(changes) == 1
-    step = window.session.history.steps[-1]
+    step = window.session.workspace.history.steps[-1]
     assert step.strength == 0.4 and run.strength == 0.4
     np.testing.assert_allclose(pixels(window), original * (1 - 0.5 * 0.4), atol=1e-4)
-    assert window._shown == window.session.image_key  # the canvas was refreshed
-    assert len(engine.restore_ids()) == restores and len(window.session.history) == 1
+    assert window._shown == window.session.workspace.image_key  # the canvas was refreshed
+    assert len(engine.restore_ids()) == restores and len(window.session.workspace.history) == 1
     assert "strength 40%" in window.history_panel.list.item(1).text()
 
 
@@ -75,7 +77,7 @@ def test_keys_on_the_slider_are_debounced_into_one_update(qtbot, photo):
     window = open_window(qtbot, FakeEngine(), path)
     run = send(qtbot, window, "remove the noise")
     changes = count_changes(window)
-    slider = run.reply.strength_slider
+    slider = window.chat.reply_for(run).strength_slider
     for _ in range(3):
         qtbot.keyClick(slider, Qt.Key.Key_PageDown)
     assert slider.value() == 70 and changes == []
@@ -90,25 +92,25 @@ def test_only_the_latest_steps_slider_is_enabled_and_the_others_say_why(qtbot, p
     window = open_window(qtbot, FakeEngine(), path)
     first = send(qtbot, window, "remove the noise")
     second = send(qtbot, window, "brighten it")
-    assert not first.reply.strength_slider.isEnabled()
-    assert "latest step" in first.reply.strength_slider.toolTip()
-    assert second.reply.strength_slider.isEnabled()
+    assert not window.chat.reply_for(first).strength_slider.isEnabled()
+    assert "latest step" in window.chat.reply_for(first).strength_slider.toolTip()
+    assert window.chat.reply_for(second).strength_slider.isEnabled()
 
     # A change forced through anyway (say, a stale event) is refused and the photo kept.
     before = pixels(window).copy()
-    assert not window.conversation.set_run_strength(first, 0.5)
+    assert not window.session.assistant.set_run_strength(first, 0.5)
     np.testing.assert_array_equal(pixels(window), before)
 
     window.undo()
-    assert first.reply.strength_slider.isEnabled()
-    assert not second.reply.strength_slider.isEnabled()
-    assert "undone" in second.reply.strength_slider.toolTip()
-    first.reply.strength_slider.setValue(50)
-    first.reply.commit_strength()
+    assert window.chat.reply_for(first).strength_slider.isEnabled()
+    assert not window.chat.reply_for(second).strength_slider.isEnabled()
+    assert "undone" in window.chat.reply_for(second).strength_slider.toolTip()
+    window.chat.reply_for(first).strength_slider.setValue(50)
+    window.chat.reply_for(first).commit_strength()
     np.testing.assert_allclose(pixels(window), original * 0.75, atol=1e-4)
     # Re-blending discarded the undone step, as any new change does.
-    assert len(window.session.history) == 1
-    assert "no longer in the history" in second.reply.strength_slider.toolTip()
+    assert len(window.session.workspace.history) == 1
+    assert "no longer in the history" in window.chat.reply_for(second).strength_slider.toolTip()
 
 
 def test_the_slider_waits_while_a_restoration_runs(qtbot, photo):
@@ -118,13 +120,13 @@ def test_the_slider_waits_while_a_restoration_runs(qtbot, photo):
     first = send(qtbot, window, "remove the noise")
     engine.hold = True
     window.chat.send_text("brighten it")
-    second = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: second.restore_id in engine.held, timeout=5000)
-    assert not first.reply.strength_slider.isEnabled()
-    assert "running request" in first.reply.strength_slider.toolTip()
-    engine.release(second.restore_id)
+    second = window.session.assistant.runs[-1]
+    qtbot.waitUntil(lambda: second.job is not None and second.job.request_id in engine.held, timeout=5000)
+    assert not window.chat.reply_for(first).strength_slider.isEnabled()
+    assert "running request" in window.chat.reply_for(first).strength_slider.toolTip()
+    engine.release(second.job.request_id)
     qtbot.waitUntil(lambda: second.ended, timeout=5000)
-    assert second.state == DONE and second.reply.strength_slider.isEnabled()
+    assert second.state == DONE and window.chat.reply_for(second).strength_slider.isEnabled()
 
 
 # ---------------------------------------------------------------------------------------------- chips
@@ -135,7 +137,7 @@ def test_a_chip_changed_after_the_run_is_rerun_as_a_new_step(qtbot, photo):
     engine = FakeEngine()
     window = open_window(qtbot, engine, path)
     run = send(qtbot, window, "remove the noise")
-    reply = run.reply
+    reply = window.chat.reply_for(run)
     assert reply.run_again_button.isVisibleTo(reply) and reply.run_again_button.text() == "Run again"
     chip = reply.chip_widgets[0]
     assert chip.isEnabled() and chip.menu() is not None
@@ -143,85 +145,26 @@ def test_a_chip_changed_after_the_run_is_rerun_as_a_new_step(qtbot, photo):
     assert entries == list(TASK_TITLES.values())  # one step: nothing to remove
     assert [action.isChecked() for action in chip.menu().actions()] == [task == "denoise" for task in TASK_TITLES]
 
+    window.session.plugins = RecordingHost()
     chip.choose("lowlight")
     assert reply.plan[0].task == "lowlight" and reply.plan[0].confidence == 1.0
     assert reply.chip_texts[0].endswith("· 100%") and reply.run_again_button.text() == "Run edited plan"
-    assert window.session.history.steps[0].tasks == ("denoise",)  # nothing ran yet
+    assert window.session.workspace.history.steps[0].tasks == ("denoise",)  # nothing ran yet
 
     qtbot.mouseClick(reply.run_again_button, Qt.MouseButton.LeftButton)
-    again = window.conversation.runs[-1]
+    again = window.session.assistant.runs[-1]
     qtbot.waitUntil(lambda: again.ended, timeout=5000)
     assert again is not run and again.state == DONE
-    history = window.session.history
+    history = window.session.workspace.history
     assert len(history) == 2 and history.steps[1].tasks == ("lowlight",)
     assert history.steps[1].label == again.step_label and "Run again" in window.chat.messages[-2].text
-    restore = engine.requests[again.restore_id]
-    assert isinstance(restore, RestoreRequest) and [step.task for step in restore.plan] == ["lowlight"]
+    (call,) = window.session.plugins.calls
+    assert [step.task for step in call.params["plan"]] == ["lowlight"]
     assert interpret_count(engine) == 1  # the edited plan did not go through the text model again
     np.testing.assert_allclose(pixels(window), original * 0.25, atol=1e-4)
 
 
-def test_a_chip_changed_while_the_plan_waits_changes_what_runs(qtbot, photo):
-    path, _ = photo
-    engine = FakeEngine(hold=True)
-    window = open_window(qtbot, engine, path)
-    window.chat.send_text("remove the noise")
-    first = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: first.restore_id in engine.held, timeout=5000)
-    assert not first.reply.chip_widgets[0].isEnabled()  # its snapshot is taken: no more edits
-    window.chat.send_text("remove the rain and the haze")
-    second = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: second.state == "waiting", timeout=5000)
-    assert [step.task for step in second.reply.plan] == ["derain", "dehaze"]
-    assert "Remove this step" in [action.text() for action in second.reply.chip_widgets[1].menu().actions()]
-    second.reply.chip_widgets[0].choose("deblur")
-    second.reply.chip_widgets[1].choose("")  # remove the second step
-
-    engine.hold = False
-    engine.release(first.restore_id)
-    qtbot.waitUntil(lambda: second.ended, timeout=5000)
-    assert second.state == DONE
-    assert window.session.history.steps[-1].tasks == ("deblur",)
-
-
-def test_run_again_after_cancel(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine(hold=True)
-    window = open_window(qtbot, engine, path)
-    window.chat.send_text("remove the noise")
-    run = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: run.restore_id in engine.held, timeout=5000)
-    window.conversation.cancel(run)
-    qtbot.waitUntil(lambda: run.ended, timeout=5000)
-    assert run.state == CANCELLED and not run.reply.run_again_button.isHidden()
-    engine.hold = False
-    again = window.conversation.run_again(run)
-    assert again is not None
-    qtbot.waitUntil(lambda: again.ended, timeout=5000)
-    assert again.state == DONE and window.session.history.steps[0].label == "remove the noise"
-    np.testing.assert_allclose(pixels(window), original * 0.5, atol=1e-4)
-
-
 # ---------------------------------------------------------------------------------------------- follow-ups
-
-
-def test_undo_that_and_redo_from_the_chat(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    send(qtbot, window, "remove the noise")
-    restored = pixels(window).copy()
-    interprets = interpret_count(engine)
-
-    run = send(qtbot, window, "Undo that")
-    assert 'Undone: "remove the noise"' in run.reply.status
-    np.testing.assert_array_equal(pixels(window), original)
-    run = send(qtbot, window, "redo")
-    np.testing.assert_array_equal(pixels(window), restored)
-    assert "Redone" in run.reply.status
-    send(qtbot, window, "redo", NOTHING)
-    assert interpret_count(engine) == interprets  # follow-ups never reach the text model
-    assert window.conversation.runs[-1].reply.plan == ()
 
 
 def test_a_bit_less_and_a_bit_more_reblend_the_last_step(qtbot, photo):
@@ -233,85 +176,13 @@ def test_a_bit_less_and_a_bit_more_reblend_the_last_step(qtbot, photo):
 
     run = send(qtbot, window, "a bit less")
     assert "75% strength" in run.reply.status
-    assert window.session.history.steps[-1].strength == 0.75
-    assert first.reply.strength_slider.value() == 75  # the slider follows
+    assert window.session.workspace.history.steps[-1].strength == 0.75
+    assert window.chat.reply_for(first).strength_slider.value() == 75  # the slider follows
     np.testing.assert_allclose(pixels(window), original * (1 - 0.5 * 0.75), atol=1e-4)
     send(qtbot, window, "weaker")
     send(qtbot, window, "stronger")
-    assert window.session.history.steps[-1].strength == 0.75
+    assert window.session.workspace.history.steps[-1].strength == 0.75
     send(qtbot, window, "a bit more")
     run = send(qtbot, window, "more", NOTHING)
     assert "already at full strength" in run.reply.status
-    assert len(engine.restore_ids()) == restores and len(window.session.history) == 1
-
-
-def test_a_bit_less_with_nothing_done_says_so(qtbot, photo):
-    path, _ = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    run = send(qtbot, window, "a bit less", NOTHING)
-    assert "no strength to change" in run.reply.status
-    run = send(qtbot, window, "undo", NOTHING)
-    assert "nothing to undo" in run.reply.status
-
-
-def test_a_follow_up_sent_while_a_restore_runs_waits_for_it(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine(hold=True)
-    window = open_window(qtbot, engine, path)
-    window.chat.send_text("remove the noise")
-    first = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: first.restore_id in engine.held, timeout=5000)
-    window.chat.send_text("a bit less")
-    followup = window.conversation.runs[-1]
-    assert followup.state == "waiting" and followup.reply.in_progress
-    engine.release(first.restore_id)
-    qtbot.waitUntil(lambda: followup.ended, timeout=5000)
-    assert followup.state == DONE
-    np.testing.assert_allclose(pixels(window), original * (1 - 0.5 * 0.75), atol=1e-4)
-
-
-def test_only_the_selection_without_a_selection_says_how_to_make_one(qtbot, photo):
-    path, _ = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    send(qtbot, window, "remove the noise")
-    run = send(qtbot, window, "only the selection", NOTHING)
-    assert "no selection" in run.reply.status and "rectangle or brush" in run.reply.status
-    assert len(engine.restore_ids()) == 1
-
-
-def test_only_the_selection_redoes_the_last_plan_inside_the_selection(qtbot, photo):
-    path, original = photo
-    engine = FakeEngine()
-    window = open_window(qtbot, engine, path)
-    send(qtbot, window, "remove the noise")
-    send(qtbot, window, "a bit less")
-    window.session.set_selection(Selection.rectangle(24, 32, Bounds(x=4, y=4, width=16, height=12), 0))
-
-    run = send(qtbot, window, "just the selected area")
-    assert run.state == DONE and run.reply.chip_texts == ["Remove noise · 87%"]
-    history = window.session.history
-    # It took the whole-photo step's place: one step, limited to the selection, at the strength it had.
-    assert len(history) == 1 and history.steps[0].label == "remove the noise (selection only)"
-    assert history.steps[0].strength == 0.75 and history.steps[0].tasks == ("denoise",)
-    after = pixels(window)
-    inside = np.zeros((24, 32), dtype=bool)
-    inside[4:16, 4:20] = True
-    np.testing.assert_array_equal(after[~inside], original[~inside])
-    np.testing.assert_allclose(after[inside], original[inside] * (1 - 0.5 * 0.75), atol=1e-4)
-    assert engine.requests[run.restore_id].mask is not None
-    window.undo()
-    np.testing.assert_array_equal(pixels(window), original)
-
-
-def test_only_the_selection_after_another_step_runs_on_top(qtbot, photo):
-    path, original = photo
-    window = open_window(qtbot, FakeEngine(), path)
-    send(qtbot, window, "remove the noise")
-    window.session.edit_layers("Rename", lambda document: setattr(document.layers[0], "name", "Renamed"))
-    steps = len(window.session.history)
-    window.session.set_selection(Selection.rectangle(24, 32, Bounds(x=0, y=0, width=8, height=8), 0))
-    send(qtbot, window, "only the selection")
-    assert len(window.session.history) == steps + 1
-    np.testing.assert_allclose(pixels(window)[:8, :8], original[:8, :8] * 0.25, atol=1e-4)
-    np.testing.assert_allclose(pixels(window)[10:, 10:], original[10:, 10:] * 0.5, atol=1e-4)
+    assert len(engine.restore_ids()) == restores and len(window.session.workspace.history) == 1

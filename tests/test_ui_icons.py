@@ -6,8 +6,8 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from fake_engine import FakeEngine
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from ui_fake_engine import FakeEngine
 
 from instructir_desktop.ui import icons
 from instructir_desktop.ui.main_window import MainWindow
@@ -41,9 +41,9 @@ def test_every_icon_file_is_valid_svg_drawn_in_the_theme_colour(qtbot):
 def test_the_window_shows_icons_and_retints_them_for_a_dark_theme(qtbot):
     window = MainWindow(FakeEngine())
     qtbot.addWidget(window)
-    for action in (window.open_action, window.undo_action, window.selection_tools.brush_action):
+    for action in (window.menus.open_action, window.menus.undo_action, window.selection_tools.brush_action):
         assert not action.icon().isNull()
-    assert window.main_toolbar.actions() and not window.windowIcon().isNull()
+    assert window.menus.main_toolbar.actions() and not window.windowIcon().isNull()
     assert all(not button.icon().isNull() for button in window.layers_panel.buttons.values())
 
     app = QGuiApplication.instance()
@@ -52,6 +52,6 @@ def test_the_window_shows_icons_and_retints_them_for_a_dark_theme(qtbot):
     dark.setColor(QPalette.ColorRole.WindowText, QColor("#f0f0f0"))
     try:
         app.setPalette(dark)
-        qtbot.waitUntil(lambda: opaque_colours(window.undo_action.icon()) == {"#f0f0f0"}, timeout=3000)
+        qtbot.waitUntil(lambda: opaque_colours(window.menus.undo_action.icon()) == {"#f0f0f0"}, timeout=3000)
     finally:
         app.setPalette(original)

@@ -10,18 +10,20 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from PySide6.QtWidgets import QApplication
-from ui_fake_engine import FakeEngine
 
-import instructir_desktop.ui.display_builder as display_builder_module
+import instructir_desktop.ui.display as display_module
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.core.selection import Selection
+from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.io import read_image, write_image
-from instructir_desktop.ui.conversation import DONE
 from instructir_desktop.ui.layers_panel import NEW_LAYER_KEY
 from instructir_desktop.ui.main_window import MainWindow
 from instructir_desktop.ui.selection_tools import BRUSH, HAND, RECTANGLE, selection_overlay
+
+DONE = RunState.DONE
 
 
 def make_photo(path, height, width, seed=0):
@@ -61,12 +63,12 @@ def large(tmp_path):
 
 
 def flattened(window: MainWindow) -> np.ndarray:
-    return window.session.document.flatten().rgb
+    return window.session.workspace.document.flatten().rgb
 
 
 def send(qtbot, window: MainWindow, text: str = "remove the noise"):
     window.chat.send_text(text)
-    run = window.conversation.runs[-1]
+    run = window.session.assistant.runs[-1]
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
     assert run.state == DONE, (run.state, run.reply.status)
     return run
@@ -106,8 +108,8 @@ def zoom_into(window: MainWindow, zoom: float, x: float, y: float) -> None:
 def test_the_panel_lists_layers_top_first_and_each_change_is_one_undo_step(qtbot, small, settings):
     path, original = small
     window = open_window(qtbot, path, settings)
-    panel, history = window.layers_panel, window.session.history
-    document = window.session.document
+    panel, history = window.layers_panel, window.session.workspace.history
+    document = window.session.workspace.document
     assert panel.list.count() == 1 and panel.rows[0].name_label.text() == "small"
     assert not panel.rows[0].thumbnail.pixmap().isNull()
     assert not panel.delete_action.isEnabled() and not panel.merge_down_action.isEnabled()
@@ -118,7 +120,7 @@ def test_the_panel_lists_layers_top_first_and_each_change_is_one_undo_step(qtbot
     assert document.active_index == 1 and panel.list.currentRow() == 0
     assert history.steps[-1].label == "Duplicate layer “small”" and history.steps[-1].kind == "layers"
     assert window.history_panel.list.item(1).text() == "Duplicate layer “small”"
-    assert window.undo_action.text() == "&Undo Duplicate layer “small”"
+    assert window.menus.undo_action.text() == "&Undo Duplicate layer “small”"
 
     # Hide the copy from its row's checkbox: one step, and the canvas shows it.
     shown_before = window.canvas.pixmap.toImage()
@@ -147,7 +149,7 @@ def test_the_panel_lists_layers_top_first_and_each_change_is_one_undo_step(qtbot
 def test_order_merge_and_delete_are_undoable(qtbot, small, settings):
     path, original = small
     window = open_window(qtbot, path, settings)
-    panel, document, history = window.layers_panel, window.session.document, window.session.history
+    panel, document, history = window.layers_panel, window.session.workspace.document, window.session.workspace.history
     panel.duplicate()
     top = document.layers[1]
     assert panel.move_down() and document.layers[0] is top and document.active_index == 0
@@ -162,7 +164,7 @@ def test_order_merge_and_delete_are_undoable(qtbot, small, settings):
 
     window.undo()
     assert len(document) == 2 and document.layers[1].opacity == 0.5
-    window.session.set_active_layer(1)
+    window.session.workspace.set_active_layer(1)
     assert panel.delete() and len(document) == 1
     # The undone merge was discarded by the delete.
     assert [step.label for step in history.steps] == [
@@ -179,13 +181,13 @@ def test_order_merge_and_delete_are_undoable(qtbot, small, settings):
 def test_choosing_a_row_makes_the_restore_apply_to_that_layer(qtbot, small, settings):
     path, original = small
     window = open_window(qtbot, path, settings)
-    panel, document = window.layers_panel, window.session.document
+    panel, document = window.layers_panel, window.session.workspace.document
     panel.duplicate()
-    steps = len(window.session.history)
+    steps = len(window.session.workspace.history)
     item = panel.list.item(1)  # the bottom layer
     qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=panel.list.visualItemRect(item).center())
     assert document.active_index == 0 and panel.list.currentRow() == 1
-    assert len(window.session.history) == steps  # choosing a layer is not a step
+    assert len(window.session.workspace.history) == steps  # choosing a layer is not a step
 
     send(qtbot, window)
     bottom, top = document.layers
@@ -210,20 +212,20 @@ def test_a_rectangle_dragged_at_zoom_limits_the_restore_and_is_undoable(qtbot, l
 
     drag(qtbot, window, [(120, 80), (150, 95), (170, 110)])
 
-    selection = window.session.document.selection
+    selection = window.session.workspace.document.selection
     assert selection is not None
     bounds = selection.bounds
     assert abs(bounds.x - 120) <= 1 and abs(bounds.y - 80) <= 1
     assert abs(bounds.right - 170) <= 1 and abs(bounds.bottom - 110) <= 1
     assert canvas.preview_path is None and not canvas.overlay.isNull()
-    assert len(window.session.history) == 0  # a selection is not an edit
+    assert len(window.session.workspace.history) == 0  # a selection is not an edit
 
     send(qtbot, window)
     after = flattened(window)
     inside = selection.mask > 0
     np.testing.assert_array_equal(after[~inside], original[~inside])
     np.testing.assert_allclose(after[inside], original[inside] * 0.5, atol=1e-4)
-    assert window.session.history.steps[-1].bounds is not None
+    assert window.session.workspace.history.steps[-1].bounds is not None
     window.undo()
     np.testing.assert_array_equal(flattened(window), original)
 
@@ -239,7 +241,7 @@ def test_a_brush_stroke_at_zoom_limits_the_restore(qtbot, large, settings):
 
     drag(qtbot, window, [(40, 60), (50, 60), (60, 61), (70, 60)])
 
-    selection = window.session.document.selection
+    selection = window.session.workspace.document.selection
     bounds = selection.bounds
     assert abs(bounds.x - 34) <= 2 and abs(bounds.right - 76) <= 2
     assert abs(bounds.y - 54) <= 2 and abs(bounds.bottom - 66) <= 2
@@ -262,42 +264,42 @@ def test_feather_softens_the_edge_and_shift_adds_alt_removes(qtbot, large, setti
     tools.feather_spin.setValue(4.0)
     zoom_into(window, 2.0, 60, 60)
     drag(qtbot, window, [(40, 40), (80, 80)])
-    mask = window.session.document.selection.mask
+    mask = window.session.workspace.document.selection.mask
     assert mask[60, 60] == pytest.approx(1.0) and 0.0 < mask[60, 40] < 1.0 and mask[60, 30] == 0.0
 
     tools.set_feather_radius(0)
     drag(qtbot, window, [(90, 40), (100, 50)], modifiers=Qt.KeyboardModifier.ShiftModifier)
-    mask = window.session.document.selection.mask
+    mask = window.session.workspace.document.selection.mask
     assert mask[45, 95] == 1.0 and mask[60, 60] == pytest.approx(1.0)
     drag(qtbot, window, [(50, 50), (70, 70)], modifiers=Qt.KeyboardModifier.AltModifier)
-    mask = window.session.document.selection.mask
+    mask = window.session.workspace.document.selection.mask
     assert mask[60, 60] == 0.0 and mask[45, 95] == 1.0 and mask[75, 75] > 0.9
 
     # A click without a drag deselects.
     drag(qtbot, window, [(10, 10)])
-    assert window.session.document.selection is None and window.canvas.overlay.isNull()
+    assert window.session.workspace.document.selection is None and window.canvas.overlay.isNull()
 
 
 def test_select_all_and_deselect_shortcuts_redraw_only_the_overlay(qtbot, small, settings, monkeypatch):
     path, _ = small
     window = open_window(qtbot, path, settings)
     calls = []
-    real = display_builder_module.flattened_pixmap
-    monkeypatch.setattr(display_builder_module, "flattened_pixmap", lambda image: calls.append(1) or real(image))
+    real = display_module.flattened_pixmap
+    monkeypatch.setattr(display_module, "flattened_pixmap", lambda image: calls.append(1) or real(image))
     focus_canvas(qtbot, window)
     qtbot.keyClick(window.canvas, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
-    selection = window.session.document.selection
+    selection = window.session.workspace.document.selection
     assert selection is not None and selection.mask.all()
     assert not window.canvas.overlay.isNull() and window.selection_tools.deselect_action.isEnabled()
     qtbot.keyClick(window.canvas, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
-    assert window.session.document.selection is None and window.canvas.overlay.isNull()
+    assert window.session.workspace.document.selection is None and window.canvas.overlay.isNull()
     window.layers_panel.duplicate()
-    window.session.set_active_layer(0)
-    window.session.set_active_layer(1)
+    window.session.workspace.set_active_layer(0)
+    window.session.workspace.set_active_layer(1)
     window.selection_tools.invert()
     # The duplicate changed the stack (one conversion); selections and the active layer did not.
     assert len(calls) == 1
-    assert len(window.session.history) == 1
+    assert len(window.session.workspace.history) == 1
 
 
 def test_the_overlay_is_small_tinted_and_outlined():
@@ -327,20 +329,20 @@ def test_pan_with_the_middle_button_or_space_while_a_selection_tool_is_active(qt
         return [bar.value() - value for bar, value in zip(bars, before, strict=True)]
 
     assert pan(Qt.MouseButton.MiddleButton, QPoint(200, 200), QPoint(150, 170)) == [50, 30]
-    assert window.session.document.selection is None
+    assert window.session.workspace.document.selection is None
 
     qtbot.keyPress(canvas, Qt.Key.Key_Space)
     assert canvas._space_held
     assert pan(Qt.MouseButton.LeftButton, QPoint(200, 200), QPoint(220, 190)) == [-20, 10]
     qtbot.keyRelease(canvas, Qt.Key.Key_Space)
     assert not canvas._space_held
-    assert window.session.document.selection is None  # panning selected nothing
+    assert window.session.workspace.document.selection is None  # panning selected nothing
 
     # The hand tool (the default) pans with the left button.
     window.selection_tools.set_tool(HAND)
     assert window.selection_tools.tool == HAND and canvas.tool is None
     assert pan(Qt.MouseButton.LeftButton, QPoint(200, 200), QPoint(190, 200)) == [10, 0]
-    assert window.session.document.selection is None
+    assert window.session.workspace.document.selection is None
 
 
 # ---------------------------------------------------------------------------------------------- new layer
@@ -350,15 +352,15 @@ def test_restore_into_a_new_layer_is_one_step_and_persists(qtbot, small, setting
     path, original = small
     window = open_window(qtbot, path, settings)
     panel, session = window.layers_panel, window.session
-    assert not panel.new_layer_action.isChecked() and not session.restore_into_new_layer
+    assert not panel.new_layer_action.isChecked() and not session.workspace.restore_into_new_layer
     panel.new_layer_action.trigger()
-    assert session.restore_into_new_layer and panel.new_layer_box.isChecked()
-    document = session.document
-    session.set_selection(Selection.rectangle(24, 32, Bounds(x=4, y=6, width=12, height=10)))
+    assert session.workspace.restore_into_new_layer and panel.new_layer_box.isChecked()
+    document = session.workspace.document
+    session.workspace.set_selection(Selection.rectangle(24, 32, Bounds(x=4, y=6, width=12, height=10)))
 
     run = send(qtbot, window)
 
-    assert len(document) == 2 and document.active_index == 1 and len(session.history) == 1
+    assert len(document) == 2 and document.active_index == 1 and len(session.workspace.history) == 1
     background, restored = document.layers
     np.testing.assert_array_equal(background.pixels, original)  # the layer below is untouched
     assert restored.name == run.text and panel.rows[0].name_label.text() == run.text
@@ -368,9 +370,9 @@ def test_restore_into_a_new_layer_is_one_step_and_persists(qtbot, small, setting
     np.testing.assert_allclose(after[~inside], original[~inside], atol=1e-6)
     np.testing.assert_allclose(after[inside], original[inside] * 0.5, atol=1e-4)
     # The strength can still be changed without the network, as for a replacing restore.
-    session.history.set_strength(0, 0.0)
+    session.workspace.history.set_strength(0, 0.0)
     np.testing.assert_allclose(flattened(window), original, atol=1e-4)
-    session.history.set_strength(0, 1.0)
+    session.workspace.history.set_strength(0, 1.0)
 
     window.undo()
     assert len(document) == 1 and panel.list.count() == 1
@@ -381,9 +383,9 @@ def test_restore_into_a_new_layer_is_one_step_and_persists(qtbot, small, setting
     # Remembered for the next window; turning it off goes back to replacing.
     again = MainWindow(FakeEngine(), preferences=QSettings(settings.fileName(), QSettings.Format.IniFormat))
     qtbot.addWidget(again)
-    assert again.layers_panel.new_layer_action.isChecked() and again.session.restore_into_new_layer
+    assert again.layers_panel.new_layer_action.isChecked() and again.session.workspace.restore_into_new_layer
     panel.new_layer_box.click()
-    assert not session.restore_into_new_layer and settings.value(NEW_LAYER_KEY) in (False, "false")
-    session.set_selection(None)
+    assert not session.workspace.restore_into_new_layer and settings.value(NEW_LAYER_KEY) in (False, "false")
+    session.workspace.set_selection(None)
     send(qtbot, window, "it's too dark")
-    assert len(document) == 2 and len(session.history) == 2
+    assert len(document) == 2 and len(session.workspace.history) == 2

@@ -13,16 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox
-from ui_fake_engine import FakeEngine
 
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.io import read_image, write_image
 from instructir_desktop.ui.action_dialog import ActionDialog
-from instructir_desktop.ui.conversation import DONE, FAILED
 from instructir_desktop.ui.main_window import MainWindow
 from instructir_desktop.ui.plugin_manager import DISABLED_KEY, ERROR_COLOUR, FOLDERS_KEY
+
+DONE, FAILED = RunState.DONE, RunState.FAILED
 
 KNOBS_MANIFEST = """
 id = "knobs"
@@ -141,20 +143,20 @@ def open_window(qtbot, tmp_path, photo_path=None, engine=None, **settings) -> Ma
 
 
 def pixels(window: MainWindow) -> np.ndarray:
-    document = window.session.document
+    document = window.session.workspace.document
     assert document is not None
     return document.flatten().rgb
 
 
 def last_run(qtbot, window: MainWindow, state: str = DONE):
-    run = window.conversation.runs[-1]
+    run = window.session.assistant.runs[-1]
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
     assert run.state == state, (run.state, run.reply.status, run.error)
     return run
 
 
 def menu_ids(window: MainWindow) -> set[str]:
-    return set(window.plugins_menu.plugin_actions)
+    return set(window.menus.plugins_menu.plugin_actions)
 
 
 # ----------------------------------------------------------------------------- the action dialog
@@ -197,14 +199,14 @@ def test_a_menu_action_asks_its_parameters_and_applies_one_undoable_step(qtbot, 
     path, original = photo
     window = open_window(qtbot, tmp_path, path, folders=[plugin_folder])
     assert {"knobs.tint", "knobs.darken", "photo-tools.unsharp-mask"} <= menu_ids(window)
-    assert window.plugins_menu.plugin_actions["knobs.tint"].text() == "Tint…"
+    assert window.menus.plugins_menu.plugin_actions["knobs.tint"].text() == "Tint…"
 
-    window.plugins_menu.plugin_actions["knobs.tint"].trigger()
+    window.menus.plugins_menu.plugin_actions["knobs.tint"].trigger()
     assert window.action_dialog is not None and window.action_dialog.isVisible()
     window.action_dialog.reject()  # Cancel runs nothing
-    assert window.conversation.runs == []
+    assert window.session.assistant.runs == []
 
-    window.plugins_menu.plugin_actions["knobs.tint"].trigger()
+    window.menus.plugins_menu.plugin_actions["knobs.tint"].trigger()
     dialog = window.action_dialog
     assert dialog is not None and dialog.isVisible() and dialog.windowTitle() == "Tint"
     dialog.controls["amount"].setValue(0.8)
@@ -217,12 +219,12 @@ def test_a_menu_action_asks_its_parameters_and_applies_one_undoable_step(qtbot, 
     expected = original.copy()
     expected[..., 0] = np.clip(expected[..., 0] + 0.8 * 2 / 8, 0, 1)
     np.testing.assert_allclose(pixels(window), expected, atol=1e-4)
-    history = window.session.history
+    history = window.session.workspace.history
     assert len(history) == 1
     assert history.steps[0].tasks == ("knobs.tint",)
     assert history.steps[0].label.startswith("Tint (amount 0.8")
-    assert window.compare(0, 1)  # comparable like any restoration
-    window.end_compare()
+    assert window.compare_view.compare(0, 1)  # comparable like any restoration
+    window.compare_view.end_compare()
     window.undo()
     np.testing.assert_array_equal(pixels(window), original)
     window.redo()
@@ -234,22 +236,22 @@ def test_a_menu_action_without_parameters_runs_at_once_on_the_selection(qtbot, t
 
     path, original = photo
     window = open_window(qtbot, tmp_path, path, folders=[plugin_folder])
-    document = window.session.document
+    document = window.session.workspace.document
     document.selection = Selection.rectangle(24, 32, Bounds(x=4, y=4, width=16, height=12), 0)
-    window.plugins_menu.plugin_actions["knobs.darken"].trigger()
+    window.menus.plugins_menu.plugin_actions["knobs.darken"].trigger()
     last_run(qtbot, window)
     after = pixels(window)
     outside = np.ones((24, 32), dtype=bool)
     outside[4:16, 4:20] = False
     np.testing.assert_array_equal(after[outside], original[outside])
     np.testing.assert_allclose(after[~outside], original[~outside] * 0.5, atol=1e-4)
-    assert len(window.session.history) == 1
+    assert len(window.session.workspace.history) == 1
 
 
 def test_run_action_without_a_photo_says_to_open_one(qtbot, tmp_path, plugin_folder):
     window = open_window(qtbot, tmp_path, folders=[plugin_folder])
-    run = window.conversation.run_action(window.plugins.action("knobs.darken"))
-    assert run.state == FAILED and "Open a photo first" in run.reply.text_label.text()
+    run = window.session.assistant.run_action(window.plugins.action("knobs.darken"))
+    assert run.state == FAILED and "Open a photo first" in window.chat.reply_for(run).text_label.text()
 
 
 # ----------------------------------------------------------------------------- the Plugin Manager
@@ -260,7 +262,7 @@ def test_the_manager_lists_plugins_and_disabling_one_empties_its_menu_and_persis
 ):
     path, _ = photo
     window = open_window(qtbot, tmp_path, path, folders=[plugin_folder])
-    window.plugins_menu.manage_action.trigger()
+    window.menus.plugins_menu.manage_action.trigger()
     manager = window.plugin_manager
     assert manager is not None and manager.isVisible()
     item = manager.item("knobs")
@@ -304,7 +306,7 @@ def test_adding_a_user_folder_rescans_and_persists(qtbot, tmp_path, plugin_folde
     assert "knobs.tint" in menu_ids(window)
     assert manager.item("knobs").text(0) == "Knobs"
     assert str(plugin_folder.resolve()) in manager.folders_label.text()
-    window.conversation.run_action(window.plugins.action("knobs.darken"))
+    window.session.assistant.run_action(window.plugins.action("knobs.darken"))
     last_run(qtbot, window)
     np.testing.assert_allclose(pixels(window), original * 0.5, atol=1e-4)
     again = MainWindow(FakeEngine(), preferences=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
@@ -329,14 +331,14 @@ def test_broken_plugins_are_listed_and_running_them_leaves_the_photo_unchanged(q
     assert manager.item("badtoml").foreground(0).color() == ERROR_COLOUR
     assert manager.error_text("crashy") == ""
 
-    window.plugins_menu.plugin_actions["crashy.go"].trigger()
+    window.menus.plugins_menu.plugin_actions["crashy.go"].trigger()
     run = last_run(qtbot, window, FAILED)
     assert "boom at run time" in run.reply.status and "crashy.go" in run.reply.status
-    window.plugins_menu.plugin_actions["noimport.go"].trigger()
+    window.menus.plugins_menu.plugin_actions["noimport.go"].trigger()
     run = last_run(qtbot, window, FAILED)
     assert "no fancylib" in run.reply.status
     np.testing.assert_array_equal(pixels(window), original)
-    assert len(window.session.history) == 0 and not window.session.modified
+    assert len(window.session.workspace.history) == 0 and not window.session.workspace.modified
 
     # The import error is now known to the host, and the manager shows it when opened again.
     manager.close()
@@ -345,7 +347,7 @@ def test_broken_plugins_are_listed_and_running_them_leaves_the_photo_unchanged(q
     assert manager.item("noimport").foreground(0).color() == ERROR_COLOUR
 
     # The window keeps working.
-    window.plugins_menu.plugin_actions["knobs.darken"].trigger()
+    window.menus.plugins_menu.plugin_actions["knobs.darken"].trigger()
     last_run(qtbot, window)
     np.testing.assert_allclose(pixels(window), original * 0.5, atol=1e-4)
 
@@ -355,17 +357,17 @@ def test_a_queued_action_whose_plugin_is_disabled_meanwhile_fails_cleanly(qtbot,
     engine = FakeEngine(hold=True)
     window = open_window(qtbot, tmp_path, path, engine=engine, folders=[plugin_folder])
     window.chat.send_text("remove the noise")
-    restoring = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: restoring.restore_id is not None, timeout=5000)
-    queued = window.conversation.run_action(window.plugins.action("knobs.darken"))
-    assert queued.state == "waiting"
+    restoring = window.session.assistant.runs[-1]
+    qtbot.waitUntil(lambda: restoring.job is not None, timeout=5000)
+    queued = window.session.assistant.run_action(window.plugins.action("knobs.darken"))
+    assert queued.state is RunState.WAITING
     window.open_plugin_manager().set_enabled("knobs", False)
-    engine.release(restoring.restore_id)
+    engine.release(restoring.job.request_id)
     qtbot.waitUntil(lambda: queued.ended, timeout=5000)
     assert restoring.state == DONE
     assert queued.state == FAILED and "disabled" in queued.reply.status
     np.testing.assert_allclose(pixels(window), original * 0.5, atol=1e-4)  # the restoration only
-    assert len(window.session.history) == 1
+    assert len(window.session.workspace.history) == 1
 
 
 # ----------------------------------------------------------------------------- plain chat messages
@@ -406,8 +408,9 @@ def test_plain_messages_go_to_the_restore_plugin(qtbot, tmp_path, photo):
     assert window.plugins.message_action().id == "restore.instruct"
     window.chat.send_text("remove the noise")
     run = last_run(qtbot, window)
-    assert run.interpretation is not None and run.action is None  # the engine's restore pipeline
-    assert len(window.session.history) == 1
+    # Read first (the plan as chips), then run through the restore action like any plugin action.
+    assert run.interpretation is not None and run.action is not None and run.action.id == "restore.instruct"
+    assert len(window.session.workspace.history) == 1
 
 
 def test_with_the_restore_plugin_disabled_a_message_restores_nothing_and_says_how_to_turn_it_on(qtbot, tmp_path, photo):
@@ -416,13 +419,13 @@ def test_with_the_restore_plugin_disabled_a_message_restores_nothing_and_says_ho
     window.chat.send_text("remove the noise")
     run = last_run(qtbot, window, FAILED)
     assert "restore plugin is disabled" in run.reply.text and "Manage Plugins" in run.reply.text
-    assert len(window.session.history) == 0 and np.array_equal(pixels(window), before)
-    assert not window.conversation.busy
+    assert len(window.session.workspace.history) == 0 and np.array_equal(pixels(window), before)
+    assert not window.session.assistant.busy
 
     window.plugins.set_enabled("restore", True)  # as the manager does
     window.chat.send_text("remove the noise")
     last_run(qtbot, window)
-    assert len(window.session.history) == 1
+    assert len(window.session.workspace.history) == 1
 
 
 def test_another_plugin_can_take_the_chat_messages(qtbot, tmp_path, photo):
@@ -432,7 +435,7 @@ def test_another_plugin_can_take_the_chat_messages(qtbot, tmp_path, photo):
     window.chat.send_text("make it darker please")
     last_run(qtbot, window)
     np.testing.assert_allclose(pixels(window), np.clip(photo[1] - 0.1, 0, 1), atol=1 / 255)
-    assert len(window.session.history) == 1
+    assert len(window.session.workspace.history) == 1
     window.undo()
     np.testing.assert_allclose(pixels(window), photo[1], atol=1e-6)
 

@@ -12,14 +12,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 import pytest
+from fake_engine import FakeEngine
 from PySide6.QtCore import Qt
-from ui_fake_engine import FakeEngine
+from recording_host import RecordingHost
 
 from instructir_desktop.core.geometry import Bounds
-from instructir_desktop.inference.requests import RestoreRequest
+from instructir_desktop.editing.assistant import PREVIEW_MIN_PIXELS
+from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.io import read_image, write_image
-from instructir_desktop.ui.conversation import CANCELLED, DONE, FAILED, PREVIEW_MIN_PIXELS, STALE
 from instructir_desktop.ui.main_window import MainWindow
+
+CANCELLED, DONE, FAILED, STALE = RunState.CANCELLED, RunState.DONE, RunState.FAILED, RunState.STALE
 
 
 @pytest.fixture
@@ -41,13 +44,14 @@ def open_window(qtbot, engine: FakeEngine, path, *, previews: bool = True) -> Ma
     window.show()
     qtbot.waitExposed(window)
     assert window.open_path(path)
+    window.session.plugins = RecordingHost()
     if previews:
-        window.conversation.preview_min_pixels = 0  # this small photo counts as big
+        window.session.assistant.preview_min_pixels = 0  # this small photo counts as big
     return window
 
 
 def pixels(window: MainWindow) -> np.ndarray:
-    document = window.session.document
+    document = window.session.workspace.document
     assert document is not None
     return document.flatten().rgb
 
@@ -71,8 +75,8 @@ def shown_colour(window: MainWindow, x: float, y: float) -> tuple[int, int, int]
 
 def start_held(qtbot, window: MainWindow, engine: FakeEngine, text: str = "remove the noise"):
     window.chat.send_text(text)
-    run = window.conversation.runs[-1]
-    qtbot.waitUntil(lambda: run.restore_id is not None and run.restore_id in engine.held, timeout=5000)
+    run = window.session.assistant.runs[-1]
+    qtbot.waitUntil(lambda: run.job is not None and run.job.request_id in engine.held, timeout=5000)
     return run
 
 
@@ -88,9 +92,8 @@ def test_the_preview_of_the_visible_area_shows_first_then_the_result_replaces_it
     canvas = window.canvas
     visible = canvas.visible_image_bounds()  # (the chat's new messages may have moved the layout)
     assert visible is not None and visible.area < 240 * 360 / 2 and visible.intersect(Bounds(170, 110, 1, 1)).area
-    request = engine.requests[run.restore_id]
-    assert isinstance(request, RestoreRequest)
-    assert request.preview and request.preview_bounds == visible
+    (call,) = window.session.plugins.calls
+    assert call.action_id == "restore.instruct" and call.given.preview_bounds == visible
     qtbot.waitUntil(lambda: canvas.result_preview_visible, timeout=5000)
     assert canvas.result_preview_bounds == visible
     assert canvas.result_badge_text == "Preview"
@@ -98,9 +101,9 @@ def test_the_preview_of_the_visible_area_shows_first_then_the_result_replaces_it
     # On screen: the restored (halved) colours; in the document and the history: nothing yet.
     assert shown_colour(window, 170, 110) == pytest.approx((102, 76, 51), abs=2)
     np.testing.assert_array_equal(pixels(window), original)
-    assert len(window.session.history) == 0 and not window.session.modified
+    assert len(window.session.workspace.history) == 0 and not window.session.workspace.modified
 
-    engine.release(run.restore_id)
+    engine.release(run.job.request_id)
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
 
     assert run.state == DONE
@@ -109,7 +112,7 @@ def test_the_preview_of_the_visible_area_shows_first_then_the_result_replaces_it
     assert "Preview" not in run.reply.status
     np.testing.assert_allclose(pixels(window), original * 0.5, atol=1e-4)
     assert shown_colour(window, 170, 110) == pytest.approx((102, 76, 51), abs=2)
-    history = window.session.history
+    history = window.session.workspace.history
     assert (len(history), history.index) == (1, 1)
 
 
@@ -122,7 +125,7 @@ def test_cancel_during_the_preview_removes_it_and_leaves_the_photo_as_it_was(qtb
     qtbot.waitUntil(lambda: canvas.result_preview_visible, timeout=5000)
     assert canvas.result_preview_bounds == Bounds(0, 0, 360, 240)  # fitted: the whole photo is visible
 
-    qtbot.mouseClick(run.reply.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.chat.reply_for(run).cancel_button, Qt.MouseButton.LeftButton)
     assert not canvas.result_preview_visible  # at once, before the engine confirms
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
 
@@ -130,7 +133,7 @@ def test_cancel_during_the_preview_removes_it_and_leaves_the_photo_as_it_was(qtb
     assert not canvas.result_preview_visible and canvas.result_preview_bounds is None
     np.testing.assert_array_equal(pixels(window), original)
     assert shown_colour(window, 90, 60) == (204, 153, 102)
-    assert len(window.session.history) == 0 and not window.session.modified
+    assert len(window.session.workspace.history) == 0 and not window.session.workspace.modified
 
 
 def test_a_failure_after_the_preview_removes_it(qtbot, photo):
@@ -140,12 +143,12 @@ def test_a_failure_after_the_preview_removes_it(qtbot, photo):
     window = open_window(qtbot, engine, path)
     run = start_held(qtbot, window, engine)
     qtbot.waitUntil(lambda: window.canvas.result_preview_visible, timeout=5000)
-    engine.release(run.restore_id)
+    engine.release(run.job.request_id)
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
     assert run.state == FAILED
     assert not window.canvas.result_preview_visible
     np.testing.assert_array_equal(pixels(window), original)
-    assert len(window.session.history) == 0
+    assert len(window.session.workspace.history) == 0
 
 
 def test_a_preview_whose_photo_changed_is_removed_and_its_result_dropped(qtbot, photo):
@@ -153,13 +156,13 @@ def test_a_preview_whose_photo_changed_is_removed_and_its_result_dropped(qtbot, 
     engine = FakeEngine()
     window = open_window(qtbot, engine, path)
     window.chat.send_text("remove the noise")
-    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
+    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
     engine.hold = True
     run = start_held(qtbot, window, engine, "brighten it")
     qtbot.waitUntil(lambda: window.canvas.result_preview_visible, timeout=5000)
     window.undo()  # the photo changes under the preview
     assert not window.canvas.result_preview_visible
-    engine.release(run.restore_id)
+    engine.release(run.job.request_id)
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
     assert run.state == STALE
     np.testing.assert_array_equal(pixels(window), original)
@@ -171,10 +174,10 @@ def test_a_preview_that_arrives_after_cancel_is_not_shown(qtbot, photo):
     window = open_window(qtbot, engine, path)
     run = start_held(qtbot, window, engine)
     qtbot.waitUntil(lambda: window.canvas.result_preview_visible, timeout=5000)
-    window.conversation.cancel(run)
+    window.session.assistant.cancel(run)
     assert not run.ended and not window.canvas.result_preview_visible
     # A preview still on its way from the worker when the cancel was asked for.
-    window.bridge.preview.emit(engine.previews[-1])
+    window.session.events.emit(engine.previews[-1])
     assert not window.canvas.result_preview_visible
     qtbot.waitUntil(lambda: run.ended, timeout=5000)
     assert run.state == CANCELLED and not window.canvas.result_preview_visible
@@ -184,16 +187,17 @@ def test_small_photos_and_upscales_get_no_preview(qtbot, photo):
     path, _ = photo
     engine = FakeEngine()
     window = open_window(qtbot, engine, path, previews=False)
-    assert window.conversation.preview_min_pixels == PREVIEW_MIN_PIXELS >= 1_000_000
+    assert window.session.assistant.preview_min_pixels == PREVIEW_MIN_PIXELS >= 1_000_000
     window.chat.send_text("remove the noise")
-    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
-    window.conversation.preview_min_pixels = 0
+    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
+    window.session.assistant.preview_min_pixels = 0
     window.chat.send_text("upscale it")
-    qtbot.waitUntil(lambda: not window.conversation.busy, timeout=5000)
-    restores = [engine.requests[i] for i in engine.restore_ids()]
-    assert len(restores) == 2 and not any(r.preview for r in restores if isinstance(r, RestoreRequest))
+    qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
+    calls = window.session.plugins.calls
+    assert len(engine.restore_ids()) == 2 and len(calls) == 2
+    assert all(call.given.preview_bounds is None for call in calls)
     assert engine.previews == []
-    assert [run.state for run in window.conversation.runs] == [DONE, DONE]
+    assert [run.state for run in window.session.assistant.runs] == [DONE, DONE]
 
 
 def test_the_preview_of_a_selection_only_restore_changes_only_the_selection(qtbot, photo):
@@ -202,7 +206,9 @@ def test_the_preview_of_a_selection_only_restore_changes_only_the_selection(qtbo
     path, _ = photo
     engine = FakeEngine(hold=True)
     window = open_window(qtbot, engine, path)
-    window.session.document.selection = Selection.rectangle(240, 360, Bounds(x=0, y=0, width=180, height=120), 0)
+    window.session.workspace.document.selection = Selection.rectangle(
+        240, 360, Bounds(x=0, y=0, width=180, height=120), 0
+    )
     start_held(qtbot, window, engine)
     qtbot.waitUntil(lambda: window.canvas.result_preview_visible, timeout=5000)
     assert shown_colour(window, 90, 60) == pytest.approx((102, 76, 51), abs=2)  # inside: restored

@@ -6,10 +6,10 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from fake_engine import FakeEngine
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
-from ui_fake_engine import FakeEngine
 
 from instructir_desktop.inference.requests import EngineSettings, EngineStatus
 from instructir_desktop.ui.automation import parse_options
@@ -20,9 +20,10 @@ from instructir_desktop.ui.theme import apply_theme
 
 
 class ConfigurableEngine(FakeEngine):
-    def __init__(self) -> None:
+    def __init__(self, settings: EngineSettings | None = None) -> None:
         super().__init__()
-        self.configured: list[EngineSettings] = []
+        if settings is not None:
+            self._settings = settings
 
     def configure(self, settings: EngineSettings) -> None:
         self.configured.append(settings)
@@ -40,7 +41,7 @@ def new_window(qtbot, prefs, tmp_path, engine=None) -> MainWindow:
 def test_settings_dialog_is_in_the_edit_menu_and_shows_the_current_settings(qtbot, prefs, tmp_path):
     window = new_window(qtbot, prefs, tmp_path)
     edit_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Edit")
-    assert window.settings_action in edit_menu.actions()
+    assert window.menus.settings_action in edit_menu.actions()
     dialog = window.open_settings()
     assert dialog.isVisible()
     assert dialog.device_box.currentText() == "auto" and dialog.precision_box.currentText() == "auto"
@@ -72,15 +73,16 @@ def test_settings_are_applied_to_the_engine_and_persisted(qtbot, prefs, tmp_path
     assert engine.configured == [expected]
     assert window.engine_settings == expected
     assert "next use" in window.engine_label.text()
-    assert window.autosave_timer.interval() == 30_000
-    assert window.session.restore_into_new_layer and window.layers_panel.new_layer_box.isChecked()
+    assert window.file_actions.autosave_timer.interval() == 30_000
+    assert window.session.workspace.restore_into_new_layer and window.layers_panel.new_layer_box.isChecked()
 
     # Persisted: a new window (and the next start) reads them back.
     stored = Preferences(prefs)
     assert stored.engine_settings() == expected and stored.autosave_seconds() == 30
-    other = new_window(qtbot, prefs, tmp_path)
+    # (an injected engine reports its own settings: this one is made from the stored ones, as at start)
+    other = new_window(qtbot, prefs, tmp_path, ConfigurableEngine(settings=Preferences(prefs).engine_settings()))
     assert other.engine_settings == expected
-    assert other.autosave_timer.interval() == 30_000
+    assert other.file_actions.autosave_timer.interval() == 30_000
     again = other.open_settings()
     assert again.device_box.currentText() == "cpu" and again.tile_spin.value() == 256
     assert again.model_field.value() == str(model)
@@ -89,7 +91,7 @@ def test_settings_are_applied_to_the_engine_and_persisted(qtbot, prefs, tmp_path
     # Unchanged settings do not reload the model; autosave 0 is off.
     window.apply_settings(expected, autosave_seconds=0)
     assert len(engine.configured) == 1
-    assert not window.autosave_timer.isActive()
+    assert not window.file_actions.autosave_timer.isActive()
 
 
 def test_backend_choice_reaches_the_engine_and_is_remembered(qtbot, prefs, tmp_path):
@@ -106,7 +108,9 @@ def test_backend_choice_reaches_the_engine_and_is_remembered(qtbot, prefs, tmp_p
     dialog.accept()
     assert engine.configured == [EngineSettings(backend="torch")]
     assert Preferences(prefs).engine_settings().backend == "torch"
-    again = new_window(qtbot, prefs, tmp_path).open_settings()
+    # (an injected engine reports its own settings: this one is made from the stored ones, as at start)
+    stored = ConfigurableEngine(settings=Preferences(prefs).engine_settings())
+    again = new_window(qtbot, prefs, tmp_path, stored).open_settings()
     assert again.backend_box.currentText() == "torch"
     again.reject()
     prefs.setValue("engine/backend", "tensorrt")  # a value this version does not know
@@ -117,7 +121,7 @@ def test_a_real_engine_is_created_with_the_persisted_settings(qtbot, prefs, tmp_
     Preferences(prefs).set_engine_settings(EngineSettings(device="cpu", tile_size=128))
     window = MainWindow(preferences=prefs, recovery_folder=tmp_path / "recovery")  # the real engine, not loaded yet
     qtbot.addWidget(window)
-    assert window.bridge.engine.settings == EngineSettings(device="cpu", tile_size=128)
+    assert window.session.engine.settings == EngineSettings(device="cpu", tile_size=128)
     window.close()
 
 
@@ -141,14 +145,14 @@ def test_about_shows_version_model_device_and_licence(qtbot, prefs, tmp_path):
     engine = ConfigurableEngine()
     window = new_window(qtbot, prefs, tmp_path, engine)
     help_menu = window.menuBar().actions()[-1].menu()
-    assert help_menu.title() == "&Help" and window.about_action in help_menu.actions()
+    assert help_menu.title() == "&Help" and window.menus.about_action in help_menu.actions()
     dialog = window.open_about()
     text = dialog.label.text()
     assert program_version() in text and program_version() != ""
     assert "loads on first use" in text and "auto" in text
     assert "MIT" in text
     dialog.close()
-    engine.status = EngineStatus("cpu (2 threads)", "abc", "InstructIR small")
+    engine._status = EngineStatus("cpu (2 threads)", "abc", "InstructIR small")
     text = window.open_about().label.text()
     assert "InstructIR small" in text and "cpu (2 threads)" in text
 

@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
+
+from instructir_desktop.cli.batch import Batch, OutputOptions, describe, plan_batch
+from instructir_desktop.cli.progress import ProgressBar, say
+from instructir_desktop.cli.usage import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 
 if TYPE_CHECKING:
+    from instructir_desktop.inference.requests import RestorationRuntime
     from instructir_desktop.inference.runtime import Runtime
-    from instructir_desktop.instructions.interpret import Interpretation
+    from instructir_desktop.plugins.host import PluginHost
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # some inputs failed; the others were written
-EXIT_USAGE = 2  # nothing was attempted: bad arguments, no weights, nothing restorable asked
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "ProgressBar", "UsageError", "main"]
 
 SUBCOMMANDS = ("restore", "interpret", "train", "evaluate", "plugins", "apply", "desktop-entry")
-
-
-class UsageError(Exception):
-    """A mistake in the command line; printed as one line, exit code 2."""
 
 
 # ----------------------------------------------------------------------------- argument parsing
@@ -161,134 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ----------------------------------------------------------------------------- progress display
+# ----------------------------------------------------------------------------- restore and apply
 
 
-class ProgressBar:
-    """One status line on a terminal; occasional plain lines when the output is a file or pipe."""
+def plugin_host(folders: Sequence[str] = ()) -> PluginHost:
+    """Every installed plugin (the built-in restore action among them), and those in ``folders``."""
+    from instructir_desktop.plugins.host import PluginHost
 
-    def __init__(self, stream: TextIO = sys.stderr, enabled: bool = True) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.interactive = enabled and stream.isatty()
-        self._last_line = 0.0
-        self._last_length = 0
-
-    def update(self, label: str, fraction: float, eta_seconds: float | None) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if self.interactive:
-            if now - self._last_line < 0.1 and fraction < 1:
-                return
-            width = 28
-            filled = round(width * min(1.0, fraction))
-            eta = f" ETA {format_seconds(eta_seconds)}" if eta_seconds is not None and fraction < 1 else ""
-            line = f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}%{eta}"
-            self.stream.write(line + " " * max(0, self._last_length - len(line)))
-            self._last_length = len(line)
-        else:
-            if now - self._last_line < 5 and fraction < 1:
-                return
-            self.stream.write(f"{label}: {fraction * 100:.0f}%\n")
-        self._last_line = now
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.interactive and self._last_length:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._last_length = 0
+    return PluginHost(user_folders=folders)
 
 
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = max(0, round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------- restore
-
-
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    target: Path
-
-
-def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders as the images directly inside them; and problems found on the way."""
-    from instructir_desktop.io import READ_EXTENSIONS
-
-    files: list[Path] = []
-    problems: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_EXTENSIONS)
-            if not found:
-                problems.append(f"{path}: no images in this folder")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            problems.append(f"{path}: no such file or folder")
-    unique = list({file.resolve(): file for file in files}.values())  # a file named twice runs once
-    return unique, problems
-
-
-def plan_outputs(sources: Sequence[Path], output: str, several: bool, fmt: str | None = None) -> list[Job]:
-    """Where each input goes. A folder output keeps the input file names."""
-    from instructir_desktop.io import WRITE_EXTENSIONS
-
-    out = Path(output)
-    into_folder = several or out.is_dir() or output.endswith(("/", os.sep))
-    if not into_folder and fmt is None and out.suffix.lower() not in WRITE_EXTENSIONS:
-        known = ", ".join(sorted(WRITE_EXTENSIONS))
-        raise UsageError(f"{out}: cannot tell the image format from the name (use one of {known}, or a folder)")
-    jobs: list[Job] = []
-    for source in sources:
-        target = out / output_name(source, fmt) if into_folder else out
-        jobs.append(Job(source, target))
-    names = [j.target.resolve() for j in jobs]
-    if len(set(names)) != len(names):
-        raise UsageError("two inputs have the same file name and would be written to the same output file")
-    return jobs
-
-
-def output_name(source: Path, fmt: str | None = None) -> str:
-    """The input's name, with an extension we can write: the chosen format's, the input's own, or for a
-    camera RAW (never written) a 16-bit TIFF's."""
-    from instructir_desktop.io import FORMATS, READ_EXTENSIONS, WRITE_EXTENSIONS
-
-    suffix = source.suffix.lower()
-    if fmt is not None:
-        return source.stem + FORMATS[fmt.upper()].extensions[0]
-    if suffix in WRITE_EXTENSIONS:
-        return source.name
-    return source.stem + (".tif" if suffix in READ_EXTENSIONS else ".png")
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
-def load_runtime_for(args: argparse.Namespace) -> Runtime:
+def load_runtime_for(args: argparse.Namespace, tile: int = 0) -> Runtime:
     from instructir_desktop.inference.requests import EngineSettings
     from instructir_desktop.inference.runtime import load_runtime
 
     settings = EngineSettings(
         device=args.device,
-        backend=getattr(args, "backend", "auto"),
-        tile_size=getattr(args, "tile", 0) or 0,
+        backend=args.backend,
+        tile_size=tile,
         model_folder=args.model,
         weights=args.weights,
         text_head=args.text_head,
@@ -301,6 +188,7 @@ def load_runtime_for(args: argparse.Namespace) -> Runtime:
 
 
 def restore_command(args: argparse.Namespace) -> int:
+    """The built-in restore action on every input, through the plugin host like any action."""
     if not 0.0 <= args.strength <= 1.0:
         raise UsageError("--strength must be between 0 and 1")
     if args.scale is not None and not 1 <= args.scale <= 8:
@@ -311,127 +199,58 @@ def restore_command(args: argparse.Namespace) -> int:
         raise UsageError("--quality must be between 1 and 100")
     if args.max_pixels is not None and args.max_pixels < 1:
         raise UsageError("--max-pixels must be positive")
-    sources, problems = expand_inputs(args.inputs)
-    for problem in problems:
-        say(f"error: {problem}")
-    if not sources:
-        return EXIT_USAGE if not problems else EXIT_FAILED
-    several = len(args.inputs) > 1 or len(sources) > 1
-    jobs = plan_outputs(sources, args.output, several=several, fmt=args.format)
-    refused = [j for j in jobs if same_file(j.source, j.target) and not args.overwrite]
-    for job in refused:
-        say(f"error: {job.source}: the output would overwrite the input (pass --overwrite to allow it)")
-    jobs = [j for j in jobs if j not in refused]
-    failures = len(problems) + len(refused)
-    if not jobs:
-        return EXIT_FAILED
-
+    planned = plan_batch(args.inputs, args.output, args.overwrite, args.format)
+    if isinstance(planned, int):
+        return planned
     from instructir_desktop.inference.backends import BackendError
     from instructir_desktop.inference.devices import DeviceError
     from instructir_desktop.model.weights import WeightsError
+    from instructir_desktop.plugins.host import BUILTIN_RESTORE_ACTION
 
     started = time.perf_counter()
     try:
-        runtime = load_runtime_for(args)
+        runtime = load_runtime_for(args, args.tile)
     except (WeightsError, DeviceError, BackendError) as error:
         say(f"error: {error}")
         return EXIT_USAGE
     load_seconds = time.perf_counter() - started
-    say(f"model: {runtime.model.spec.name} on {runtime.device_description} (loaded in {load_seconds:.1f}s)")
-
-    bar = ProgressBar(enabled=not args.quiet)
-    written = 0
-    for number, job in enumerate(jobs, 1):
-        label = f"[{number}/{len(jobs)}] {job.source.name}"
-        try:
-            seconds, plan = restore_one(runtime, job, args, bar, label)
-        except KeyboardInterrupt:
-            bar.finish()
-            say(f"interrupted: {written} of {len(jobs)} written; {job.target} was not written")
-            return 130
-        except NothingToDo as reply:
-            bar.finish()
-            say(f"{job.source}: {reply}")
-            return EXIT_USAGE
-        except Exception as error:  # one bad input must not stop the batch
-            bar.finish()
-            failures += 1
-            say(f"error: {job.source}: {describe(error)}")
-            continue
-        bar.finish()
-        written += 1
-        say(f"{job.source} → {job.target}  ({plan}, {seconds:.1f}s)")
-    if failures:
-        say(f"{failures} input(s) failed, {written} written")
-    return EXIT_FAILED if failures else EXIT_OK
+    say(f"model: {runtime.model_name} on {runtime.device_description} (loaded in {load_seconds:.1f}s)")
+    params = {"instruction": args.instruction, "strength": args.strength, "scale": args.scale or 0}
+    output = OutputOptions(args.format, args.quality, args.bit_depth, not args.strip_metadata, args.profile == "srgb")
+    batch = Batch(plugin_host(), BUILTIN_RESTORE_ACTION, params, lambda: runtime, quiet=args.quiet, output=output)
+    return batch.run(planned, max_pixels=args.max_pixels)
 
 
-class NothingToDo(Exception):
-    """The instruction asks for nothing the network can do; carries the reply."""
+def apply_command(args: argparse.Namespace) -> int:
+    """Any plugin action on every input; actions that restore load the model on first use."""
+    from instructir_desktop.plugins.api import PluginError
 
+    given: dict[str, str] = {}
+    for item in args.param:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        given[key.strip()] = value.strip()
+    host = plugin_host(args.folder)
+    try:
+        host.action(args.action).resolve_params(given)
+    except PluginError as error:
+        raise UsageError(str(error)) from error
+    planned = plan_batch(args.inputs, args.output, args.overwrite)
+    if isinstance(planned, int):
+        return planned
+    loaded: list[RestorationRuntime] = []
 
-def plan_for(runtime: Runtime, instruction: str, scale: int | None, size: tuple[int, int]) -> Interpretation:
-    from dataclasses import replace
+    def runtime() -> RestorationRuntime:
+        """One runtime for the whole batch, loaded when the first action asks to restore."""
+        if not loaded:
+            from instructir_desktop.inference.requests import EngineSettings
+            from instructir_desktop.inference.runtime import load_runtime
 
-    from instructir_desktop.instructions.interpret import step_for_task
+            loaded.append(load_runtime(EngineSettings(device=args.device)))
+        return loaded[0]
 
-    interpretation = runtime.interpret(instruction, size)
-    steps = list(interpretation.steps)
-    if scale is not None:
-        steps = [s for s in steps if s.task != "upscale"]
-        if scale > 1:
-            steps.append(step_for_task("upscale", scale))
-    if not steps:
-        raise NothingToDo(interpretation.reply)
-    return replace(interpretation, steps=tuple(steps))
-
-
-def restore_one(
-    runtime: Runtime, job: Job, args: argparse.Namespace, bar: ProgressBar, label: str
-) -> tuple[float, str]:
-    from instructir_desktop.inference.requests import RestoreRequest
-    from instructir_desktop.inference.runtime import plan_summary
-    from instructir_desktop.io import read_image, write_image
-
-    image = read_image(job.source, max_pixels=args.max_pixels)
-    for notice in image.notices:
-        say(f"note: {job.source.name}: {notice}")
-    interpretation = plan_for(runtime, args.instruction, args.scale, (image.height, image.width))
-    request = RestoreRequest(
-        pixels=image.rgb, plan=interpretation.steps, strength=args.strength, alpha=image.alpha, label=label
-    )
-    result = runtime.restore(request, progress=lambda p: bar.update(label, p.fraction, _eta(p)))
-    for notice in result.notices:
-        bar.finish()
-        say(f"note: {notice}")
-    job.target.parent.mkdir(parents=True, exist_ok=True)
-    write_image(
-        job.target,
-        result.pixels,
-        result.alpha,
-        metadata=image.metadata,
-        format=args.format,
-        quality=args.quality,
-        bit_depth=args.bit_depth,
-        keep_metadata=not args.strip_metadata,
-        colour_profile=args.profile,
-    )
-    return result.seconds, plan_summary(interpretation.steps)
-
-
-def _eta(progress: object) -> float | None:
-    tiles = getattr(progress, "tiles", None)
-    step_count = getattr(progress, "step_count", 1)
-    step_index = getattr(progress, "step_index", 0)
-    if tiles is None or tiles.eta_seconds is None:
-        return None
-    # Later steps take about as long as this one (the same number of pixels, unless upscaling).
-    return float(tiles.eta_seconds + (step_count - step_index - 1) * tiles.eta_seconds / max(1e-6, 1 - tiles.fraction))
-
-
-def describe(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
+    return Batch(host, args.action, given, runtime, quiet=True).run(planned)
 
 
 # ----------------------------------------------------------------------------- interpret
@@ -496,8 +315,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     from instructir_desktop.inference.backends import BackendError
     from instructir_desktop.inference.devices import DeviceError
-    from instructir_desktop.instructions.interpret import CANONICAL_INSTRUCTIONS
     from instructir_desktop.model.registry import record_evaluation
+    from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS
     from instructir_desktop.model.weights import WeightsError
     from instructir_desktop.training.evaluation import (
         evaluate,
@@ -577,64 +396,6 @@ def plugins_command(args: argparse.Namespace) -> int:
             params = ", ".join(f"{p.name}={p.default}" for p in action.parameters)
             print(f"  {action.id}: {action.title}" + (f" [{params}]" if params else ""))
     return EXIT_OK
-
-
-_action_runtime: dict[str, Runtime] = {}
-
-
-def runtime_for_actions(device: str) -> Runtime:
-    """One runtime for the whole batch, loaded when the first action asks to restore."""
-    if device not in _action_runtime:
-        from instructir_desktop.inference.requests import EngineSettings
-        from instructir_desktop.inference.runtime import load_runtime
-
-        _action_runtime[device] = load_runtime(EngineSettings(device=device))
-    return _action_runtime[device]
-
-
-def apply_command(args: argparse.Namespace) -> int:
-    from instructir_desktop.io import read_image, write_image
-    from instructir_desktop.plugins.api import PluginError
-    from instructir_desktop.plugins.host import PluginHost
-    from instructir_desktop.plugins.jobs import StandaloneContext
-
-    given: dict[str, str] = {}
-    for item in args.param:
-        key, separator, value = item.partition("=")
-        if not separator or not key.strip():
-            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
-        given[key.strip()] = value.strip()
-    host = PluginHost(user_folders=args.folder)
-    try:
-        action = host.action(args.action)
-        action.resolve_params(given)
-    except PluginError as error:
-        raise UsageError(str(error)) from error
-    sources, problems = expand_inputs(args.inputs)
-    for problem in problems:
-        say(f"error: {problem}")
-    if not sources:
-        return EXIT_FAILED
-    jobs = plan_outputs(sources, args.output, several=len(args.inputs) > 1 or len(sources) > 1)
-    failures = len(problems)
-    for job in jobs:
-        if same_file(job.source, job.target) and not args.overwrite:
-            say(f"error: {job.source}: the output would overwrite the input (pass --overwrite to allow it)")
-            failures += 1
-            continue
-        try:
-            image = read_image(job.source)
-            started = time.perf_counter()
-            context = StandaloneContext(lambda: runtime_for_actions(args.device))
-            result = host.run(action.id, image.rgb, params=given, context=context)
-            job.target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(job.target, result, image.alpha, metadata=image.metadata)
-        except Exception as error:  # report and go on with the next file
-            failures += 1
-            say(f"error: {job.source}: {describe(error)}")
-            continue
-        say(f"{job.source} → {job.target}  ({action.title}, {time.perf_counter() - started:.1f}s)")
-    return EXIT_FAILED if failures else EXIT_OK
 
 
 def desktop_entry_command(args: argparse.Namespace) -> int:

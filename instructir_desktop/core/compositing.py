@@ -45,7 +45,8 @@ def _feather_all(mask: np.ndarray, box: int) -> np.ndarray:
     out = mask
     for _ in range(3):
         out = _box_blur_axis(_box_blur_axis(out, box, 0), box, 1)
-    return np.clip(out, 0.0, 1.0)
+    clipped: np.ndarray = np.clip(out, 0.0, 1.0)
+    return clipped
 
 
 def rectangle_mask(height: int, width: int, bounds: Bounds) -> np.ndarray:
@@ -99,7 +100,8 @@ def blend(original: np.ndarray, restored: np.ndarray, strength: float) -> np.nda
         return restored.astype(np.float32, copy=True)
     if strength <= 0.0:
         return original.astype(np.float32, copy=True)
-    return (original + strength * (restored - original)).astype(np.float32)
+    mixed: np.ndarray = (original + strength * (restored - original)).astype(np.float32)
+    return mixed
 
 
 def composite(base: np.ndarray, overlay: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -111,8 +113,10 @@ def composite(base: np.ndarray, overlay: np.ndarray, mask: np.ndarray | None) ->
     weight = np.asarray(mask, dtype=np.float32)
     if weight.ndim == base.ndim - 1:
         weight = weight[..., None]
-    return (base + weight * (overlay - base)).astype(np.float32)
+    mixed: np.ndarray = (base + weight * (overlay - base)).astype(np.float32)
+    return mixed
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    values: np.ndarray = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return values

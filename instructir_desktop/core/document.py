@@ -439,7 +439,8 @@ def _block_mean(values: np.ndarray, samples: int) -> np.ndarray:
     height, width = values.shape[0] // samples, values.shape[1] // samples
     rest = values.shape[2:]
     rows = values.reshape(height, samples, width * samples, *rest).sum(axis=1)
-    return rows.reshape(height, width, samples, *rest).sum(axis=2) / np.float32(samples * samples)
+    means: np.ndarray = rows.reshape(height, width, samples, *rest).sum(axis=2) / np.float32(samples * samples)
+    return means
 
 
 def _flatten_layers(layers: Sequence[Layer], area: Bounds) -> Flattened:

@@ -1,19 +1,15 @@
 """Undo history of a document (steps that store only what changed, capped by memory) and project files."""
 
-from instructir_desktop.history.history import (
-    DEFAULT_MEMORY_LIMIT,
-    History,
+from instructir_desktop.history.changes import (
     HistoryError,
     PatchChange,
     PreparedRestoration,
-    Recording,
     Restoration,
-    SavedState,
     StackChange,
-    Step,
     prepare_restoration,
     reblend,
 )
+from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, Recording, SavedState, Step
 from instructir_desktop.history.project import (
     FORMAT_VERSION,
     ProjectContents,

@@ -22,401 +22,36 @@ lets it store everything exactly at 16 bits or less; see ``codec`` for why.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.document import Document, Flattened, Layer
 from instructir_desktop.core.geometry import Bounds
-from instructir_desktop.history.codec import EncodedArray, decode, encode, snap
+from instructir_desktop.history.changes import (
+    Change,
+    HistoryError,
+    PatchChange,
+    PreparedRestoration,
+    Restoration,
+    StackChange,
+    StackSnapshot,
+    StoredRestoration,
+    decoded,
+    detached,
+    layer_in,
+    prepare_restoration,
+    reblend,
+    stack_change,
+    whole_if_inside,
+)
+from instructir_desktop.history.codec import encode, snap
 
 DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024
 # A history state as ``History.saved_state`` identifies it: (index, ids of the applied steps, their strengths).
 SavedState = tuple[int, tuple[int, ...], tuple[float, ...]]
-
-
-class HistoryError(RuntimeError):
-    """An undo, redo, jump or re-blend the history cannot do (say, a step dropped by the memory cap)."""
-
-
-def reblend(original: np.ndarray, restored: np.ndarray, mask: np.ndarray | None, strength: float) -> np.ndarray:
-    """What a restoration looks like at ``strength``, through ``mask``, on the history's 16-bit grid."""
-    return snap(composite(original, blend(original, restored, strength), mask))
-
-
-@dataclass(frozen=True, eq=False)
-class Restoration:
-    """What a restoration produced for one rectangle: enough to re-blend it at any strength.
-
-    ``original`` and ``restored`` are (h, w, 3), ``mask`` (h, w) or None for the whole rectangle.
-    """
-
-    original: np.ndarray
-    restored: np.ndarray
-    mask: np.ndarray | None = None
-    strength: float = 1.0
-
-    def check(self, height: int, width: int) -> None:
-        for name, values in (("original", self.original), ("restored", self.restored)):
-            if np.shape(values) != (height, width, 3):
-                raise ValueError(f"the {name} pixels are {np.shape(values)}, expected {(height, width, 3)}")
-        if self.mask is not None and np.shape(self.mask) != (height, width):
-            raise ValueError(f"the mask is {np.shape(self.mask)}, expected {(height, width)}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
-
-
-# ---------------------------------------------------------------------------------------------- changes
-
-
-def _total(*arrays: EncodedArray | None) -> int:
-    return sum(array.nbytes for array in arrays if array is not None)
-
-
-def _decoded(array: EncodedArray | None) -> np.ndarray | None:
-    return None if array is None else decode(array)
-
-
-def _layer_in(document: Document, layer_id: str) -> Layer:
-    try:
-        return document.layer(layer_id)
-    except KeyError:
-        raise HistoryError(f"the document has no layer {layer_id!r}: the history does not match it") from None
-
-
-def _whole_if_inside(layer: Layer, region: Bounds) -> Bounds:
-    """The layer's whole rectangle, after checking ``region`` is a non-empty rectangle inside it."""
-    whole = Bounds.of_image(layer.height, layer.width)
-    if region.intersect(whole) != region or region.empty:
-        raise ValueError(f"{region} is not a non-empty rectangle inside the layer ({whole})")
-    return whole
-
-
-@dataclass(eq=False)
-class StoredRestoration:
-    """A restoration as the history keeps it (``original`` None: the same as the patch's before)."""
-
-    original: EncodedArray | None
-    restored: EncodedArray
-    mask: EncodedArray | None
-    strength: float
-
-    @property
-    def nbytes(self) -> int:
-        return _total(self.original, self.restored, self.mask)
-
-    def result(self, before: Callable[[], np.ndarray] | None = None) -> np.ndarray:
-        if self.original is not None:
-            original = decode(self.original)
-        elif before is not None:
-            original = before()
-        else:
-            raise HistoryError("this restoration's original pixels are missing")
-        return reblend(original, decode(self.restored), _decoded(self.mask), self.strength)
-
-
-@dataclass(eq=False)
-class PatchChange:
-    """A rectangle of one layer changed: its pixels (and alpha, when that changed) before and after."""
-
-    layer_id: str
-    bounds: Bounds
-    before: EncodedArray
-    after: EncodedArray | None  # None: ``restoration`` computes it
-    alpha_before: EncodedArray | None = None
-    alpha_after: EncodedArray | None = None
-    restoration: StoredRestoration | None = None
-    # The whole layer's array on the side this step is not showing, kept from the last swap, so
-    # undoing or redoing the latest step is a swap instead of decompressing (or copying) a
-    # full-size photo. Only for steps without alpha; the history keeps one such array.
-    swapped_out: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def nbytes(self) -> int:
-        restoration = 0 if self.restoration is None else self.restoration.nbytes
-        return _total(self.before, self.after, self.alpha_before, self.alpha_after) + restoration
-
-    def after_pixels(self) -> np.ndarray:
-        if self.restoration is not None:
-            return self.restoration.result(lambda: decode(self.before))
-        if self.after is None:
-            raise HistoryError("this step's result is missing")
-        return decode(self.after)
-
-    def undo(self, document: Document, *, keep_swapped: bool = False) -> None:
-        """Put the before pixels back. ``keep_swapped``: ``document`` is the history's own, so the
-        whole-layer array taken out may be kept for the way back (never for a copy of the document)."""
-        if not (keep_swapped and self._swap(document)):
-            self._write(document, decode(self.before), _decoded(self.alpha_before), keep_swapped)
-
-    def redo(self, document: Document, *, keep_swapped: bool = False) -> None:
-        if not (keep_swapped and self._swap(document)):
-            self._write(document, self.after_pixels(), _decoded(self.alpha_after), keep_swapped)
-
-    def _swap(self, document: Document) -> bool:
-        """Put ``swapped_out`` back into the layer, keeping the array it replaces (False: nothing kept)."""
-        if self.swapped_out is None:
-            return False
-        layer = _layer_in(document, self.layer_id)
-        if layer.pixels.shape != self.swapped_out.shape:
-            self.swapped_out = None
-            return False
-        layer.pixels, self.swapped_out = self.swapped_out, layer.pixels
-        document.touch()
-        return True
-
-    def _write(self, document: Document, pixels: np.ndarray, alpha: np.ndarray | None, keep_swapped: bool) -> None:
-        layer = _layer_in(document, self.layer_id)
-        region = self.bounds.slices
-        if layer.pixels[region].shape != pixels.shape:
-            raise HistoryError(f"layer {layer.name!r} does not hold the rectangle {self.bounds}")
-        if keep_swapped and self.bounds == Bounds.of_image(layer.height, layer.width) and self.alpha_after is None:
-            # A whole-layer step: swap in the decoded array and keep the old one for the way back.
-            self.swapped_out, layer.pixels = layer.pixels, pixels
-            document.touch()
-            return
-        layer.writable_pixels()[region] = pixels
-        if alpha is not None:
-            if layer.alpha is None:
-                raise HistoryError(f"layer {layer.name!r} has no alpha plane to restore")
-            layer.writable_alpha()[region] = alpha
-        document.touch()
-
-
-@dataclass(frozen=True, eq=False)
-class PreparedRestoration:
-    """A restoration made ready for the history away from the GUI thread (``prepare_restoration``).
-
-    Everything slow is done: the arrays are snapped, blended at ``strength`` and compressed, so
-    ``History.push_prepared`` only has to put ``pixels`` into the layer. ``pixels`` is a new array
-    nobody else writes to; the history takes it over.
-    """
-
-    before: EncodedArray  # the layer's pixels under the rectangle when the restoration was asked for
-    stored: StoredRestoration
-    pixels: np.ndarray  # what the rectangle shows at ``stored.strength``
-    # For a rectangle smaller than the layer, when the whole layer was given: the layer with the
-    # rectangle replaced, so that pushing swaps it in instead of copying a full-size layer.
-    layer: np.ndarray | None = None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
-
-
-def prepare_restoration(
-    before: np.ndarray, restoration: Restoration, *, layer: np.ndarray | None = None, bounds: Bounds | None = None
-) -> PreparedRestoration:
-    """Do a restoration step's heavy work (snapping, blending, compression) on any thread.
-
-    ``before`` is what the layer holds under the rectangle at the moment the restoration was
-    requested; the step must be pushed while the layer still holds exactly that (check the
-    document's revision), or undoing it would bring back the wrong pixels. With the whole
-    ``layer`` (as it was then) and the rectangle's ``bounds`` in it, the new layer is built here
-    too (``PreparedRestoration.layer``).
-    """
-    height, width = np.shape(before)[:2]
-    if np.shape(before) != (height, width, 3):
-        raise ValueError(f"before pixels are {np.shape(before)}, expected (h, w, 3)")
-    restoration.check(height, width)
-    original, restored = snap(restoration.original), snap(restoration.restored)
-    mask = None if restoration.mask is None else snap(restoration.mask)
-    # The original usually is the layer's own pixels: then it is stored once, as "before".
-    shared = np.array_equal(before, original)
-    stored = StoredRestoration(
-        None if shared else encode(original),
-        encode(restored),
-        None if mask is None else encode(mask),
-        float(restoration.strength),
-    )
-    pixels = reblend(original, restored, mask, stored.strength)
-    whole_layer = None
-    if layer is not None and bounds is not None and np.shape(layer)[:2] != (height, width):
-        if (bounds.height, bounds.width) != (height, width):
-            raise ValueError(f"{bounds} does not match the {height}×{width} rectangle")
-        whole_layer = np.array(layer, dtype=np.float32, order="C")
-        whole_layer[bounds.slices] = pixels
-    return PreparedRestoration(encode(before), stored, pixels, whole_layer)
-
-
-@dataclass(frozen=True, eq=False)
-class StoredLayer:
-    """A layer as a stack change keeps it. ``kept``: the step left its pixels alone, so they are
-    taken from the document; otherwise ``pixels`` holds them (None: the step's restoration does)."""
-
-    id: str
-    name: str
-    opacity: float
-    visible: bool
-    blend_mode: str
-    kept: bool
-    pixels: EncodedArray | None = None
-    alpha: EncodedArray | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return _total(self.pixels, self.alpha)
-
-
-@dataclass(frozen=True, eq=False)
-class StoredStack:
-    height: int
-    width: int
-    active_index: int
-    layers: tuple[StoredLayer, ...]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.nbytes for layer in self.layers)
-
-
-@dataclass(eq=False)
-class StackChange:
-    """The layer stack before and after a step; ``restoration`` computes ``restored_layer_id``'s pixels."""
-
-    before: StoredStack
-    after: StoredStack
-    restored_layer_id: str | None = None
-    restoration: StoredRestoration | None = None
-
-    @property
-    def nbytes(self) -> int:
-        restoration = 0 if self.restoration is None else self.restoration.nbytes
-        return self.before.nbytes + self.after.nbytes + restoration
-
-    def undo(self, document: Document, *, keep_swapped: bool = False) -> None:
-        _rebuild(document, self.before, None)
-
-    def redo(self, document: Document, *, keep_swapped: bool = False) -> None:
-        _rebuild(document, self.after, self.restoration)
-
-
-Change = PatchChange | StackChange
-
-
-def _detached(change: Change | None) -> Change | None:
-    """A copy of ``change`` whose mutable parts (a re-blend's strength, kept arrays) are its own;
-    the stored arrays, which never change, are shared."""
-    if change is None:
-        return None
-    restoration = None if change.restoration is None else replace(change.restoration)
-    if isinstance(change, PatchChange):
-        return replace(change, restoration=restoration, swapped_out=None)
-    return replace(change, restoration=restoration)
-
-
-def _rebuild(document: Document, stack: StoredStack, restoration: StoredRestoration | None) -> None:
-    current = {layer.id: layer for layer in document.layers}
-    layers = []
-    for stored in stack.layers:
-        if stored.kept:
-            source = current.get(stored.id)
-            if source is None:
-                raise HistoryError(f"the document has no layer {stored.id!r}: the history does not match it")
-            pixels, alpha = source.pixels, source.alpha
-        elif stored.pixels is not None:
-            pixels, alpha = decode(stored.pixels), _decoded(stored.alpha)
-        elif restoration is not None:
-            pixels, alpha = restoration.result(), _decoded(stored.alpha)
-        else:
-            raise HistoryError(f"the pixels of layer {stored.name!r} are missing")
-        layers.append(
-            Layer(
-                pixels,
-                alpha,
-                name=stored.name,
-                opacity=stored.opacity,
-                visible=stored.visible,
-                blend_mode=stored.blend_mode,
-                id=stored.id,
-            )
-        )
-    document.replace_layers(layers, stack.active_index, height=stack.height, width=stack.width)
-
-
-@dataclass(frozen=True, eq=False)
-class _LayerSnapshot:
-    """A layer's properties and references to (not copies of) its arrays."""
-
-    layer: Layer
-    pixels: np.ndarray
-    alpha: np.ndarray | None
-    properties: tuple[str, float, bool, str]
-
-    @classmethod
-    def of(cls, layer: Layer) -> _LayerSnapshot:
-        return cls(layer, layer.pixels, layer.alpha, (layer.name, layer.opacity, layer.visible, layer.blend_mode))
-
-    def same_pixels(self, other: _LayerSnapshot) -> bool:
-        return self.pixels is other.pixels and self.alpha is other.alpha
-
-
-@dataclass(frozen=True, eq=False)
-class _StackSnapshot:
-    height: int
-    width: int
-    active_index: int
-    layers: tuple[_LayerSnapshot, ...]
-
-    @classmethod
-    def of(cls, document: Document) -> _StackSnapshot:
-        return cls(
-            document.height,
-            document.width,
-            document.active_index,
-            tuple(_LayerSnapshot.of(layer) for layer in document.layers),
-        )
-
-    def restore_into(self, document: Document) -> None:
-        layers = []
-        for snapshot in self.layers:
-            layer = snapshot.layer
-            layer.pixels, layer.alpha = snapshot.pixels, snapshot.alpha
-            layer.name, layer.opacity, layer.visible, layer.blend_mode = snapshot.properties
-            layers.append(layer)
-        document.replace_layers(layers, self.active_index, height=self.height, width=self.width)
-
-
-def _stack_change(
-    before: _StackSnapshot,
-    after: _StackSnapshot,
-    restored_layer_id: str | None = None,
-    restoration: StoredRestoration | None = None,
-) -> StackChange | None:
-    """What changed between two snapshots; None when nothing did."""
-    before_by_id = {snapshot.layer.id: snapshot for snapshot in before.layers}
-    after_by_id = {snapshot.layer.id: snapshot for snapshot in after.layers}
-    kept = {
-        layer_id
-        for layer_id, snapshot in before_by_id.items()
-        if layer_id in after_by_id and layer_id != restored_layer_id and snapshot.same_pixels(after_by_id[layer_id])
-    }
-    unchanged = (
-        (before.height, before.width, before.active_index) == (after.height, after.width, after.active_index)
-        and [s.layer.id for s in before.layers] == [s.layer.id for s in after.layers]
-        and all(s.properties == after_by_id[s.layer.id].properties for s in before.layers)
-        and len(kept) == len(before.layers)
-    )
-    if unchanged and restoration is None:
-        return None
-
-    def stored(stack: _StackSnapshot, computed: str | None) -> StoredStack:
-        layers = []
-        for snapshot in stack.layers:
-            layer_id = snapshot.layer.id
-            name, opacity, visible, blend_mode = snapshot.properties
-            if layer_id in kept:
-                layers.append(StoredLayer(layer_id, name, opacity, visible, blend_mode, kept=True))
-                continue
-            pixels = None if layer_id == computed else encode(snapshot.pixels)
-            alpha = None if snapshot.alpha is None else encode(snapshot.alpha)
-            layers.append(StoredLayer(layer_id, name, opacity, visible, blend_mode, False, pixels, alpha))
-        return StoredStack(stack.height, stack.width, stack.active_index, tuple(layers))
-
-    return StackChange(stored(before, None), stored(after, restored_layer_id), restored_layer_id, restoration)
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -470,7 +105,7 @@ class Step:
         """The selection a restoration used, under ``bounds`` (None: the whole rectangle, or not kept)."""
         if self.change is None or self.change.restoration is None:
             return None
-        return _decoded(self.change.restoration.mask)
+        return decoded(self.change.restoration.mask)
 
 
 @dataclass
@@ -617,7 +252,7 @@ class History:
         """A copy to save on another thread while editing goes on: it shares the stored changes
         and, copy-on-write, the layers' pixels (``Document.frozen_copy``), so it costs no pixel copy."""
         twin = History(self._document.frozen_copy(), self._memory_limit)
-        twin._steps = [replace(step, change=_detached(step.change)) for step in self._steps]
+        twin._steps = [replace(step, change=detached(step.change)) for step in self._steps]
         twin._index = self._index
         twin._clean_index = self._clean_index
         return twin
@@ -668,11 +303,11 @@ class History:
         With ``bounds``, ``pixels`` (and ``alpha``) cover just that rectangle. Without, they cover
         the whole layer and the changed rectangle is found by comparison; nothing changed → None.
         """
-        layer = _layer_in(self._document, layer_id)
+        layer = layer_in(self._document, layer_id)
         if alpha is not None and layer.alpha is None:
             raise ValueError(f"layer {layer.name!r} has no alpha plane; give it one with a layer step")
         region = Bounds.of_image(layer.height, layer.width) if bounds is None else bounds
-        _whole_if_inside(layer, region)
+        whole_if_inside(layer, region)
         if np.shape(pixels) != (region.height, region.width, 3):
             raise ValueError(f"pixels are {np.shape(pixels)}, expected {(region.height, region.width, 3)}")
         if alpha is not None and np.shape(alpha) != (region.height, region.width):
@@ -711,8 +346,8 @@ class History:
         model_id: str = "",
     ) -> Step:
         """Apply a restoration of ``bounds`` of a layer at its strength, keeping what re-blending needs."""
-        layer = _layer_in(self._document, layer_id)
-        _whole_if_inside(layer, bounds)  # before slicing: a slice would silently shrink
+        layer = layer_in(self._document, layer_id)
+        whole_if_inside(layer, bounds)  # before slicing: a slice would silently shrink
         prepared = prepare_restoration(layer.pixels[bounds.slices], restoration)
         return self.push_prepared(
             layer_id, bounds, prepared, label=label, tasks=tasks, seconds=seconds, model_id=model_id
@@ -735,8 +370,8 @@ class History:
         (no copy); a smaller one is copied in. The layer must still hold, under ``bounds``, the
         pixels ``prepared`` was made from (see ``prepare_restoration``).
         """
-        layer = _layer_in(self._document, layer_id)
-        whole = _whole_if_inside(layer, bounds)
+        layer = layer_in(self._document, layer_id)
+        whole = whole_if_inside(layer, bounds)
         if prepared.shape != (bounds.height, bounds.width):
             raise ValueError(f"the prepared restoration is {prepared.shape}, expected {(bounds.height, bounds.width)}")
         change = PatchChange(layer_id, bounds, before=prepared.before, after=None, restoration=prepared.stored)
@@ -771,7 +406,7 @@ class History:
         """
         if (restoration is None) != (restored_layer_id is None):
             raise ValueError("give a restoration together with the id of the layer it restored")
-        before = _StackSnapshot.of(self._document)
+        before = StackSnapshot.of(self._document)
         current_arrays = {id(layer.pixels) for layer in self._document.layers}
         current_arrays |= {id(layer.alpha) for layer in self._document.layers if layer.alpha is not None}
 
@@ -800,7 +435,7 @@ class History:
         if restored_layer_id is not None and stored is None:
             raise ValueError(f"no layer {restored_layer_id!r} among the new layers")
         self._document.replace_layers(new_layers, active_index)
-        change = _stack_change(before, _StackSnapshot.of(self._document), restored_layer_id, stored)
+        change = stack_change(before, StackSnapshot.of(self._document), restored_layer_id, stored)
         if change is None:
             return None
         strength = 1.0 if stored is None else stored.strength
@@ -818,7 +453,7 @@ class History:
         The block must change pixels only through ``Document`` methods (which replace arrays, never
         write into them). If it raises, the stack is put back as it was and no step is made.
         """
-        before = _StackSnapshot.of(self._document)
+        before = StackSnapshot.of(self._document)
         recording = Recording()
         try:
             yield recording
@@ -833,7 +468,7 @@ class History:
                 layer.pixels = snap(layer.pixels)
             if layer.alpha is not None and id(layer.alpha) not in arrays_before:
                 layer.alpha = snap(layer.alpha)
-        change = _stack_change(before, _StackSnapshot.of(self._document))
+        change = stack_change(before, StackSnapshot.of(self._document))
         if change is not None:
             step = Step(label, change, self._document.thumbnail(), tuple(tasks), 1.0, seconds, model_id)
             recording.step = self._push(step)
@@ -864,7 +499,7 @@ class History:
             change.swapped_out = before
         else:
             assert change.restored_layer_id is not None
-            layer = _layer_in(self._document, change.restored_layer_id)
+            layer = layer_in(self._document, change.restored_layer_id)
             layer.writable_pixels()[...] = change.restoration.result()
             self._document.touch()
         if self._clean_index == self._index:

@@ -33,18 +33,16 @@ import numpy as np
 from instructir_desktop.core.document import BLEND_MODES, Document, Layer
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.core.selection import Selection
-from instructir_desktop.history.codec import ENCODINGS, EncodedArray, decode, encode
-from instructir_desktop.history.history import (
-    DEFAULT_MEMORY_LIMIT,
+from instructir_desktop.history.changes import (
     Change,
-    History,
     PatchChange,
     StackChange,
-    Step,
     StoredLayer,
     StoredRestoration,
     StoredStack,
 )
+from instructir_desktop.history.codec import ENCODINGS, EncodedArray, decode, encode
+from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, Step
 
 FORMAT_NAME = "instructir-desktop-project"
 FORMAT_VERSION = 1

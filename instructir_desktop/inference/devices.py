@@ -19,7 +19,7 @@ class DeviceError(Exception):
 
 def resolve_device(name: str = "auto") -> torch.device:
     name = (name or "auto").lower()
-    mps_available = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    mps_available = torch.backends.mps.is_available()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -1,7 +1,7 @@
 """The restoration engine: one worker thread that owns the loaded models and runs jobs in order.
 
 The GUI (or command line) submits frozen requests and listens to one stream of typed events.
-Events are delivered on the worker thread; the GUI's adapter re-posts them to its own thread.
+Events are delivered on the worker thread; the editor's engine client hands them to its event loop.
 torch is imported only by the worker, so creating an Engine costs nothing on the GUI thread.
 """
 
@@ -14,8 +14,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol, overload
 
+import numpy as np
+
+from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.inference.requests import (
     ActionRequest,
     Cancelled,
@@ -30,15 +33,14 @@ from instructir_desktop.inference.requests import (
     Progress,
     Queued,
     Request,
-    RestoreRequest,
+    RestorationRuntime,
+    ResultT,
     Started,
 )
-
-if TYPE_CHECKING:
-    from instructir_desktop.inference.runtime import Runtime
+from instructir_desktop.instructions.interpret import Interpretation
 
 Listener = Callable[[EngineEvent], None]
-RuntimeLoader = Callable[[EngineSettings], "Runtime"]
+RuntimeLoader = Callable[[EngineSettings], RestorationRuntime]
 
 # Progress events are rate-limited so a fast job cannot flood the GUI's event loop.
 PROGRESS_INTERVAL = 0.1
@@ -49,7 +51,15 @@ class JobCancelled(Exception):
 
 
 class EngineInterface(Protocol):
-    """What the GUI needs from an engine; tests substitute a fake."""
+    """What the editor needs from an engine; tests substitute a fake."""
+
+    @property
+    def settings(self) -> EngineSettings: ...
+
+    @property
+    def status(self) -> EngineStatus | None:
+        """The loaded model and device (None until a job has loaded them)."""
+        ...
 
     def submit(self, request: Request) -> int: ...
 
@@ -58,6 +68,8 @@ class EngineInterface(Protocol):
     def configure(self, settings: EngineSettings) -> None: ...
 
     def add_listener(self, listener: Listener) -> None: ...
+
+    def remove_listener(self, listener: Listener) -> None: ...
 
     def close(self, timeout: float | None = None) -> None: ...
 
@@ -70,15 +82,31 @@ class _Job:
 
 
 class _Context:
-    """The JobContext given to actions: progress, cancel and log, tied to one job."""
+    """The JobContext given to a job: progress, previews, notices, cancel and log, tied to one job."""
 
     def __init__(self, engine: Engine, job: _Job) -> None:
         self._engine = engine
         self._job = job
         self.messages: list[str] = []
 
-    def progress(self, fraction: float, message: str = "") -> None:
-        self._engine._emit_progress(Progress(self._job.request_id, max(0.0, min(1.0, fraction)), message))
+    def progress(
+        self,
+        fraction: float,
+        stage: str = "",
+        *,
+        tiles_done: int = 0,
+        tiles_total: int = 0,
+        eta_seconds: float | None = None,
+    ) -> None:
+        clamped = max(0.0, min(1.0, fraction))
+        event = Progress(self._job.request_id, clamped, stage, tiles_done, tiles_total, eta_seconds)
+        self._engine._emit_progress(event)
+
+    def preview(self, pixels: np.ndarray, bounds: Bounds, scale: float) -> None:
+        self._engine._emit(Preview(self._job.request_id, pixels, bounds, scale))
+
+    def notice(self, message: str) -> None:
+        self._engine._emit(Notice(self._job.request_id, message))
 
     def check_cancel(self) -> None:
         if self._job.cancel.is_set():
@@ -87,7 +115,7 @@ class _Context:
     def log(self, message: str) -> None:
         self.messages.append(message)
 
-    def runtime(self) -> Runtime:
+    def runtime(self) -> RestorationRuntime:
         """The restoration runtime, loaded on first use (this runs on the worker thread)."""
         return self._engine._ensure_runtime(self._job)
 
@@ -103,21 +131,29 @@ class Engine:
         self._loaded_settings: EngineSettings | None = None
         self._listeners: list[Listener] = [listener] if listener else []
         self._runtime_loader = runtime_loader
-        self._runtime: Runtime | None = None
+        self._runtime: RestorationRuntime | None = None
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._last_progress = 0.0
         self._closed = False
-        self.status: EngineStatus | None = None
+        self._status: EngineStatus | None = None
         self._thread = threading.Thread(target=self._work, name="instructir-engine", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ public API (any thread)
 
+    @property
+    def status(self) -> EngineStatus | None:
+        return self._status
+
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def submit(self, request: Request) -> int:
         return self._submit(request, next(self._ids))
@@ -162,10 +198,25 @@ class Engine:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def run(self, request: Request, listener: Listener | None = None, timeout: float | None = None) -> Any:
-        """Submit and wait: for scripts and the command line. Raises on failure or cancel."""
+    @overload
+    def run(
+        self, request: InterpretRequest, listener: Listener | None = None, timeout: float | None = None
+    ) -> Interpretation: ...
+
+    @overload
+    def run(
+        self, request: ActionRequest[ResultT], listener: Listener | None = None, timeout: float | None = None
+    ) -> ResultT: ...
+
+    def run(
+        self,
+        request: InterpretRequest | ActionRequest[ResultT],
+        listener: Listener | None = None,
+        timeout: float | None = None,
+    ) -> Interpretation | ResultT:
+        """Submit and wait: for scripts and tests. Raises on failure or cancel."""
         done = threading.Event()
-        outcome: dict[str, Any] = {}
+        ended: list[EngineEvent] = []
         # The id is taken before submitting: Queued is emitted inside submit, and a quick job can
         # end on the worker before submit returns; ``watch`` must recognise both.
         request_id = next(self._ids)
@@ -176,7 +227,7 @@ class Engine:
             if listener is not None:
                 listener(event)
             if isinstance(event, (Finished, Failed, Cancelled)):
-                outcome["event"] = event
+                ended.append(event)
                 done.set()
 
         self.add_listener(watch)
@@ -186,13 +237,15 @@ class Engine:
                 self.cancel(request_id)
                 raise TimeoutError("the engine did not finish in time")
         finally:
-            self._listeners.remove(watch)
-        event = outcome["event"]
+            self.remove_listener(watch)
+        event = ended[0]
         if isinstance(event, Failed):
             raise RuntimeError(event.message)
         if isinstance(event, Cancelled):
             raise JobCancelled()
-        return event.result
+        assert isinstance(event, Finished)
+        result: Interpretation | ResultT = event.result
+        return result
 
     # ------------------------------------------------------------------ worker thread
 
@@ -220,7 +273,7 @@ class Engine:
                 with self._lock:
                     self._jobs.pop(job.request_id, None)
 
-    def _ensure_runtime(self, job: _Job) -> Runtime:
+    def _ensure_runtime(self, job: _Job) -> RestorationRuntime:
         settings = self._settings
         if self._runtime is None or settings != self._loaded_settings:
             self._emit_progress(Progress(job.request_id, 0.0, "Loading the restoration model…"), force=True)
@@ -236,10 +289,10 @@ class Engine:
                 runtime = load_runtime(settings, progress=preparing)
             self._runtime = runtime
             self._loaded_settings = settings
-            notices = tuple(getattr(runtime, "load_notices", ()))
+            notices = tuple(runtime.load_notices)
             for notice in notices:
                 self._emit(Notice(job.request_id, notice))
-            self.status = EngineStatus(runtime.device_description, runtime.model_id, runtime.model.spec.name, notices)
+            self._status = EngineStatus(runtime.device_description, runtime.model_id, runtime.model_name, notices)
         return self._runtime
 
     def _run_job(self, job: _Job) -> None:
@@ -248,50 +301,22 @@ class Engine:
             self._emit(Cancelled(request_id))
             return
         request = job.request
-        label = getattr(request, "label", "") or type(request).__name__
-        self._emit(Started(request_id, label))
-
-        def check_cancel() -> None:
-            if job.cancel.is_set():
-                raise JobCancelled()
-
+        self._emit(Started(request_id, request.label or type(request).__name__))
         try:
             if isinstance(request, ActionRequest):
                 result = request.run(_Context(self, job))
-                check_cancel()
+                if job.cancel.is_set():
+                    raise JobCancelled()
                 self._emit(Finished(request_id, result, request.revision))
                 return
             runtime = self._ensure_runtime(job)
-            check_cancel()
-            if isinstance(request, InterpretRequest):
-                self._emit(Finished(request_id, runtime.interpret(request.text, request.image_size)))
-                return
-            assert isinstance(request, RestoreRequest)
-            self._restore(job, request, runtime, check_cancel)
+            if job.cancel.is_set():
+                raise JobCancelled()
+            self._emit(Finished(request_id, runtime.interpret(request.text, request.image_size)))
         except JobCancelled:
             self._emit(Cancelled(request_id))
         except Exception as error:  # every failure becomes an event, never a dead worker
             self._emit(Failed(request_id, describe_error(error)))
-
-    def _restore(self, job: _Job, request: RestoreRequest, runtime: Runtime, check_cancel: Callable[[], None]) -> None:
-        request_id = job.request_id
-        if request.preview:
-            self._emit_progress(Progress(request_id, 0.0, "Preview…"), force=True)
-            pixels, bounds, scale = runtime.preview(request, request.preview_bounds, check_cancel)
-            self._emit(Preview(request_id, pixels, bounds, scale))
-
-        def report(step: Any) -> None:
-            tiles = step.tiles
-            stage = f"Step {step.step_index + 1} of {step.step_count}" if step.step_count > 1 else "Restoring"
-            self._emit_progress(
-                Progress(request_id, step.fraction, stage, tiles.tiles_done, tiles.tiles_total, tiles.eta_seconds)
-            )
-
-        result = runtime.restore(request, progress=report, check_cancel=check_cancel)
-        for notice in result.notices:
-            self._emit(Notice(request_id, notice))
-        check_cancel()
-        self._emit(Finished(request_id, result, request.revision))
 
 
 def describe_error(error: BaseException) -> str:

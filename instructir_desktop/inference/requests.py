@@ -1,29 +1,30 @@
-"""What the GUI or command line hands the engine, and what comes back: frozen snapshots and events.
+"""What the GUI or command line hands the engine, and what comes back: frozen snapshots and typed
+events. The engine returns pixels and metadata only; what a result does to a document (blending,
+undo steps) is decided above it.
 
 No torch here: this module is imported on the GUI thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from enum import Enum
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
+from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.geometry import Bounds
-from instructir_desktop.history import PreparedRestoration
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep
 
-if TYPE_CHECKING:
-    from instructir_desktop.inference.runtime import Runtime
+ResultT = TypeVar("ResultT")
+ResultT_co = TypeVar("ResultT_co", covariant=True)
 
 
-def _frozen(array: np.ndarray | None, dtype: type = np.float32) -> np.ndarray | None:
-    """A read-only array the worker can read while the document changes: ``array`` itself when
-    it already is one (say from ``Layer.freeze``), else a read-only copy."""
-    if array is None:
-        return None
+def frozen_array(array: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """A read-only array the worker can read while the document changes: ``array`` itself when it
+    already is one (say from ``Layer.freeze``), else a read-only copy."""
     if (
         isinstance(array, np.ndarray)
         and array.dtype == dtype
@@ -49,26 +50,16 @@ class EngineSettings:
     encoder: str | None = None  # sentence-transformers folder; None = the model's own or the default
 
 
+# ----------------------------------------------------------------------------- restoring
+
+
 @dataclass(frozen=True, eq=False)
 class RestoreRequest:
-    """Restore ``pixels`` (H, W, 3 float32 in [0, 1]) following ``plan``.
-
-    ``mask`` (H, W) limits the change to a region (feathered values blend); ``preview`` asks for
-    a quick low-resolution result of ``preview_bounds`` (or the whole image) before the full one.
-    """
+    """Restore ``pixels`` (H, W, 3 float32 in [0, 1]) following ``plan``, at full strength."""
 
     pixels: np.ndarray
     plan: tuple[PlanStep, ...]
-    strength: float = 1.0
-    mask: np.ndarray | None = None
-    alpha: np.ndarray | None = None
-    preview: bool = False
-    preview_bounds: Bounds | None = None
-    revision: int = 0
     label: str = ""
-    # Also make the undo step's data (snapped, blended, compressed) on the worker, so that the
-    # editor's GUI thread only swaps the result in (see ``history.prepare_restoration``).
-    prepare_history: bool = False
 
     def __post_init__(self) -> None:
         pixels = np.asarray(self.pixels)
@@ -76,65 +67,170 @@ class RestoreRequest:
             raise ValueError(f"pixels must be H×W×3, got {pixels.shape}")
         if not self.plan:
             raise ValueError("a restore request needs at least one step")
-        if self.mask is not None and np.asarray(self.mask).shape != pixels.shape[:2]:
-            raise ValueError("the mask must have the image's height and width")
-        if self.mask is not None and any(step.task == "upscale" for step in self.plan):
-            raise ValueError("upscaling changes the photo's size, so it applies to the whole photo, not a selection")
-        object.__setattr__(self, "pixels", _frozen(pixels))
-        object.__setattr__(self, "mask", _frozen(self.mask))
-        object.__setattr__(self, "alpha", _frozen(self.alpha))
+        object.__setattr__(self, "pixels", frozen_array(pixels))
         object.__setattr__(self, "plan", tuple(self.plan))
 
 
-@dataclass(frozen=True)
-class InterpretRequest:
-    text: str
-    image_size: tuple[int, int] | None = None  # (height, width), for "upscale to 4K"
-
-
-class JobContext(Protocol):
-    """What a running job may use: report progress, check for cancel, log."""
-
-    def progress(self, fraction: float, message: str = "") -> None: ...
-
-    def check_cancel(self) -> None: ...
-
-    def log(self, message: str) -> None: ...
-
-    def runtime(self) -> Runtime:
-        """The loaded restoration model (loading it if needed), for actions that restore."""
-        ...
-
-
-@dataclass(frozen=True)
-class ActionRequest:
-    """Run any callable on the worker thread (plugin actions); its return value is the result."""
-
-    run: Callable[[JobContext], Any]
-    label: str = ""
-    revision: int = 0
-
-
-Request = RestoreRequest | InterpretRequest | ActionRequest
-
-
-@dataclass
+@dataclass(frozen=True, eq=False)
 class RestoreResult:
-    pixels: np.ndarray  # the blended result for ``bounds`` (the whole image unless masked)
-    bounds: Bounds  # where ``pixels`` goes in the (possibly upscaled) image
-    original: np.ndarray  # the input under ``bounds`` (resized when upscaled), for re-blending
-    restored: np.ndarray  # the full-strength restoration under ``bounds``
-    mask: np.ndarray | None  # the mask under ``bounds``
-    alpha: np.ndarray | None  # the alpha channel, resized when upscaled
+    """The full-strength restoration of a request's pixels, and how it was made."""
+
+    restored: np.ndarray  # (H * scale, W * scale, 3)
     scale: int  # total upscale factor (1 = same size)
     seconds: float
     device: str
     model_id: str
     step_seconds: tuple[float, ...] = ()
-    notices: tuple[str, ...] = ()
-    # With ``RestoreRequest.prepare_history`` and no size change: the step ready for
-    # ``History.push_prepared``; ``pixels`` is then its array.
-    prepared: PreparedRestoration | None = None
+    notices: tuple[str, ...] = ()  # things the person should know (a smaller tile, a fallback to the CPU)
+
+
+@dataclass(frozen=True, eq=False)
+class PreviewResult:
+    """A quick, low-resolution restoration of part of a photo, shown before the full result."""
+
+    original: np.ndarray  # the part at preview resolution
+    restored: np.ndarray  # its full-strength restoration, same size
+    mask: np.ndarray | None  # the selection under it, same size (None: everything)
+    bounds: Bounds  # the part of the photo it shows
+    scale: float  # preview pixels per photo pixel
+
+    def blended(self, strength: float) -> np.ndarray:
+        """What the preview shows at ``strength``, changed only through the selection."""
+        return composite(self.original, blend(self.original, self.restored, strength), self.mask)
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    """How far a restoration is: the step of its plan, and the tiles of that step."""
+
+    step_index: int
+    step_count: int
+    step_fraction: float  # of this step, 0..1
+    tiles_done: int = 0
+    tiles_total: int = 0
+    step_eta_seconds: float | None = None  # left in this step
+
+    @property
+    def fraction(self) -> float:
+        return (self.step_index + self.step_fraction) / max(1, self.step_count)
+
+    @property
+    def stage(self) -> str:
+        return f"Step {self.step_index + 1} of {self.step_count}" if self.step_count > 1 else "Restoring"
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Left in the whole plan: later steps take about as long as this one (the same number of
+        pixels, unless upscaling)."""
+        if self.step_eta_seconds is None:
+            return None
+        later = self.step_count - self.step_index - 1
+        per_step = self.step_eta_seconds / max(1e-6, 1.0 - self.step_fraction)
+        return float(self.step_eta_seconds + later * per_step)
+
+
+CancelCheck = Callable[[], None]
+ProgressReport = Callable[[RestoreProgress], None]
+
+
+class RestorationRuntime(Protocol):
+    """The loaded models as jobs use them: the real ``runtime.Runtime``, or a test's fake."""
+
+    @property
+    def device_description(self) -> str: ...
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def load_notices(self) -> Sequence[str]:
+        """What preparing the model's backend had to tell the user (e.g. ONNX Runtime fell back to torch)."""
+        ...
+
+    def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation: ...
+
+    def restore(
+        self,
+        request: RestoreRequest,
+        *,
+        progress: ProgressReport | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> RestoreResult: ...
+
+    def preview(
+        self,
+        request: RestoreRequest,
+        bounds: Bounds | None,
+        mask: np.ndarray | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> PreviewResult: ...
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+class JobContext(Protocol):
+    """What a running job may use: report progress and previews, check for cancel, log, restore."""
+
+    def progress(
+        self,
+        fraction: float,
+        stage: str = "",
+        *,
+        tiles_done: int = 0,
+        tiles_total: int = 0,
+        eta_seconds: float | None = None,
+    ) -> None: ...
+
+    def preview(self, pixels: np.ndarray, bounds: Bounds, scale: float) -> None: ...
+
+    def notice(self, message: str) -> None: ...
+
+    def check_cancel(self) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def runtime(self) -> RestorationRuntime:
+        """The loaded restoration model (loading it if needed)."""
+        ...
+
+
+@dataclass(frozen=True)
+class InterpretRequest:
+    """Read a message with the text model: the result is an ``Interpretation``."""
+
+    text: str
+    image_size: tuple[int, int] | None = None  # (height, width), for "upscale to 4K"
+    label: str = "Reading your request"
+
+
+@dataclass(frozen=True)
+class ActionRequest(Generic[ResultT_co]):
+    """Run ``run`` on the worker thread; its return value is the job's result."""
+
+    run: Callable[[JobContext], ResultT_co]
+    label: str = ""
+    revision: int = 0
+
+
+Request = InterpretRequest | ActionRequest[object]
+
+
+class JobState(Enum):
+    """Where a job is, as its events tell it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def ended(self) -> bool:
+        return self in (JobState.FINISHED, JobState.CANCELLED, JobState.FAILED)
 
 
 # ----------------------------------------------------------------------------- events
@@ -166,14 +262,14 @@ class Progress(EngineEvent):
 
 @dataclass(frozen=True, eq=False)
 class Preview(EngineEvent):
-    pixels: np.ndarray
-    bounds: Bounds
-    scale: float  # preview pixels per source pixel
+    pixels: np.ndarray  # what the previewed part will look like
+    bounds: Bounds  # where it goes in the photo
+    scale: float  # preview pixels per photo pixel
 
 
 @dataclass(frozen=True, eq=False)
-class Finished(EngineEvent):
-    result: Any  # RestoreResult | Interpretation | the action's value
+class Finished(EngineEvent, Generic[ResultT_co]):
+    result: ResultT_co  # an Interpretation, or what the action's ``run`` returned
     revision: int = 0
 
 
@@ -190,6 +286,9 @@ class Failed(EngineEvent):
 @dataclass(frozen=True)
 class Notice(EngineEvent):
     message: str
+
+
+JobEnd = Finished[ResultT] | Cancelled | Failed
 
 
 @dataclass(frozen=True)
@@ -211,12 +310,18 @@ __all__ = [
     "InterpretRequest",
     "Interpretation",
     "JobContext",
+    "JobEnd",
+    "JobState",
     "Notice",
     "Preview",
+    "PreviewResult",
     "Progress",
     "Queued",
     "Request",
+    "RestorationRuntime",
+    "RestoreProgress",
     "RestoreRequest",
     "RestoreResult",
     "Started",
+    "frozen_array",
 ]

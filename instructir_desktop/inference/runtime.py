@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.geometry import Bounds
-from instructir_desktop.history import Restoration, prepare_restoration
 from instructir_desktop.inference.backends import PrepareProgress, prepare_instructir, resolve_backend
 from instructir_desktop.inference.devices import (
     configure_cpu_allocator,
@@ -26,8 +22,15 @@ from instructir_desktop.inference.devices import (
     resolve_device,
     resolve_dtype,
 )
-from instructir_desktop.inference.executor import CancelCheck
-from instructir_desktop.inference.requests import EngineSettings, RestoreRequest, RestoreResult
+from instructir_desktop.inference.requests import (
+    CancelCheck,
+    EngineSettings,
+    PreviewResult,
+    ProgressReport,
+    RestoreProgress,
+    RestoreRequest,
+    RestoreResult,
+)
 from instructir_desktop.inference.tiling import TiledRestorer, TileProgress, TilingSettings, tiling_for_memory
 from instructir_desktop.instructions.interpret import Interpretation, Interpreter, PlanStep, compose_caveat
 from instructir_desktop.model.registry import (
@@ -39,38 +42,12 @@ from instructir_desktop.model.registry import (
     spec_from_folder,
     weak_tasks,
 )
+from instructir_desktop.model.resampling import resize_image, resize_plane
 from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder
 from instructir_desktop.model.weights import WeightsError
 
 MIN_TILE = 128
-# Context around a selection: the network sees this much of the surroundings.
-SELECTION_CONTEXT = 64
 PREVIEW_PIXELS = 300_000
-
-
-@dataclass(frozen=True)
-class StepProgress:
-    step_index: int
-    step_count: int
-    tiles: TileProgress
-
-    @property
-    def fraction(self) -> float:
-        return (self.step_index + self.tiles.fraction) / self.step_count
-
-
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic resize of an (H, W, C) float image (antialiased when shrinking)."""
-    if image.shape[:2] == (height, width):
-        return image
-    tensor = torch.from_numpy(np.require(image, np.float32, ["C", "W"])).permute(2, 0, 1)[None]
-    shrinking = height < image.shape[0] or width < image.shape[1]
-    resized = F.interpolate(tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
-    return resized[0].permute(1, 2, 0).clamp(0, 1).numpy().copy()
-
-
-def resize_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-    return resize_image(plane[..., None], height, width)[..., 0]
 
 
 class Runtime:
@@ -115,6 +92,10 @@ class Runtime:
     @property
     def model_id(self) -> str:
         return self.model.spec.id
+
+    @property
+    def model_name(self) -> str:
+        return self.model.spec.name
 
     def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation:
         """The plan for ``text``; the reply also says when the model barely does a planned step."""
@@ -186,21 +167,13 @@ class Runtime:
         self,
         request: RestoreRequest,
         *,
-        progress: Callable[[StepProgress], None] | None = None,
+        progress: ProgressReport | None = None,
         check_cancel: CancelCheck | None = None,
     ) -> RestoreResult:
+        """Every step of the plan on the request's pixels, at full strength."""
         started = time.perf_counter()
         self.notices = []
-        height, width = request.pixels.shape[:2]
-        full = Bounds.of_image(height, width)
-        region = full
-        if request.mask is not None:
-            selected = Bounds.from_mask(request.mask, threshold=1e-3)
-            if selected is None:
-                raise ValueError("the selection is empty")
-            region = selected.expanded(SELECTION_CONTEXT, full)
-        source = request.pixels[region.slices]
-        current = np.array(source, dtype=np.float32)
+        current = np.array(request.pixels, dtype=np.float32)
         step_seconds = []
         count = len(request.plan)
         for index, step in enumerate(request.plan):
@@ -208,39 +181,19 @@ class Runtime:
 
             def report(tiles: TileProgress, index: int = index) -> None:
                 if progress is not None:
-                    progress(StepProgress(index, count, tiles))
+                    progress(
+                        RestoreProgress(
+                            index, count, tiles.fraction, tiles.tiles_done, tiles.tiles_total, tiles.eta_seconds
+                        )
+                    )
 
             current = self.restore_step(current, step, progress=report, check_cancel=check_cancel)
             step_seconds.append(time.perf_counter() - step_started)
-        scale = current.shape[0] // source.shape[0]
-        original = resize_image(np.asarray(source, dtype=np.float32), current.shape[0], current.shape[1])
-        blended = blend(original, current, request.strength)
-        mask = None
-        if request.mask is not None:
-            mask = np.array(request.mask[region.slices], dtype=np.float32)
-            blended = composite(original, blended, mask)
-        alpha = request.alpha
-        if alpha is not None and scale != 1:
-            alpha = resize_plane(np.asarray(alpha, dtype=np.float32), height * scale, width * scale)
-        prepared = None
-        if request.prepare_history and scale == 1:
-            if check_cancel is not None:
-                check_cancel()
-            prepared = prepare_restoration(
-                source, Restoration(original, current, mask, request.strength), layer=request.pixels, bounds=region
-            )
-            blended = prepared.pixels
         if self.device.type == "cpu":
             release_cpu_memory()
         return RestoreResult(
-            prepared=prepared,
-            pixels=blended,
-            bounds=region.scaled(scale),
-            original=original,
             restored=current,
-            mask=mask,
-            alpha=None if alpha is None else np.asarray(alpha),
-            scale=scale,
+            scale=current.shape[0] // request.pixels.shape[0],
             seconds=time.perf_counter() - started,
             device=self.device_description,
             model_id=self.model_id,
@@ -249,24 +202,27 @@ class Runtime:
         )
 
     def preview(
-        self, request: RestoreRequest, bounds: Bounds | None, check_cancel: CancelCheck | None = None
-    ) -> tuple[np.ndarray, Bounds, float]:
-        """A quick result of ``bounds`` (default: everything) at no more than PREVIEW_PIXELS."""
+        self,
+        request: RestoreRequest,
+        bounds: Bounds | None,
+        mask: np.ndarray | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> PreviewResult:
+        """A quick restoration of ``bounds`` (default: everything) at no more than PREVIEW_PIXELS.
+        It shows the restoration, not an enlargement: upscale steps are left out."""
         height, width = request.pixels.shape[:2]
         region = (bounds or Bounds.of_image(height, width)).intersect(Bounds.of_image(height, width))
         crop = np.asarray(request.pixels[region.slices], dtype=np.float32)
         scale = min(1.0, (PREVIEW_PIXELS / max(1, region.area)) ** 0.5)
         small = resize_image(crop, max(16, round(crop.shape[0] * scale)), max(16, round(crop.shape[1] * scale)))
+        original = small
         for step in request.plan:
-            if step.task == "upscale":
-                continue  # a preview shows the restoration, not the enlargement
-            small = self.restore_step(small, step, check_cancel=check_cancel)
-        original = resize_image(crop, small.shape[0], small.shape[1])
-        blended = blend(original, small, request.strength)
-        if request.mask is not None:  # like the full result: changed only through the selection
-            mask = resize_plane(np.asarray(request.mask[region.slices], dtype=np.float32), *small.shape[:2])
-            blended = composite(original, blended, mask)
-        return blended, region, scale
+            if step.task != "upscale":
+                small = self.restore_step(small, step, check_cancel=check_cancel)
+        small_mask = None
+        if mask is not None:
+            small_mask = resize_plane(np.asarray(mask[region.slices], dtype=np.float32), *small.shape[:2])
+        return PreviewResult(original, small, small_mask, region, scale)
 
 
 def load_runtime(
@@ -288,10 +244,6 @@ def load_runtime(
     return Runtime(
         model, encoder, device, dtype, settings.tile_size or None, backend=settings.backend, progress=progress
     )
-
-
-def plan_summary(steps: Sequence[PlanStep]) -> str:
-    return " → ".join(f"{s.task}{f' ×{s.factor}' if s.factor else ''}" for s in steps)
 
 
 def load_interpreter(

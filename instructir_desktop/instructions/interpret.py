@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from instructir_desktop.model.tasks import NONE_CLASS, TASK_TITLES, TASKS
+from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, NONE_CLASS, TASK_TITLES, TASK_WORDS, TASKS
 
 if TYPE_CHECKING:  # model.text imports torch; this module is imported on the GUI thread
     from instructir_desktop.model.text import EncodedInstruction, InstructionEncoder
@@ -24,28 +24,6 @@ if TYPE_CHECKING:  # model.text imports torch; this module is imported on the GU
 MIN_TASK_PROBABILITY = 0.35
 DEFAULT_UPSCALE_FACTOR = 2
 MAX_UPSCALE_FACTOR = 8
-
-# Canonical wording per task, used when the person picks a task by hand (the network is
-# conditioned on an instruction, and this is a plain, typical one).
-CANONICAL_INSTRUCTIONS: dict[str, str] = {
-    "denoise": "Remove the noise from this photo",
-    "deblur": "This photo is blurry, please sharpen it",
-    "derain": "Remove the rain from the picture",
-    "dehaze": "Remove the haze and fog from this image",
-    "lowlight": "This photo is too dark, brighten it",
-    "enhance": "Make the colours more vivid and improve the contrast",
-    "upscale": "Increase the resolution of this image",
-}
-
-_TASK_PHRASES: dict[str, str] = {
-    "denoise": "remove the noise",
-    "deblur": "remove the blur",
-    "derain": "remove the rain",
-    "dehaze": "clear the haze",
-    "lowlight": "brighten it",
-    "enhance": "enhance the colours",
-    "upscale": "upscale it",
-}
 
 CAPABILITIES_REPLY = (
     "I can remove noise, blur, rain or haze, brighten a dark photo, enhance dull colours, or upscale it. "
@@ -238,7 +216,7 @@ def compose_reply(steps: Sequence[PlanStep], ignored: Sequence[str]) -> str:
         return "That isn't something I can do to a photo. " + CAPABILITIES_REPLY
     phrases = []
     for step in steps:
-        phrase = _TASK_PHRASES[step.task]
+        phrase = TASK_WORDS[step.task].phrase
         if step.task == "upscale":
             phrase = f"upscale it {step.factor or DEFAULT_UPSCALE_FACTOR}×"
         phrases.append(phrase)
@@ -266,3 +244,24 @@ def compose_caveat(steps: Sequence[PlanStep], weak: Mapping[str, float]) -> str:
 def describe_step(step: PlanStep) -> str:
     title = TASK_TITLES[step.task]
     return f"{title} {step.factor}×" if step.task == "upscale" and step.factor else title
+
+
+def plan_summary(steps: Sequence[PlanStep]) -> str:
+    """``denoise → upscale ×2``: a plan in one line, for logs and the command line."""
+    return " → ".join(f"{s.task}{f' ×{s.factor}' if s.factor else ''}" for s in steps)
+
+
+def parse_plan(text: str) -> tuple[PlanStep, ...]:
+    """A plan written by hand, ``denoise, upscale x2`` (tasks with the canonical wording, in order)."""
+    steps = []
+    for part in re.split(r"\s*(?:,|;|→|->|\bthen\b)\s*", text.strip()):
+        if not part:
+            continue
+        match = re.fullmatch(r"([a-z]+)(?:\s*[x×]?\s*(\d+))?", part.lower())
+        if match is None or match.group(1) not in TASKS:
+            raise ValueError(f"{part!r} is not a step; write tasks from {', '.join(TASKS)}, e.g. 'denoise, upscale x2'")
+        task, factor = match.group(1), match.group(2)
+        if factor is not None and task != "upscale":
+            raise ValueError(f"{part!r}: only upscale takes a factor")
+        steps.append(step_for_task(task, None if factor is None else _clamp_factor(int(factor))))
+    return tuple(steps)

@@ -14,31 +14,35 @@ import hashlib
 import importlib
 import importlib.util
 import sys
-import tomllib
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import cast
 
 import numpy as np
 
-from instructir_desktop.core.compositing import composite
+from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.inference.requests import frozen_array
 from instructir_desktop.plugins.api import (
-    API_VERSION,
     ENTRY_POINT_GROUP,
     MANIFEST_NAME,
     ActionCancelled,
-    ActionContext,
     ActionFunction,
     ActionInfo,
+    ActionOutput,
+    ActionResult,
     ChatCommand,
+    HostServices,
     Manifest,
-    NullContext,
-    Parameter,
+    NullServices,
+    ParameterValue,
     PluginError,
 )
+from instructir_desktop.plugins.manifest import parse_manifest
+from instructir_desktop.plugins.outcome import ActionInput, ActionOutcome, HostContext
 
 # Plugins inside the application package; the photo tools ship as their own package from
 # plugins/photo_tools and are discovered like any third-party plugin.
@@ -68,7 +72,7 @@ class PluginRecord:
     def version(self) -> str:
         return self.manifest.version if self.manifest else ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         actions = [a.id for a in self.manifest.actions] if self.manifest else []
         return {
             "id": self.id,
@@ -78,119 +82,6 @@ class PluginRecord:
             "enabled": self.enabled,
             "error": self.error,
         }
-
-
-# ----------------------------------------------------------------------------- manifests
-
-
-def parse_manifest(text: str, where: str) -> Manifest:
-    """A manifest from TOML text; every problem is a PluginError naming ``where``."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise PluginError(f"{where}: not valid TOML ({error})") from error
-    try:
-        plugin_id = _text(raw, "id")
-        api_version = int(raw.get("api_version", 1))
-        if api_version > API_VERSION:
-            raise PluginError(f"written for plugin API {api_version}; this application has API {API_VERSION}")
-        actions = tuple(_action(item, plugin_id) for item in raw.get("actions", []))
-        if not actions:
-            raise PluginError("declares no actions")
-        ids = [a.id for a in actions]
-        if len(set(ids)) != len(ids):
-            raise PluginError("two actions share an id")
-        commands = tuple(
-            ChatCommand(
-                name=_text(item, "name").lstrip("/"),
-                action=_qualify(_text(item, "action"), plugin_id),
-                arguments=tuple(item.get("arguments", ())),
-                help=str(item.get("help", "")),
-            )
-            for item in raw.get("commands", [])
-        )
-        for command in commands:
-            action = next((a for a in actions if a.id == command.action), None)
-            if action is None:
-                raise PluginError(f"command /{command.name} names unknown action {command.action}")
-            names = {p.name for p in action.parameters}
-            if not set(command.arguments) <= names:
-                raise PluginError(f"command /{command.name} binds parameters the action does not have")
-        chat_messages = _qualify(str(raw["chat_messages"]), plugin_id) if raw.get("chat_messages") else ""
-        if chat_messages:
-            action = next((a for a in actions if a.id == chat_messages), None)
-            if action is None:
-                raise PluginError(f"chat_messages names unknown action {chat_messages}")
-            if not any(p.kind == "text" for p in action.parameters):
-                raise PluginError(f"chat_messages names {chat_messages}, which has no text parameter for the message")
-        return Manifest(
-            id=plugin_id,
-            name=str(raw.get("name", plugin_id)),
-            version=str(raw.get("version", "0")),
-            api_version=api_version,
-            module=str(raw.get("module", "")),
-            actions=actions,
-            commands=commands,
-            description=str(raw.get("description", "")),
-            author=str(raw.get("author", "")),
-            extra={k: v for k, v in raw.items() if k not in _KNOWN_KEYS},
-            chat_messages=chat_messages,
-        )
-    except PluginError as error:
-        raise PluginError(f"{where}: {error}") from None
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise PluginError(f"{where}: malformed manifest ({error})") from None
-
-
-_KNOWN_KEYS = {
-    "id",
-    "name",
-    "version",
-    "api_version",
-    "module",
-    "actions",
-    "commands",
-    "description",
-    "author",
-    "chat_messages",
-}
-
-
-def _text(table: Mapping[str, Any], key: str) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise PluginError(f"missing or empty {key!r}")
-    return value.strip()
-
-
-def _qualify(action_id: str, plugin_id: str) -> str:
-    """Action ids are global: ``plugin.action``; a manifest may write the short form."""
-    return action_id if "." in action_id else f"{plugin_id}.{action_id}"
-
-
-def _action(table: Mapping[str, Any], plugin_id: str) -> ActionInfo:
-    action_id = _qualify(_text(table, "id"), plugin_id)
-    parameters = tuple(
-        Parameter(
-            name=_text(p, "name"),
-            kind=str(p.get("kind", "float")),
-            default=p.get("default"),
-            minimum=p.get("min"),
-            maximum=p.get("max"),
-            choices=tuple(p.get("choices", ())),
-            title=str(p.get("title", "")),
-            help=str(p.get("help", "")),
-        )
-        for p in table.get("parameters", [])
-    )
-    return ActionInfo(
-        id=action_id,
-        title=str(table.get("title", action_id)),
-        function=_text(table, "function"),
-        parameters=parameters,
-        description=str(table.get("description", "")),
-        plugin_id=plugin_id,
-    )
 
 
 # ----------------------------------------------------------------------------- the host
@@ -294,7 +185,7 @@ class PluginHost:
     def commands(self) -> dict[str, ChatCommand]:
         return {c.name: c for r in self.records if r.enabled and r.manifest for c in r.manifest.commands}
 
-    def parse_command(self, text: str) -> tuple[ActionInfo, dict[str, Any]] | None:
+    def parse_command(self, text: str) -> tuple[ActionInfo, dict[str, ParameterValue]] | None:
         """``/sharpen 0.5`` → (action, params); None when ``text`` is not a slash command."""
         if not text.startswith("/"):
             return None
@@ -313,7 +204,7 @@ class PluginHost:
             raise PluginError(f"/{name} takes at most {len(command.arguments)} value(s)")
         return action, action.resolve_params(dict(zip(command.arguments, values, strict=False)))
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[dict[str, object]]:
         return [r.to_dict() for r in self.records]
 
     # -------------------------------------------------------------- running
@@ -339,45 +230,111 @@ class PluginHost:
                 f"{action.id}: {record.manifest.module if record.manifest else ''} has no {action.function}()"
             )
             raise PluginError(record.error)
-        return function
+        return cast(ActionFunction, function)
+
+    def execute(
+        self,
+        action_id: str,
+        given: ActionInput,
+        params: Mapping[str, object] | None = None,
+        services: HostServices | None = None,
+    ) -> ActionOutcome:
+        """Run an action: the one way every action runs, the built-in restore action included.
+
+        With a selection and an action that declares ``selection_context``, the action gets the
+        selected region with that much around it; the result is checked, enlarged alongside when
+        the action enlarged the image, and limited to the selection. Raises PluginError (with the
+        plugin named) for anything the plugin did wrong, NothingToDo when it had nothing to do, and
+        lets ActionCancelled through. ``given`` is never modified.
+        """
+        action = self.action(action_id)
+        values = action.resolve_params(params or {})
+        function = self.resolve(action)
+        started = time.perf_counter()
+        image = frozen_array(given.image)  # a plugin writing into its input fails loudly, not silently
+        height, width = image.shape[:2]
+        whole = Bounds.of_image(height, width)
+        selected = None if given.mask is None else Bounds.from_mask(given.mask, threshold=1e-3)
+        if given.mask is not None and selected is None:
+            raise PluginError("the selection is empty")
+        region = whole
+        if selected is not None and action.selection_context is not None:
+            region = selected.expanded(action.selection_context, whole)
+        source = image[region.slices]
+        mask = None if given.mask is None else frozen_array(given.mask[region.slices])
+        context = HostContext(services or NullServices(), region, given.preview_bounds)
+        try:
+            output = function(source, mask, values, context)
+        except (ActionCancelled, PluginError):
+            raise
+        except Exception as error:
+            raise PluginError(f"{action_id} failed: {type(error).__name__}: {error}") from error
+        result = _checked_output(action_id, output, source.shape)
+        scale = result.pixels.shape[0] // source.shape[0]
+        if scale != 1 and given.mask is not None:
+            raise PluginError(
+                f"{action_id} changes the photo's size, so it applies to the whole photo, not a selection"
+            )
+        original = source if scale == 1 else _enlarged(source, scale)
+        alpha = None if given.alpha is None or scale == 1 else _enlarged(given.alpha, scale)
+        # Outside the selection nothing changes: only the selected rectangle is kept.
+        changed = region if selected is None else selected.intersect(region)
+        inner = changed.relative_to(region).scaled(scale).slices
+        return ActionOutcome(
+            action_id=action_id,
+            bounds=changed,
+            original=original[inner],
+            result=result.pixels[inner],
+            mask=None if mask is None else mask[changed.relative_to(region).slices],
+            strength=result.strength,
+            scale=scale,
+            alpha=alpha,
+            seconds=result.seconds if result.seconds is not None else time.perf_counter() - started,
+            tasks=result.tasks or (action_id,),
+            plan=result.plan,
+            model_id=result.model_id or action_id,
+            device=result.device,
+            notices=result.notices,
+        )
 
     def run(
         self,
         action_id: str,
         image: np.ndarray,
         mask: np.ndarray | None = None,
-        params: Mapping[str, Any] | None = None,
-        context: ActionContext | None = None,
+        params: Mapping[str, object] | None = None,
+        context: HostServices | None = None,
     ) -> np.ndarray:
-        """Run an action on a copy of ``image``; the result is composited through ``mask``.
-
-        Raises PluginError (with the plugin named) for anything the plugin did wrong, and
-        lets ActionCancelled through. ``image`` is never modified.
-        """
-        action = self.action(action_id)
-        values = action.resolve_params(params or {})
-        function = self.resolve(action)
-        source = np.array(image, dtype=np.float32, copy=True)
-        source.setflags(write=False)  # a plugin writing into its input fails loudly, not silently
-        try:
-            output = function(source, mask, values, context or NullContext())
-        except ActionCancelled:
-            raise
-        except Exception as error:
-            raise PluginError(f"{action_id} failed: {type(error).__name__}: {error}") from error
-        result = _checked_output(action_id, output, image.shape)
-        return result if mask is None else composite(np.asarray(image, dtype=np.float32), result, mask)
+        """``execute`` for scripts and plugin tests: the whole output image, composited through
+        ``mask`` at the strength the action chose. ``image`` is never modified."""
+        outcome = self.execute(action_id, ActionInput(image, mask), params, context)
+        return outcome.applied_to(np.asarray(image, dtype=np.float32))
 
 
-def _checked_output(action_id: str, output: object, shape: tuple[int, ...]) -> np.ndarray:
-    if not isinstance(output, np.ndarray):
-        raise PluginError(f"{action_id} returned {type(output).__name__}, not an image array")
-    if output.shape != shape:
-        raise PluginError(f"{action_id} returned an image of shape {output.shape}; expected {shape}")
-    result = output.astype(np.float32, copy=False)
-    if not np.isfinite(result).all():
+def _checked_output(action_id: str, output: ActionOutput, shape: tuple[int, ...]) -> ActionResult:
+    result = output if isinstance(output, ActionResult) else ActionResult(output)
+    pixels = result.pixels
+    if not isinstance(pixels, np.ndarray):
+        raise PluginError(f"{action_id} returned {type(pixels).__name__}, not an image array")
+    height, width = shape[:2]
+    scale = pixels.shape[0] // height if pixels.ndim == 3 and height else 0
+    if pixels.ndim != 3 or scale < 1 or pixels.shape != (height * scale, width * scale, 3):
+        raise PluginError(f"{action_id} returned an image of shape {pixels.shape}; expected {tuple(shape)}")
+    checked = pixels.astype(np.float32, copy=False)
+    if not np.isfinite(checked).all():
         raise PluginError(f"{action_id} returned NaN or infinite pixels")
-    return np.clip(result, 0.0, 1.0)
+    if not 0.0 <= result.strength <= 1.0:
+        raise PluginError(f"{action_id} returned strength {result.strength}; it must be between 0 and 1")
+    return replace(result, pixels=np.clip(checked, 0.0, 1.0))
+
+
+def _enlarged(plane: np.ndarray, scale: int) -> np.ndarray:
+    """An image or plane enlarged as the restoration network's upscale step enlarges (bicubic)."""
+    from instructir_desktop.model.resampling import resize_image, resize_plane  # torch: only when enlarging
+
+    height, width = plane.shape[0] * scale, plane.shape[1] * scale
+    values = np.asarray(plane, dtype=np.float32)
+    return resize_plane(values, height, width) if values.ndim == 2 else resize_image(values, height, width)
 
 
 def _entry_points() -> list[metadata.EntryPoint]:

@@ -1,55 +1,132 @@
-"""Plugin actions as engine jobs: they run on the worker thread with progress and cancel."""
+"""Where an action's context comes from: the editor's engine worker, or the command line's process.
+
+Both hand ``PluginHost.execute`` the same services; only where progress goes and where the model
+lives differ. ``action_request`` wraps one ``execute`` call as an engine job.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
+from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.inference.engine import JobCancelled
-from instructir_desktop.inference.requests import ActionRequest, JobContext
+from instructir_desktop.inference.requests import (
+    ActionRequest,
+    CancelCheck,
+    JobContext,
+    PreviewResult,
+    RestorationRuntime,
+    RestoreProgress,
+    RestoreRequest,
+    RestoreResult,
+)
+from instructir_desktop.instructions.interpret import Interpretation, PlanStep
 from instructir_desktop.plugins.api import ActionCancelled, PluginError
 from instructir_desktop.plugins.host import PluginHost
+from instructir_desktop.plugins.outcome import ActionInput, ActionOutcome
 
-if TYPE_CHECKING:
-    from instructir_desktop.inference.runtime import Runtime
+ThenT = TypeVar("ThenT")
 
 
-def restore_with_runtime(
-    runtime: Runtime,
-    image: np.ndarray,
-    instruction: str,
-    mask: np.ndarray | None,
-    progress: Callable[[float, str], None],
-    check_cancel: Callable[[], None],
-) -> np.ndarray:
-    """The full-strength restoration of ``image`` (only the selected area is computed when masked).
+def _checked_plan(plan: Sequence[PlanStep]) -> tuple[PlanStep, ...]:
+    if not plan:
+        raise PluginError("a plan needs at least one step")
+    return tuple(plan)
 
-    The result is not composited through the mask: the host does that once for every action.
+
+class RuntimeServices:
+    """Services backed by a loaded runtime, for running actions in this process (the command line).
+
+    The runtime is loaded when an action first asks for the model; progress goes to ``report`` as
+    (fraction, seconds left or None).
     """
-    from instructir_desktop.inference.requests import RestoreRequest
 
-    interpretation = runtime.interpret(instruction, image.shape[:2])
-    if not interpretation.steps:
-        raise PluginError(interpretation.reply)
-    if any(step.task == "upscale" for step in interpretation.steps):
-        raise PluginError("upscaling changes the photo's size; ask for it in the chat or use `restore --scale`")
-    request = RestoreRequest(image, interpretation.steps, mask=mask, label=instruction)
-    result = runtime.restore(request, progress=lambda p: progress(p.fraction, "Restoring"), check_cancel=check_cancel)
-    restored = np.array(image, dtype=np.float32, copy=True)
-    restored[result.bounds.slices] = result.restored
-    return restored
+    def __init__(
+        self,
+        load_runtime: Callable[[], RestorationRuntime],
+        report: Callable[[float, float | None], None] | None = None,
+        check_cancel: CancelCheck | None = None,
+    ) -> None:
+        self._load_runtime = load_runtime
+        self._runtime: RestorationRuntime | None = None
+        self._report = report
+        self._check_cancel = check_cancel
+        self.messages: list[str] = []
+        self.notices: list[str] = []
+
+    def runtime(self) -> RestorationRuntime:
+        if self._runtime is None:
+            self._runtime = self._load_runtime()
+        return self._runtime
+
+    def progress(
+        self,
+        fraction: float,
+        message: str = "",
+        *,
+        tiles_done: int = 0,
+        tiles_total: int = 0,
+        eta_seconds: float | None = None,
+    ) -> None:
+        if self._report is not None:
+            self._report(fraction, eta_seconds)
+
+    def show_preview(self, pixels: np.ndarray, bounds: Bounds, scale: float) -> None:
+        return None  # nobody is looking
+
+    def notice(self, message: str) -> None:
+        self.notices.append(message)
+
+    def check_cancel(self) -> None:
+        if self._check_cancel is not None:
+            self._check_cancel()
+
+    def log(self, message: str) -> None:
+        self.messages.append(message)
+
+    def interpret(self, instruction: str, image_size: tuple[int, int] | None = None) -> Interpretation:
+        return self.runtime().interpret(instruction, image_size)
+
+    def restore_plan(self, image: np.ndarray, plan: Sequence[PlanStep]) -> RestoreResult:
+        report = self._report
+        return self.runtime().restore(
+            RestoreRequest(image, _checked_plan(plan)),
+            progress=None if report is None else (lambda progress: report(progress.fraction, progress.eta_seconds)),
+            check_cancel=self._check_cancel,
+        )
+
+    def preview_plan(
+        self, image: np.ndarray, plan: Sequence[PlanStep], bounds: Bounds | None, mask: np.ndarray | None = None
+    ) -> PreviewResult:
+        return self.runtime().preview(RestoreRequest(image, _checked_plan(plan)), bounds, mask, self._check_cancel)
 
 
-class _PluginContext:
-    """The engine's job context in the plugin API's terms (its own cancel exception)."""
+class EngineServices:
+    """Services of a job on the engine's worker: progress, previews and notices become engine
+    events, cancel is the job's, and the model is the engine's."""
 
     def __init__(self, job: JobContext) -> None:
         self._job = job
 
-    def progress(self, fraction: float, message: str = "") -> None:
-        self._job.progress(fraction, message)
+    def progress(
+        self,
+        fraction: float,
+        message: str = "",
+        *,
+        tiles_done: int = 0,
+        tiles_total: int = 0,
+        eta_seconds: float | None = None,
+    ) -> None:
+        self._job.progress(fraction, message, tiles_done=tiles_done, tiles_total=tiles_total, eta_seconds=eta_seconds)
+
+    def show_preview(self, pixels: np.ndarray, bounds: Bounds, scale: float) -> None:
+        self._job.preview(pixels, bounds, scale)
+
+    def notice(self, message: str) -> None:
+        self._job.notice(message)
 
     def check_cancel(self) -> None:
         try:
@@ -60,61 +137,58 @@ class _PluginContext:
     def log(self, message: str) -> None:
         self._job.log(message)
 
-    def restore(self, image: np.ndarray, instruction: str, mask: np.ndarray | None = None) -> np.ndarray:
-        try:
-            return restore_with_runtime(
-                self._job.runtime(), image, instruction, mask, self._job.progress, self.check_cancel
+    def interpret(self, instruction: str, image_size: tuple[int, int] | None = None) -> Interpretation:
+        return self._job.runtime().interpret(instruction, image_size)
+
+    def restore_plan(self, image: np.ndarray, plan: Sequence[PlanStep]) -> RestoreResult:
+        def report(progress: RestoreProgress) -> None:
+            self.progress(
+                progress.fraction,
+                progress.stage,
+                tiles_done=progress.tiles_done,
+                tiles_total=progress.tiles_total,
+                eta_seconds=progress.eta_seconds,
             )
-        except JobCancelled:
-            raise ActionCancelled() from None
+
+        result = self._job.runtime().restore(
+            RestoreRequest(image, _checked_plan(plan)), progress=report, check_cancel=self.check_cancel
+        )
+        for notice in result.notices:
+            self.notice(notice)
+        return result
+
+    def preview_plan(
+        self, image: np.ndarray, plan: Sequence[PlanStep], bounds: Bounds | None, mask: np.ndarray | None = None
+    ) -> PreviewResult:
+        self.progress(0.0, "Preview…")
+        return self._job.runtime().preview(RestoreRequest(image, _checked_plan(plan)), bounds, mask, self.check_cancel)
 
 
-class StandaloneContext:
-    """A context outside the engine (the command line): the runtime is loaded on first restore."""
-
-    def __init__(self, load_runtime: Callable[[], Runtime], report: Callable[[float, str], None] | None = None):
-        self._load_runtime = load_runtime
-        self._runtime: Runtime | None = None
-        self._report = report
-        self.messages: list[str] = []
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        if self._report is not None:
-            self._report(fraction, message)
-
-    def check_cancel(self) -> None:
-        return None
-
-    def log(self, message: str) -> None:
-        self.messages.append(message)
-
-    def restore(self, image: np.ndarray, instruction: str, mask: np.ndarray | None = None) -> np.ndarray:
-        if self._runtime is None:
-            self._runtime = self._load_runtime()
-        return restore_with_runtime(self._runtime, image, instruction, mask, self.progress, self.check_cancel)
-
-
-def plugin_request(
+def action_request(
     host: PluginHost,
     action_id: str,
-    image: np.ndarray,
-    mask: np.ndarray | None = None,
-    params: Mapping[str, Any] | None = None,
+    given: ActionInput,
+    params: Mapping[str, object] | None = None,
+    *,
+    then: Callable[[ActionOutcome], ThenT],
+    label: str = "",
     revision: int = 0,
-) -> ActionRequest:
-    """A snapshot job: the pixels are copied now, so later edits of the document cannot leak in.
+) -> ActionRequest[ThenT]:
+    """One ``host.execute`` call as an engine job, followed on the worker by ``then`` (say, making
+    the undo step ready), whose value is the job's result.
 
-    Parameters are checked here, on the caller's thread, so a typo is reported at once.
+    The parameters are checked now, on the caller's thread, so a typo is reported at once; the
+    input is used as given (a frozen layer is shared with the worker, not copied).
     """
     action = host.action(action_id)
     values = action.resolve_params(params or {})
-    pixels = np.array(image, dtype=np.float32, copy=True)
-    selection = None if mask is None else np.array(mask, dtype=np.float32, copy=True)
 
-    def run(job: JobContext) -> np.ndarray:
+    def run(job: JobContext) -> ThenT:
         try:
-            return host.run(action_id, pixels, selection, values, _PluginContext(job))
+            outcome = host.execute(action_id, given, values, EngineServices(job))
+            job.check_cancel()
+            return then(outcome)
         except ActionCancelled:
             raise JobCancelled() from None
 
-    return ActionRequest(run=run, label=action.title, revision=revision)
+    return ActionRequest(run=run, label=label or action.title, revision=revision)

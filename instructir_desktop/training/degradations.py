@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from instructir_desktop.model.resampling import resize_bicubic
 from instructir_desktop.model.tasks import TASKS
 
 DegradeFn = Callable[[Tensor, torch.Generator, "float | None"], Tensor]
@@ -409,11 +410,6 @@ def jpeg_compress(images: Tensor, quality: Tensor) -> Tensor:
 UPSCALE_X4_FRACTION = 0.4
 UPSCALE_PRE_BLUR_FROM = 0.4  # pre-blur sigma drawn in 0-0.8, applied above this: half the draws
 UPSCALE_JPEG_FRACTION = 0.35
-
-
-def resize_bicubic(images: Tensor, size: tuple[int, int]) -> Tensor:
-    antialias = size[0] < images.shape[-2] or size[1] < images.shape[-1]
-    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=antialias).clamp(0, 1)
 
 
 def downscale_upscale(

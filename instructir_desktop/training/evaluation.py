@@ -29,17 +29,6 @@ from instructir_desktop.training.degradations import (
 )
 from instructir_desktop.training.patches import list_images, load_rgb_uint8
 
-# One plain instruction per task, used for evaluation and validation.
-EVAL_INSTRUCTIONS: dict[str, str] = {
-    "denoise": "Remove the noise from this photo",
-    "deblur": "This photo is blurry, please sharpen it",
-    "derain": "Remove the rain from the picture",
-    "dehaze": "Remove the haze and fog from this image",
-    "lowlight": "This photo is too dark, brighten it",
-    "enhance": "Make the colours more vivid and improve the contrast",
-    "upscale": "Increase the resolution of this image",
-}
-
 Restorer = Callable[[Tensor, str], Tensor]  # (1,3,H,W) degraded, task -> restored
 
 

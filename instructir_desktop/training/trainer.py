@@ -26,12 +26,12 @@ from torch import Tensor, nn
 
 from instructir_desktop.model.network import InstructIRNet, NetworkConfig, detect_config
 from instructir_desktop.model.registry import save_model_folder
-from instructir_desktop.model.tasks import CLASS_NAMES, NONE_CLASS, TASKS
+from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, CLASS_NAMES, NONE_CLASS, TASKS
 from instructir_desktop.model.text import SentenceTransformerEncoder, TextHead
 from instructir_desktop.model.weights import load_state_dict, save_state_dict
 from instructir_desktop.training.corpus import load_corpus
 from instructir_desktop.training.degradations import degrade, degrade_mixed
-from instructir_desktop.training.evaluation import EVAL_INSTRUCTIONS, psnr
+from instructir_desktop.training.evaluation import psnr
 from instructir_desktop.training.patches import PatchSampler, list_images, load_rgb_uint8, to_float
 from instructir_desktop.training.resume import ResumePoint
 from instructir_desktop.training.text_data import augmented, encode_corpus
@@ -212,7 +212,7 @@ class TextBundle:
 
     head_state: dict[str, Tensor]
     banks: dict[str, Tensor]  # class name -> (lines, text_dim) embeddings of training lines
-    validation_embeddings: dict[str, Tensor] | None  # task -> (1, text_dim), for EVAL_INSTRUCTIONS
+    validation_embeddings: dict[str, Tensor] | None  # task -> (1, text_dim), for CANONICAL_INSTRUCTIONS
 
 
 def prepare_text(config: TrainConfig, log: Log) -> tuple[TextHead, SentenceTransformerEncoder, dict[str, Tensor]]:
@@ -244,7 +244,7 @@ def _prepare_bundle(config: TrainConfig, log: Log) -> TextBundle:
     head, encoder, banks = prepare_text(config, log)
     validation_embeddings = None
     if config.val_data:
-        vectors = torch.from_numpy(encoder.encode([EVAL_INSTRUCTIONS[t] for t in TASKS]))
+        vectors = torch.from_numpy(encoder.encode([CANONICAL_INSTRUCTIONS[t] for t in TASKS]))
         with torch.no_grad():
             embeddings, _ = head(vectors)
         validation_embeddings = {t: embeddings[i : i + 1].clone() for i, t in enumerate(TASKS)}

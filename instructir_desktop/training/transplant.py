@@ -7,6 +7,10 @@ decoders therefore move over unchanged; only the first convolution, the last one
 full-resolution level(s) are new. Blocks the target has beyond the source's start as fresh
 NAFBlocks, which are the identity (their residual scales start at zero), so the transplanted
 network computes what the source's deeper part did from the first step.
+
+With no stem (``stem = 1`` in both) the same mapping grows a network in place: every tensor moves
+to the same name, the added blocks are the identity, and the grown network starts out computing
+exactly what the source did.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def _target_name(name: str, shift: int, source: NetworkConfig, target: NetworkCo
     parts = name.split(".")
     group = parts[0]
     if group in ("intro", "ending"):
-        return None
+        return name if shift == 0 else None  # a stem changes their channels; plain growth keeps them
     if group == "middle_blks":
         return name if int(parts[1]) < target.middle_blocks else None
     level = int(parts[1])

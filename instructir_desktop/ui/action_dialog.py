@@ -72,6 +72,11 @@ def make_control(parameter: Parameter) -> QWidget:
         line = QLineEdit(str(parameter.default))
         line.setMinimumWidth(260)
         control = line
+    elif parameter.kind == "plan":  # steps written as "denoise, upscale x2"; empty: none given
+        line = QLineEdit(parameter.format(parameter.default) if parameter.default else "")
+        line.setPlaceholderText("e.g. denoise, upscale x2")
+        line.setMinimumWidth(260)
+        control = line
     elif parameter.kind == "bool":
         check = QCheckBox()
         check.setChecked(bool(parameter.default))
@@ -150,6 +155,8 @@ class ActionDialog(QDialog):
                 control.setChecked(bool(parameter.default))
             elif isinstance(control, QComboBox):
                 control.setCurrentText(str(parameter.default))
+            elif isinstance(control, QLineEdit) and parameter.kind == "plan":
+                control.setText(parameter.format(parameter.default) if parameter.default else "")
             elif isinstance(control, QLineEdit):
                 control.setText(str(parameter.default))
 

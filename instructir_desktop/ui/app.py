@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 
 from instructir_desktop.inference.engine import EngineInterface
 from instructir_desktop.ui.automation import Automation, parse_options
+from instructir_desktop.ui.event_loop import qt_event_loop
 from instructir_desktop.ui.main_window import APP_NAME, MainWindow
 from instructir_desktop.ui.preferences import Preferences
 from instructir_desktop.ui.theme import follow_system_theme
@@ -50,14 +51,16 @@ def run_application(argv: Sequence[str], engine: EngineInterface | None = None) 
         # The real engine: load torch and the model on the worker while the person opens a photo.
         QTimer.singleShot(200, window.preload_model)
     # Work left by a crash: asked about interactively; automation restores it only with --recover.
-    recovered = window.offer_recovery(accept=True if options.recover else None)
+    recovered = window.file_actions.offer_recovery(accept=True if options.recover else None)
     if options.image is not None and not recovered:
         window.open_path(options.image, ask=False)
     if automation is None:
-        return int(app.exec())
+        # Qt's loop, with asyncio on it: the session's futures and callbacks run in it.
+        qt_event_loop().run_forever()
+        return 0
     automation.start()
     if not options.quit:
-        app.exec()
+        qt_event_loop().run_forever()
         return automation.exit_code if automation.exit_code is not None else 1
     # A local loop rather than app.exec()/app.exit(): QCoreApplication.exit() leaves Qt's "quit now"
     # flag set, which makes every later nested event loop in the process return at once (a test

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from instructir_desktop.ui.conversation import DONE, Run
+from instructir_desktop.editing.conversation import Run, RunState
+from instructir_desktop.editing.events import RunEnded
 from instructir_desktop.ui.main_window import MainWindow
 
 MIN_SCREENSHOT = (1000, 650)
@@ -91,7 +92,7 @@ class Automation(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._timed_out)
-        window.conversation.run_ended.connect(self._run_ended)
+        window.session.events.subscribe(RunEnded, lambda event: self._run_ended(event.run))
 
     def start(self) -> None:
         """Begin once the event loop runs (everything below is driven by it)."""
@@ -102,7 +103,7 @@ class Automation(QObject):
         if self.window.opening:  # a large photo is read on the reader thread
             QTimer.singleShot(20, self._begin)
             return
-        if self.options.image is not None and self.window.session.document is None:
+        if self.options.image is not None and self.window.session.workspace.document is None:
             self._fail(f"could not open {self.options.image}: {self.window.statusBar().currentMessage()}")
             self._finish()
             return
@@ -117,7 +118,7 @@ class Automation(QObject):
         chat = self.window.chat
         # Through the input line, as a person would: type, press Enter.
         chat.input.setText(text)
-        self._awaited = len(self.window.conversation.runs)
+        self._awaited = len(self.window.session.assistant.runs)
         chat.input.returnPressed.emit()
 
     def _finish_when_shown(self) -> None:
@@ -129,22 +130,22 @@ class Automation(QObject):
             QTimer.singleShot(20, self._finish_when_shown)
 
     def _run_ended(self, run: Run) -> None:
-        runs = self.window.conversation.runs
+        runs = self.window.session.assistant.runs
         if self._awaited is None or self._awaited >= len(runs) or runs[self._awaited] is not run:
             return
         self._awaited = None
         summary = run.reply.status or run.reply.text
-        if run.state == DONE:
+        if run.state is RunState.DONE:
             say(f"  {run.reply.text} {summary}")
-        elif run.state == "nothing":
+        elif run.state is RunState.NOTHING:
             self._fail(f'"{run.text}": nothing to restore. {run.reply.text}')
         else:
-            self._fail(f'"{run.text}": {run.state}: {run.error or summary}')
+            self._fail(f'"{run.text}": {run.state.value}: {run.error or summary}')
         self._next()
 
     def _timed_out(self) -> None:
         self._fail(f"timed out after {self.options.timeout:.0f} s")
-        self.window.conversation.cancel_all()
+        self.window.session.assistant.cancel_all()
         self._finish()
 
     def _fail(self, message: str) -> None:

@@ -1,8 +1,9 @@
 """The chat panel: the conversation, the plan of each reply as chips, progress and Cancel in the message.
 
-Widgets only: the panel says what the person typed (``message_sent``), which message they asked
-to cancel or run again, how they edited a plan and where they left a step's strength slider; the
-conversation controller decides what happens.
+Widgets only. Each reply draws a ``Reply`` (``editing.conversation``) as it is, whenever the
+assistant says it changed; the panel reports what the person did (typed a message, cancelled,
+changed a chip, moved a strength slider, asked to run again) and the assistant decides what
+happens.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from instructir_desktop.editing.assistant import Assistant
+from instructir_desktop.editing.conversation import Reply, Run
+from instructir_desktop.editing.dispatch import Dispatcher
+from instructir_desktop.editing.events import AssistantNote, RunAdded, RunChanged
 from instructir_desktop.instructions.interpret import PlanStep, describe_step
 from instructir_desktop.model.tasks import TASK_TITLES, TASKS
 from instructir_desktop.ui import icons
@@ -48,17 +53,6 @@ _CHIP_STYLE = (
 )
 # A dragged slider commits at release; keys and the wheel commit once they pause this long.
 STRENGTH_DEBOUNCE_MS = 250
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:  # None or NaN: not known yet
-        return ""
-    if seconds < 1:
-        return "almost done"
-    if seconds < 60:
-        return f"about {round(seconds)} s left"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"about {minutes} min {rest:02d} s left"
 
 
 def chip_text(step: PlanStep) -> str:
@@ -114,7 +108,7 @@ class MessageWidget(QFrame):
     a strength slider for the step it made, and Run again."""
 
     cancel_requested = Signal()
-    plan_edited = Signal(object)  # tuple[PlanStep, ...]: the plan after the person changed a chip
+    step_changed = Signal(int, str)  # a chip's position and the task chosen for it ("" removes the step)
     run_again_requested = Signal()
     strength_changed = Signal(float)  # 0..1, once per drag (at release) or per pause of the keys
 
@@ -143,6 +137,7 @@ class MessageWidget(QFrame):
         layout.addWidget(self.chips)
         self._plan: tuple[PlanStep, ...] = ()
         self._plan_editable = False
+        self.reply: Reply | None = None  # what it draws (``render``)
 
         self.progress_row = QWidget()
         row = QHBoxLayout(self.progress_row)
@@ -206,8 +201,37 @@ class MessageWidget(QFrame):
         self.text_label.setText(text)
         self.text_label.setVisible(bool(text))  # a follow-up's reply is its status line alone
 
-    def set_plan(self, steps: Sequence[PlanStep], *, edited: bool = False) -> None:
-        """Show ``steps`` as chips (``edited``: the person changed them, so say so on Run again)."""
+    def show_reply(self, reply: Reply) -> None:
+        """Draw ``reply`` as it is now (again whenever it changes)."""
+        self.reply = reply
+        self.set_text(reply.text)
+        if reply.plan != self._plan:
+            self.set_plan(reply.plan)
+        self.set_plan_editable(reply.plan_editable)
+        self.run_again_button.setText("Run edited plan" if reply.plan_edited else "Run again")
+        self.show_run_again(reply.can_run_again)
+        if reply.progress is None:
+            self.progress_row.setVisible(False)
+            self.progress_label.setVisible(False)
+        else:
+            self.progress_row.setVisible(True)
+            self.progress_label.setVisible(True)
+            if reply.progress.fraction is None:
+                self.progress_bar.setRange(0, 0)  # busy until the first real fraction arrives
+            else:
+                self.progress_bar.setRange(0, 1000)
+                self.progress_bar.setValue(round(max(0.0, min(1.0, reply.progress.fraction)) * 1000))
+            self.progress_label.setText("Cancelling…" if reply.cancelling else reply.progress.text)
+            self.cancel_button.setEnabled(not reply.cancelling)
+        self.set_status(reply.status)
+        if reply.strength is not None:
+            self.strength_row.setVisible(True)
+            self.set_strength_enabled(not reply.strength_blocked, reply.strength_blocked)
+            if not self.strength_slider.isSliderDown():
+                self.set_strength_value(reply.strength)
+
+    def set_plan(self, steps: Sequence[PlanStep]) -> None:
+        """Show ``steps`` as chips."""
         self._plan = tuple(steps)
         while (item := self._chip_layout.takeAt(0)) is not None:
             widget = item.widget()
@@ -216,12 +240,10 @@ class MessageWidget(QFrame):
         for position, step in enumerate(self._plan):
             chip = Chip(step, removable=len(self._plan) > 1)
             chip.setEnabled(self._plan_editable)
-            chip.task_chosen.connect(lambda task, at=position: self._edit_step(at, task))
+            chip.task_chosen.connect(lambda task, at=position: self.step_changed.emit(at, task))
             self._chip_layout.addWidget(chip)
         self._chip_layout.addStretch(1)
         self.chips.setVisible(bool(self._plan))
-        if edited:
-            self.run_again_button.setText("Run edited plan")
 
     @property
     def plan(self) -> tuple[PlanStep, ...]:
@@ -248,15 +270,6 @@ class MessageWidget(QFrame):
         self._plan_editable = editable
         for chip in self.chip_widgets:
             chip.setEnabled(editable)
-
-    def _edit_step(self, position: int, task: str) -> None:
-        steps = list(self._plan)
-        if task:
-            steps[position] = steps[position].with_task(task)
-        else:
-            del steps[position]
-        self.set_plan(steps, edited=True)
-        self.plan_edited.emit(self._plan)
 
     def show_run_again(self, visible: bool) -> None:
         self.run_again_button.setVisible(visible)
@@ -302,27 +315,9 @@ class MessageWidget(QFrame):
             self._committed_strength = value
             self.strength_changed.emit(value / 100)
 
-    def start_progress(self, text: str = "Waiting…") -> None:
-        self.progress_bar.setRange(0, 0)  # busy until the first real fraction arrives
-        self.progress_label.setText(text)
-        self.progress_row.setVisible(True)
-        self.progress_label.setVisible(True)
-        self.cancel_button.setEnabled(True)
-
-    def set_progress(self, fraction: float, text: str) -> None:
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setValue(round(max(0.0, min(1.0, fraction)) * 1000))
-        self.progress_label.setText(text)
-
     @property
     def in_progress(self) -> bool:
         return not self.progress_row.isHidden()  # shown, or will be once the message is
-
-    def finish(self, status: str) -> None:
-        """The job is over (done, cancelled or failed): hide the progress and say how it ended."""
-        self.progress_row.setVisible(False)
-        self.progress_label.setVisible(False)
-        self.set_status(status)
 
     def set_status(self, status: str) -> None:
         self.status_label.setText(status)
@@ -333,8 +328,7 @@ class MessageWidget(QFrame):
         return self.status_label.text()
 
     def _cancel_clicked(self) -> None:
-        self.cancel_button.setEnabled(False)
-        self.progress_label.setText("Cancelling…")
+        self.cancel_button.setEnabled(False)  # at once; the reply then says it is cancelling
         self.cancel_requested.emit()
 
 
@@ -384,6 +378,8 @@ class ChatPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("chatPanel")
         self.messages: list[MessageWidget] = []
+        self._assistant: Assistant | None = None
+        self._replies: dict[int, tuple[Run, MessageWidget]] = {}  # by id(run); the run kept alive
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
@@ -438,6 +434,37 @@ class ChatPanel(QWidget):
         self.input.clear()
         self.send_text(text)
 
+    def bind(self, assistant: Assistant, events: Dispatcher) -> None:
+        """Draw ``assistant``'s runs as they come and change; send it what the person does."""
+        self._assistant = assistant
+        events.subscribe(RunAdded, lambda event: self._add_run(event.run))
+        events.subscribe(RunChanged, lambda event: self._render(event.run))
+        events.subscribe(AssistantNote, lambda event: self._note(event.text))
+
+    def _note(self, text: str) -> None:
+        self.add_message("assistant", text)
+
+    def reply_for(self, run: Run) -> MessageWidget:
+        """The message that draws ``run``'s reply."""
+        return self._replies[id(run)][1]
+
+    def _add_run(self, run: Run) -> None:
+        self.add_message("user", run.text)
+        reply = self.add_message("assistant", "")
+        self._replies[id(run)] = (run, reply)
+        assistant = self._assistant
+        assert assistant is not None
+        reply.cancel_requested.connect(lambda: assistant.cancel(run))
+        reply.step_changed.connect(lambda position, task: assistant.change_step(run, position, task))
+        reply.run_again_requested.connect(lambda: assistant.run_again(run))
+        reply.strength_changed.connect(lambda strength: assistant.set_run_strength(run, strength))
+        reply.show_reply(run.reply)
+
+    def _render(self, run: Run) -> None:
+        entry = self._replies.get(id(run))
+        if entry is not None:
+            entry[1].show_reply(run.reply)
+
     def add_message(self, role: str, text: str) -> MessageWidget:
         self.examples.setVisible(False)
         message = MessageWidget(role, text)
@@ -453,6 +480,7 @@ class ChatPanel(QWidget):
         for message in self.messages:
             message.deleteLater()
         self.messages.clear()
+        self._replies.clear()
         self.examples.setVisible(True)
 
     def _scroll_to_end(self) -> None:

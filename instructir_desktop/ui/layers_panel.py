@@ -1,7 +1,7 @@
 """The layers panel: the stack top first, each layer with a thumbnail, visibility and opacity.
 
 Every change (show or hide, opacity, duplicate, delete, move, merge down) is one undoable step
-through ``Session.edit_layers``; choosing a row makes that layer the active one, the one the next
+through ``Workspace.edit_layers``; choosing a row makes that layer the active one, the one the next
 restoration works on. "Restore into a new layer" (remembered between runs) makes a finished
 restoration land as a new layer above the active one instead of replacing its pixels.
 
@@ -31,8 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from instructir_desktop.core.document import Document, Layer
+from instructir_desktop.editing.dispatch import Dispatcher
+from instructir_desktop.editing.events import ActiveLayerChanged, DocumentChanged
+from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.ui.qimages import rgba_to_qimage
-from instructir_desktop.ui.session import Session
 
 THUMBNAIL_SIDE = 40
 SETTINGS_ORGANIZATION = "InstructIR"
@@ -133,10 +135,12 @@ class LayersPanel(QWidget):
 
     message = Signal(str)  # why a command could not be done, for the status bar
 
-    def __init__(self, session: Session, parent: QWidget | None = None, settings: QSettings | None = None) -> None:
+    def __init__(
+        self, workspace: Workspace, events: Dispatcher, parent: QWidget | None = None, settings: QSettings | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("layersPanel")
-        self.session = session
+        self.workspace = workspace
         self.settings = settings if settings is not None else app_settings()
         self.rows: list[LayerRow] = []
         layout = QVBoxLayout(self)
@@ -185,8 +189,8 @@ class LayersPanel(QWidget):
         self.new_layer_action.setChecked(self._stored_new_layer())
         self._new_layer_toggled(self.new_layer_action.isChecked())
 
-        session.changed.connect(self.refresh)
-        session.active_layer_changed.connect(self.refresh)
+        events.subscribe(DocumentChanged, lambda _event: self.refresh())
+        events.subscribe(ActiveLayerChanged, lambda _event: self.refresh())
         self.refresh()
 
     def _action(self, text: str, slot: Callable[[], object], shortcut: str = "") -> QAction:
@@ -213,7 +217,7 @@ class LayersPanel(QWidget):
         return value is True or str(value).lower() in ("true", "1")
 
     def _new_layer_toggled(self, on: bool) -> None:
-        self.session.restore_into_new_layer = bool(on)
+        self.workspace.restore_into_new_layer = bool(on)
         if self.new_layer_box.isChecked() != on:
             self.new_layer_box.setChecked(on)
         if self._stored_new_layer() != on:
@@ -222,11 +226,11 @@ class LayersPanel(QWidget):
     # ------------------------------------------------------------------ showing the stack
 
     def row_of(self, index: int) -> int:
-        document = self.session.document
+        document = self.workspace.document
         return -1 if document is None else len(document) - 1 - index
 
     def refresh(self) -> None:
-        document = self.session.document
+        document = self.workspace.document
         layers = () if document is None else document.layers
         while len(self.rows) < len(layers):
             row = LayerRow()
@@ -253,7 +257,7 @@ class LayersPanel(QWidget):
         self._update_actions()
 
     def _update_actions(self) -> None:
-        document = self.session.document
+        document = self.workspace.document
         count = 0 if document is None else len(document)
         active = -1 if document is None else document.active_index
         self.list.setEnabled(document is not None)
@@ -264,18 +268,18 @@ class LayersPanel(QWidget):
         self.merge_down_action.setEnabled(active > 0)
 
     def _row_chosen(self, row: int) -> None:
-        document = self.session.document
+        document = self.workspace.document
         if document is None or not 0 <= row < len(document):
             return
-        self.session.set_active_layer(len(document) - 1 - row)
+        self.workspace.set_active_layer(len(document) - 1 - row)
 
     # ------------------------------------------------------------------ commands (each one undo step)
 
     def _edit(self, label: str, change: Callable[[Document], object]) -> bool:
-        if self.session.document is None or self.session.history is None:
+        if self.workspace.document is None or self.workspace.history is None:
             return False
         try:
-            self.session.edit_layers(label, change)
+            self.workspace.edit_layers(label, change)
         except (ValueError, IndexError, KeyError) as error:
             self.message.emit(str(error))
             self.refresh()  # show the stack as it is again (a checkbox may show the refused change)
@@ -283,11 +287,11 @@ class LayersPanel(QWidget):
         return True
 
     def _active(self) -> Layer | None:
-        document = self.session.document
+        document = self.workspace.document
         return None if document is None else document.active_layer
 
     def set_visible(self, index: int, visible: bool) -> bool:
-        document = self.session.document
+        document = self.workspace.document
         if document is None:
             return False
         layer = document.layers[index]
@@ -300,7 +304,7 @@ class LayersPanel(QWidget):
         return self._edit(f"{'Show' if visible else 'Hide'} layer “{layer.name}”", change)
 
     def set_opacity(self, index: int, opacity: float) -> bool:
-        document = self.session.document
+        document = self.workspace.document
         if document is None:
             return False
         layer = document.layers[index]
@@ -342,11 +346,11 @@ class LayersPanel(QWidget):
         return layer is not None and self._edit(f"Merge “{layer.name}” down", lambda d: d.merge_down(d.active_index))
 
     def _visibility_chosen(self, layer_id: str, visible: bool) -> None:
-        document = self.session.document
+        document = self.workspace.document
         if document is not None:
             self.set_visible(document.index_of(layer_id), visible)
 
     def _opacity_chosen(self, layer_id: str, opacity: float) -> None:
-        document = self.session.document
+        document = self.workspace.document
         if document is not None:
             self.set_opacity(document.index_of(layer_id), opacity)

@@ -20,9 +20,11 @@ from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QSpinBox, QToolBar
 
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.core.selection import Selection
+from instructir_desktop.editing.dispatch import Dispatcher
+from instructir_desktop.editing.events import DocumentChanged, SelectionChanged
+from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.ui.canvas import Canvas
 from instructir_desktop.ui.qimages import rgba_to_qimage
-from instructir_desktop.ui.session import Session
 
 HAND = "hand"
 RECTANGLE = "rectangle"
@@ -92,7 +94,7 @@ class RectangleTool(_Tool):
 
     def release(self, point: QPointF) -> None:
         rect = self._rect(point)
-        document = self.tools.session.document
+        document = self.tools.workspace.document
         if document is None:
             self.cancel()
             return
@@ -129,7 +131,7 @@ class BrushTool(_Tool):
             self._show()
 
     def release(self, point: QPointF) -> None:
-        document = self.tools.session.document
+        document = self.tools.workspace.document
         if document is None or not self.points:
             self.cancel()
             return
@@ -160,10 +162,10 @@ class BrushTool(_Tool):
 class SelectionTools(QObject):
     """The tools, their settings, the Select menu's actions and a small toolbar, wired to a canvas."""
 
-    def __init__(self, canvas: Canvas, session: Session, parent: QObject | None = None) -> None:
+    def __init__(self, canvas: Canvas, workspace: Workspace, events: Dispatcher, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.canvas = canvas
-        self.session = session
+        self.workspace = workspace
         self.brush_radius = 24.0  # image pixels
         self.feather_radius = 0.0  # image pixels
         self.tools: dict[str, RectangleTool | BrushTool | None] = {
@@ -211,8 +213,9 @@ class SelectionTools(QObject):
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.deselect_action)
 
-        session.selection_changed.connect(self.refresh)
-        session.changed.connect(self.refresh)  # a new photo, an undone upscale: the selection may be gone
+        events.subscribe(SelectionChanged, lambda _event: self.refresh())
+        # A new photo, an undone upscale: the selection may be gone.
+        events.subscribe(DocumentChanged, lambda _event: self.refresh())
         self.refresh()
 
     @property
@@ -275,7 +278,7 @@ class SelectionTools(QObject):
 
     def combine(self, shape: Selection | None, modifiers: Qt.KeyboardModifier) -> None:
         """Replace the selection with ``shape``, add it (Shift) or take it away (Alt)."""
-        document = self.session.document
+        document = self.workspace.document
         if document is None:
             return
         current = document.selection
@@ -292,30 +295,30 @@ class SelectionTools(QObject):
             return  # a click while adding or removing changes nothing
         elif current is None and shape is not None and modifiers & Qt.KeyboardModifier.AltModifier:
             return  # nothing to take away from
-        self.session.set_selection(shape)
+        self.workspace.set_selection(shape)
 
     def select_all(self) -> None:
-        document = self.session.document
+        document = self.workspace.document
         if document is not None:
-            self.session.set_selection(Selection.everything(document.height, document.width))
+            self.workspace.set_selection(Selection.everything(document.height, document.width))
 
     def deselect(self) -> None:
-        if self.session.document is not None and self.session.document.selection is not None:
-            self.session.set_selection(None)
+        if self.workspace.document is not None and self.workspace.document.selection is not None:
+            self.workspace.set_selection(None)
 
     def invert(self) -> None:
-        document = self.session.document
+        document = self.workspace.document
         if document is None:
             return
         current = document.selection
         inverted = Selection.everything(*document.size) if current is None else current.inverted()
-        self.session.set_selection(inverted)
+        self.workspace.set_selection(inverted)
 
     # ------------------------------------------------------------------ overlay
 
     def refresh(self) -> None:
         """Redraw the overlay when the document's selection is another one (selections are immutable)."""
-        document = self.session.document
+        document = self.workspace.document
         selection = None if document is None else document.selection
         has_document = document is not None
         for action in (self.select_all_action, self.invert_action):

@@ -1,0 +1,54 @@
+"""The editing session: one open photo, the conversation about it, and the files it comes from
+and goes to, wired to one dispatcher and one engine. The UI holds one; so does a headless test."""
+
+from __future__ import annotations
+
+import asyncio
+
+from instructir_desktop.editing.assistant import Assistant
+from instructir_desktop.editing.background import Background
+from instructir_desktop.editing.dispatch import Dispatcher
+from instructir_desktop.editing.engine_client import EngineClient, EngineJob
+from instructir_desktop.editing.events import DocumentOpened
+from instructir_desktop.editing.files import Files
+from instructir_desktop.editing.workspace import Workspace
+from instructir_desktop.inference.engine import EngineInterface
+from instructir_desktop.inference.requests import ActionRequest, JobContext
+from instructir_desktop.plugins.host import PluginHost
+
+
+class EditingSession:
+    def __init__(self, engine: EngineInterface, plugins: PluginHost | None, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.events = Dispatcher()
+        self.background = Background(loop)
+        self.engine = EngineClient(engine, self.events, loop)
+        self.workspace = Workspace(self.events)
+        self.files = Files(self.workspace, self.background, self.events)
+        self.assistant = Assistant(self.workspace, self.engine, plugins, self.events)
+        # Work on the previous photo can no longer be applied (it would be stale): stop it.
+        self.events.subscribe(DocumentOpened, lambda _event: self.assistant.cancel_all())
+
+    @property
+    def plugins(self) -> PluginHost | None:
+        return self.assistant.plugins
+
+    @plugins.setter
+    def plugins(self, host: PluginHost | None) -> None:
+        """A rescanned host; a queued run finds its action in it when its turn comes."""
+        self.assistant.plugins = host
+
+    def preload_model(self) -> EngineJob[None]:
+        """Load the model on the worker now, so the first instruction does not wait for it."""
+
+        def load(job: JobContext) -> None:
+            job.runtime()
+
+        return self.engine.submit(ActionRequest(run=load, label="Loading the model"))
+
+    def close(self) -> None:
+        """Cancel the runs, finish the writes, stop the engine and the background lanes."""
+        self.files.close()
+        self.assistant.cancel_all()
+        self.engine.close()
+        self.background.shutdown()
