@@ -130,6 +130,55 @@ def test_tiled_onnx_restore_matches_the_torch_restorer_and_the_whole_image(netwo
     assert psnr(TiledRestorer(onnx_runner, exact).restore(image, onnx_runner.condition(instruction)), whole) > 60
 
 
+@pytest.mark.parametrize("stem", [2, 4])
+def test_a_stem_network_runs_the_same_on_onnx_runtime_as_on_the_torch_executor(stem: int, tmp_path) -> None:
+    """The pixel-unshuffle stem (its first level at 1/stem of the resolution): the whole image,
+    recorded and replayed statistics, and a tiled restore agree with the torch executor.
+
+    The backends agree to ~1e-7 here; in these tiny networks other channel means move the output
+    by ~4e-4 to 2e-3, so the 1e-5 tolerance still tells a replay that ignores its means apart."""
+    network = tiny_network(width=8, seed=11, stem=stem)
+    multiple = network.config.size_multiple
+    assert multiple == 16 * stem
+    onnx_runner = OnnxInstructIR.prepare(network, CPU, cache_folder=tmp_path)
+    torch_runner = FastInstructIR(network)
+    instruction = embedding(5)
+    gates, conditioning = torch_runner.gates(instruction), onnx_runner.condition(instruction)
+
+    image = scene(2 * multiple, 3 * multiple, seed=4)
+    with torch.no_grad():
+        expected = network(image, instruction)
+    assert float((onnx_runner.forward(image, conditioning) - expected).abs().max()) < 1e-5
+
+    # Record over a weighted batch (the weight is at full resolution; the stem's level sees it pooled).
+    batch = torch.cat([scene(multiple, 2 * multiple, seed=1), scene(multiple, 2 * multiple, seed=2) * 0.6])
+    weights = torch.rand(2, multiple, 2 * multiple, generator=torch.Generator().manual_seed(8))
+    torch_statistics, onnx_statistics = ChannelStatistics(), ChannelStatistics()
+    torch_out = torch_runner.forward(batch, gates, torch_statistics, record=True, weight_mask=weights)
+    onnx_out = onnx_runner.forward(batch, conditioning, onnx_statistics, record=True, weight_mask=weights)
+    assert float((torch_out - onnx_out).abs().max()) < 1e-5
+    assert len(onnx_statistics) == len(torch_statistics)  # one entry per block, as the executor keeps them
+    assert torch.allclose(torch.cat(torch_statistics.means), torch.cat(onnx_statistics.means), atol=1e-6)
+    # Replay: each backend with the other's means.
+    tile = scene(multiple, multiple, seed=9)
+    torch_replay = torch_runner.forward(tile, gates, onnx_statistics)
+    onnx_replay = onnx_runner.forward(tile, conditioning, torch_statistics)
+    assert float((torch_replay - onnx_replay).abs().max()) < 1e-5
+    other = ChannelStatistics()
+    onnx_runner.forward(tile * 0.2 + 0.7, conditioning, other, record=True)
+    assert float((onnx_runner.forward(tile, conditioning, other) - onnx_replay).abs().max()) > 1e-4
+
+    # Tiled, with statistics from a sample of tiles (sides that are not multiples get padded).
+    photo = scene(5 * multiple + 7, 6 * multiple - 5, seed=6)
+    sampled = TilingSettings(
+        tile=2 * multiple, overlap=multiple, exact_statistics_pixels=0, statistics_sample_pixels=3 * (2 * multiple) ** 2
+    )
+    torch_tiled = TiledRestorer(torch_runner, sampled).restore(photo, gates)
+    onnx_tiled = TiledRestorer(onnx_runner, sampled).restore(photo, conditioning)
+    assert onnx_tiled.shape == photo.shape
+    assert float((torch_tiled - onnx_tiled).abs().max()) < 1e-5
+
+
 def test_forward_refuses_sizes_the_network_cannot_take(onnx_runner) -> None:
     with pytest.raises(ValueError, match="multiples of 16"):
         onnx_runner.forward(torch.rand(1, 3, 40, 48), onnx_runner.condition(embedding()))

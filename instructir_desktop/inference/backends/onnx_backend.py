@@ -28,7 +28,13 @@ from torch import Tensor, nn
 
 from instructir_desktop.inference.backends import BackendError, PrepareProgress
 from instructir_desktop.inference.backends.onnx_cache import OnnxCache, module_hash
-from instructir_desktop.inference.backends.onnx_graph import RECORD, REPLAY, ExportableInstructIR, statistics_length
+from instructir_desktop.inference.backends.onnx_graph import (
+    RECORD,
+    REPLAY,
+    ExportableInstructIR,
+    statistics_layout,
+    statistics_length,
+)
 from instructir_desktop.inference.executor import CancelCheck, ChannelStatistics
 from instructir_desktop.model.network import InstructIRNet
 
@@ -203,7 +209,8 @@ class OnnxInstructIR:
     def __init__(self, network: InstructIRNet, sessions: dict[str, Any]) -> None:
         self.config = network.config
         self.sessions = sessions
-        self.statistics_length = statistics_length(network)
+        self.statistics_layout = statistics_layout(network)
+        self.statistics_length = sum(self.statistics_layout)
         self.provider = _provider_label(sessions[REPLAY])
         self.preferred_tile = CPU_TILE if self.provider == "CPU" else 0
 
@@ -265,7 +272,8 @@ class OnnxInstructIR:
                 weight = np.ascontiguousarray(weight_mask.detach().cpu().numpy()[:, None], dtype=np.float32)
             feeds = {"image": pixels, "embedding": conditioning, "weight": weight}
             restored, means = _run(self.sessions[RECORD], feeds, check_cancel, shrink_arena=True)
-            statistics.means.append(torch.from_numpy(means))
+            # One entry per block, as the torch executor records them, so either backend replays them.
+            statistics.means.extend(torch.from_numpy(means).split(self.statistics_layout))
         else:
             means = torch.cat([m.reshape(-1).float().cpu() for m in statistics.means]).numpy()
             if means.shape[0] != self.statistics_length:

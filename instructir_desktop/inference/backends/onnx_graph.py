@@ -153,16 +153,23 @@ class ExportableInstructIR(nn.Module):
         self.ending = nn.Conv2d(net.ending.in_channels, net.ending.out_channels, 3, padding=1)
         self.ending.load_state_dict(net.ending.state_dict())
         levels = self.config.levels
+        # How many image pixels one feature pixel of a level spans per side: the pixel-unshuffle
+        # stem puts the first level at 1/stem of the image's resolution, and each level halves it.
+        stem = self.config.stem
+
+        def scale(level: int) -> int:
+            return stem * 2**level
+
         self.encoders = nn.ModuleList(
-            nn.ModuleList(_FoldedBlock(b, 2**index) for b in level) for index, level in enumerate(net.encoders)
+            nn.ModuleList(_FoldedBlock(b, scale(index)) for b in level) for index, level in enumerate(net.encoders)
         )
-        self.enc_cond = nn.ModuleList(_Condition(c, 2**index) for index, c in enumerate(net.enc_cond))
+        self.enc_cond = nn.ModuleList(_Condition(c, scale(index)) for index, c in enumerate(net.enc_cond))
         self.downs = nn.ModuleList()
         for down in net.downs:
             copy = nn.Conv2d(down.in_channels, down.out_channels, 2, stride=2)
             copy.load_state_dict(down.state_dict())
             self.downs.append(copy)
-        self.middle = nn.ModuleList(_FoldedBlock(b, 2**levels) for b in net.middle_blks)
+        self.middle = nn.ModuleList(_FoldedBlock(b, scale(levels)) for b in net.middle_blks)
         self.ups = nn.ModuleList()
         for up in net.ups:
             conv = nn.Conv2d(up[0].in_channels, up[0].out_channels, 1, bias=False)
@@ -170,10 +177,10 @@ class ExportableInstructIR(nn.Module):
             self.ups.append(nn.Sequential(conv, nn.PixelShuffle(2)))
         # Decoder level i works at the resolution of encoder level (levels - 1 - i).
         self.decoders = nn.ModuleList(
-            nn.ModuleList(_FoldedBlock(b, 2 ** (levels - 1 - index)) for b in level)
+            nn.ModuleList(_FoldedBlock(b, scale(levels - 1 - index)) for b in level)
             for index, level in enumerate(net.decoders)
         )
-        self.dec_cond = nn.ModuleList(_Condition(c, 2 ** (levels - 1 - index)) for index, c in enumerate(net.dec_cond))
+        self.dec_cond = nn.ModuleList(_Condition(c, scale(levels - 1 - index)) for index, c in enumerate(net.dec_cond))
         self.eval()
 
     def forward(self, image: Tensor, embedding: Tensor, statistics_input: Tensor) -> Any:
@@ -181,7 +188,8 @@ class ExportableInstructIR(nn.Module):
             statistics = _Statistics(weight=statistics_input, means=None)
         else:
             statistics = _Statistics(weight=None, means=statistics_input)
-        features = self.intro(image)
+        stem = self.config.stem
+        features = self.intro(F.pixel_unshuffle(image, stem) if stem > 1 else image)
         skips = []
         for blocks, condition, down in zip(self.encoders, self.enc_cond, self.downs, strict=True):
             for block in cast(nn.ModuleList, blocks):
@@ -196,22 +204,29 @@ class ExportableInstructIR(nn.Module):
             for block in cast(nn.ModuleList, blocks):
                 features = block(features, statistics)
             features = condition(features, embedding, statistics)
-        restored = self.ending(features) + image
+        residual = self.ending(features)
+        restored = (F.pixel_shuffle(residual, stem) if stem > 1 else residual) + image
         if self.kind == RECORD:
             return restored, torch.cat(statistics.recorded)
         return restored
 
 
-def statistics_length(network: InstructIRNet) -> int:
-    """How many channel means one forward records (the length of ``means``)."""
+def statistics_layout(network: InstructIRNet) -> list[int]:
+    """The channel count of each block's means, in the order a forward records them (the torch
+    executor keeps one entry per block; the graph's ``means`` is their concatenation)."""
     config = network.config
-    total = 0
+    layout: list[int] = []
     channels = config.width
     for count in config.enc_blocks:
-        total += channels * (count + 1)  # the level's blocks and its condition block
+        layout += [channels] * (count + 1)  # the level's blocks and its condition block
         channels *= 2
-    total += channels * config.middle_blocks
+    layout += [channels] * config.middle_blocks
     for count in config.dec_blocks:
         channels //= 2
-        total += channels * (count + 1)
-    return total
+        layout += [channels] * (count + 1)
+    return layout
+
+
+def statistics_length(network: InstructIRNet) -> int:
+    """How many channel means one forward records (the length of ``means``)."""
+    return sum(statistics_layout(network))
