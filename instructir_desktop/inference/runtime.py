@@ -87,7 +87,7 @@ class Runtime:
 
     @property
     def device_description(self) -> str:
-        return str(self.executor.description)
+        return self.executor.description
 
     @property
     def model_id(self) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -85,11 +85,15 @@ class ImageRunner(Protocol):
     def run(self, image: Tensor, check_cancel: CancelCheck | None = None) -> Tensor: ...
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A runner and what the user should be told about how it was prepared."""
+RunnerT = TypeVar("RunnerT", covariant=True)
 
-    runner: Any  # InstructIRRunner | ImageRunner
+
+@dataclass(frozen=True)
+class Prepared(Generic[RunnerT]):
+    """A runner (an :class:`InstructIRRunner` or an :class:`ImageRunner`) and what the user should
+    be told about how it was prepared."""
+
+    runner: RunnerT
     notices: tuple[str, ...] = ()
 
 
@@ -118,7 +122,7 @@ def prepare_instructir(
     *,
     progress: PrepareProgress | None = None,
     cache_folder: str | None = None,
-) -> Prepared:
+) -> Prepared[InstructIRRunner]:
     """A runner of ``network`` on ``device`` with ``backend`` (already resolved, not ``auto``)."""
     from instructir_desktop.inference.backends.torch_backend import TorchInstructIR
 
@@ -140,7 +144,7 @@ def prepare_image_module(
     name: str = "This model",
     progress: PrepareProgress | None = None,
     cache_folder: str | None = None,
-) -> Prepared:
+) -> Prepared[ImageRunner]:
     """A runner of any image-to-image ``module`` (e.g. a network loaded with spandrel)."""
     from instructir_desktop.inference.backends.torch_backend import TorchImageModule
 

@@ -169,7 +169,8 @@ def _run(
     if shrink_arena:
         options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     if check_cancel is None:
-        return session.run(None, feeds, options)
+        outputs: list[np.ndarray] = session.run(None, feeds, options)
+        return outputs
     check_cancel()
     finished = threading.Event()
     cancelled = threading.Event()
@@ -186,7 +187,8 @@ def _run(
     watcher = threading.Thread(target=watch, name="onnx-cancel-watch", daemon=True)
     watcher.start()
     try:
-        return session.run(None, feeds, options)
+        outputs = session.run(None, feeds, options)
+        return outputs
     except Exception:
         if cancelled.is_set():
             check_cancel()  # raises the job's own cancel exception
@@ -273,7 +275,7 @@ class OnnxInstructIR:
             feeds = {"image": pixels, "embedding": conditioning, "weight": weight}
             restored, means = _run(self.sessions[RECORD], feeds, check_cancel, shrink_arena=True)
             # One entry per block, as the torch executor records them, so either backend replays them.
-            statistics.means.extend(torch.from_numpy(means).split(self.statistics_layout))
+            statistics.means.extend(torch.split(torch.from_numpy(means), self.statistics_layout))
         else:
             means = torch.cat([m.reshape(-1).float().cpu() for m in statistics.means]).numpy()
             if means.shape[0] != self.statistics_length:

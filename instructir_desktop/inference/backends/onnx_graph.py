@@ -88,7 +88,8 @@ class _FoldedBlock(nn.Module):
         attention = F.linear(statistics.take(y, self.scale), self.sca_weight, self.sca_bias)
         x = self.conv3(y * attention[None, :, None, None]) + x
         normed = channel_layer_norm(x)
-        return self.conv5(self.conv4_a(normed) * self.conv4_b(normed)) + x
+        restored: Tensor = self.conv5(self.conv4_a(normed) * self.conv4_b(normed)) + x
+        return restored
 
 
 class _Statistics:
@@ -135,7 +136,8 @@ class _Condition(nn.Module):
         gate = torch.sigmoid(self.fc(embedding)).reshape(-1)
         scale = (self.gamma * gate)[None, :, None, None]
         shift = (self.beta * gate)[None, :, None, None]
-        return self.block(x * scale + shift, statistics) + x
+        conditioned: Tensor = self.block(x * scale + shift, statistics) + x
+        return conditioned
 
 
 class ExportableInstructIR(nn.Module):
@@ -158,7 +160,7 @@ class ExportableInstructIR(nn.Module):
         stem = self.config.stem
 
         def scale(level: int) -> int:
-            return stem * 2**level
+            return int(stem * 2**level)
 
         self.encoders = nn.ModuleList(
             nn.ModuleList(_FoldedBlock(b, scale(index)) for b in level) for index, level in enumerate(net.encoders)

@@ -38,4 +38,5 @@ class TorchImageModule:
         if check_cancel is not None:
             check_cancel()
         with torch.inference_mode():
-            return self.module(image.to(self.device)).float().cpu()
+            restored: Tensor = self.module(image.to(self.device))
+            return restored.float().cpu()
