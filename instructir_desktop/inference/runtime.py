@@ -83,7 +83,13 @@ class Runtime:
         self.load_notices.extend(prepared.notices)
         self.executor = prepared.runner
         tile = tile_size or self.executor.preferred_tile or default_tile_size(device)
-        self.tiling = tiling_for_memory(max(MIN_TILE, tile // 16 * 16), self.model.network.config.width)
+        self.tiling = tiling_for_memory(self._tile_side(tile), self.model.network.config.width)
+
+    def _tile_side(self, tile: int) -> int:
+        """``tile`` rounded down to what the network takes (sides in multiples of its size multiple:
+        16 for the published network, 32 or 64 with a pixel-unshuffle stem), at least MIN_TILE."""
+        multiple = self.model.network.config.size_multiple
+        return max(-(-MIN_TILE // multiple) * multiple, tile // multiple * multiple)
 
     @property
     def device_description(self) -> str:
@@ -149,7 +155,7 @@ class Runtime:
             torch.cuda.empty_cache()
         if self.tiling.tile // 2 >= MIN_TILE:
             self.tiling = TilingSettings(
-                tile=self.tiling.tile // 2 // 16 * 16,
+                tile=self._tile_side(self.tiling.tile // 2),
                 overlap=self.tiling.overlap,
                 exact_statistics_pixels=self.tiling.exact_statistics_pixels // 4,
                 statistics_sample_pixels=max(MIN_TILE * MIN_TILE, self.tiling.statistics_sample_pixels // 4),
