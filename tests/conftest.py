@@ -46,6 +46,20 @@ def isolated_qt_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         os.environ[RECOVERY_FOLDER_ENV] = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Models exported for ONNX Runtime go to a temporary cache folder, never the user's."""
+    from instructir_desktop.inference.backends.onnx_cache import CACHE_FOLDER_ENV
+
+    previous = os.environ.get(CACHE_FOLDER_ENV)
+    os.environ[CACHE_FOLDER_ENV] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_FOLDER_ENV, None)
+    else:
+        os.environ[CACHE_FOLDER_ENV] = previous
+
+
 @pytest.fixture
 def prefs(tmp_path):
     """A private preferences file for one window (the person's own settings are never touched)."""

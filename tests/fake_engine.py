@@ -91,6 +91,7 @@ class FakeRuntime:
     device_description = "fake device"
     model_id = "fake-model"
     model_name = "Fake model"
+    load_notices: tuple[str, ...] = ()
 
     def __init__(self, engine: FakeEngine, request_id: int) -> None:
         self._engine = engine

@@ -7,6 +7,7 @@ well under a second per request.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -685,6 +686,26 @@ def test_out_of_memory_walks_down_to_the_smallest_tile(monkeypatch) -> None:
         "Out of memory: continuing with 128-pixel tiles.",
     ]
     assert describe_error(raised.value).startswith("not enough memory to restore this photo")
+
+
+def test_tiles_of_a_stem_network_are_multiples_of_its_size_multiple(monkeypatch) -> None:
+    """A stem-2 network takes sides in multiples of 32: the tile size from the settings and the
+    halved tile after running out of memory are rounded down to that, not to 16."""
+    model = tiny_model()
+    model = dataclasses.replace(model, network=InstructIRNet(dataclasses.replace(model.network.config, stem=2)).eval())
+
+    def stem_runtime(tile_size: int) -> Runtime:
+        return Runtime(model, FakeSentenceEncoder(), torch.device("cpu"), torch.float32, tile_size, backend="torch")
+
+    assert stem_runtime(208).tiling.tile == 192  # 208 is a multiple of 16, not of 32
+    runtime = stem_runtime(300)
+    assert runtime.tiling.tile == 288
+    failures: list[int] = []
+    monkeypatch.setattr(runtime_module, "TiledRestorer", out_of_memory_restorer(failures, 1))
+    result = runtime.restore(RestoreRequest(photo(), DENOISE))
+    assert failures == [288] and runtime.tiling.tile == 128  # half of 288 is 144, a multiple of 16 only
+    assert result.notices == ("Out of memory: continuing with 128-pixel tiles.",)
+    assert result.restored.shape == (96, 128, 3)
 
 
 def test_out_of_memory_through_the_engine_is_a_clear_failure(monkeypatch, loads) -> None:

@@ -94,6 +94,29 @@ def test_settings_are_applied_to_the_engine_and_persisted(qtbot, prefs, tmp_path
     assert not window.file_actions.autosave_timer.isActive()
 
 
+def test_backend_choice_reaches_the_engine_and_is_remembered(qtbot, prefs, tmp_path):
+    engine = ConfigurableEngine()
+    window = new_window(qtbot, prefs, tmp_path, engine)
+    dialog = window.open_settings()
+    assert dialog.backend_box.currentText() == "auto"
+    assert [dialog.backend_box.itemText(i) for i in range(dialog.backend_box.count())] == [
+        "auto",
+        "torch",
+        "onnxruntime",
+    ]
+    dialog.backend_box.setCurrentText("torch")
+    dialog.accept()
+    assert engine.configured == [EngineSettings(backend="torch")]
+    assert Preferences(prefs).engine_settings().backend == "torch"
+    # (an injected engine reports its own settings: this one is made from the stored ones, as at start)
+    stored = ConfigurableEngine(settings=Preferences(prefs).engine_settings())
+    again = new_window(qtbot, prefs, tmp_path, stored).open_settings()
+    assert again.backend_box.currentText() == "torch"
+    again.reject()
+    prefs.setValue("engine/backend", "tensorrt")  # a value this version does not know
+    assert Preferences(prefs).engine_settings().backend == "auto"
+
+
 def test_a_real_engine_is_created_with_the_persisted_settings(qtbot, prefs, tmp_path):
     Preferences(prefs).set_engine_settings(EngineSettings(device="cpu", tile_size=128))
     window = MainWindow(preferences=prefs, recovery_folder=tmp_path / "recovery")  # the real engine, not loaded yet

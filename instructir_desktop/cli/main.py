@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("-i", "--instruction", required=True, help='what to fix, e.g. "remove the noise"')
     restore.add_argument("-o", "--output", required=True, help="output file, or folder (required for several inputs)")
     restore.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    restore.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnxruntime"),
+        help="auto (default: ONNX Runtime on the CPU, torch on a GPU), torch or onnxruntime",
+    )
     restore.add_argument("--scale", type=int, help="upscale by this factor (2, 3, 4 ...) after the instruction's steps")
     restore.add_argument(
         "--strength", type=float, default=1.0, help="0 keeps the input, 1 (default) is the full restoration"
@@ -98,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sheet", help="save a contact sheet (input | output | clean) to this PNG")
     evaluate.add_argument("--limit", type=int, help="use only the first N images of each set")
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
     evaluate.add_argument("--output", help="also write the Markdown table to this file")
     evaluate.add_argument(
         "--record",
@@ -167,13 +174,17 @@ def load_runtime_for(args: argparse.Namespace, tile: int = 0) -> Runtime:
 
     settings = EngineSettings(
         device=args.device,
+        backend=args.backend,
         tile_size=tile,
         model_folder=args.model,
         weights=args.weights,
         text_head=args.text_head,
         encoder=args.encoder,
     )
-    return load_runtime(settings)
+    runtime = load_runtime(settings, progress=lambda _, message: say(message))
+    for notice in runtime.load_notices:
+        say(f"note: {notice}")
+    return runtime
 
 
 def restore_command(args: argparse.Namespace) -> int:
@@ -191,6 +202,7 @@ def restore_command(args: argparse.Namespace) -> int:
     planned = plan_batch(args.inputs, args.output, args.overwrite, args.format)
     if isinstance(planned, int):
         return planned
+    from instructir_desktop.inference.backends import BackendError
     from instructir_desktop.inference.devices import DeviceError
     from instructir_desktop.model.weights import WeightsError
     from instructir_desktop.plugins.host import BUILTIN_RESTORE_ACTION
@@ -198,7 +210,7 @@ def restore_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         runtime = load_runtime_for(args, args.tile)
-    except (WeightsError, DeviceError) as error:
+    except (WeightsError, DeviceError, BackendError) as error:
         say(f"error: {error}")
         return EXIT_USAGE
     load_seconds = time.perf_counter() - started
@@ -301,6 +313,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from instructir_desktop.inference.backends import BackendError
     from instructir_desktop.inference.devices import DeviceError
     from instructir_desktop.model.registry import record_evaluation
     from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS
@@ -319,7 +332,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     try:
         runtime = load_runtime_for(args)
-    except (WeightsError, DeviceError) as error:
+    except (WeightsError, DeviceError, BackendError) as error:
         say(f"error: {error}")
         return EXIT_USAGE
 

@@ -67,6 +67,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return True
     text = str(error).lower()
+    if "failed to allocate memory" in text:  # ONNX Runtime's allocator (its errors are not RuntimeErrors)
+        return True
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 

@@ -283,10 +283,16 @@ class Engine:
             else:
                 from instructir_desktop.inference.runtime import load_runtime
 
-                runtime = load_runtime(settings)
+                def preparing(_: float, message: str) -> None:
+                    self._emit_progress(Progress(job.request_id, 0.0, message), force=True)
+
+                runtime = load_runtime(settings, progress=preparing)
             self._runtime = runtime
             self._loaded_settings = settings
-            self._status = EngineStatus(runtime.device_description, runtime.model_id, runtime.model_name)
+            notices = tuple(runtime.load_notices)
+            for notice in notices:
+                self._emit(Notice(job.request_id, notice))
+            self._status = EngineStatus(runtime.device_description, runtime.model_id, runtime.model_name, notices)
         return self._runtime
 
     def _run_job(self, job: _Job) -> None:

@@ -63,7 +63,9 @@ class _Condition:
     block: _Block
 
 
-def _fold_block(block: NAFBlock) -> _Block:
+def fold_block(block: NAFBlock) -> _Block:
+    """The block's inference weights: LayerNorm affines and beta/gamma folded into the 1x1 convolutions."""
+
     def linear(conv: torch.nn.Conv2d) -> tuple[Tensor, Tensor]:
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         return conv.weight.detach().flatten(1).clone(), bias.clone()
@@ -187,7 +189,7 @@ class FastInstructIR:
 
     def _block(self, block: torch.nn.Module) -> _Block:
         assert isinstance(block, NAFBlock)
-        folded = _fold_block(block)
+        folded = fold_block(block)
         convert = self._convert
         return _Block(
             conv1=_Linear(convert(folded.conv1.weight), convert(folded.conv1.bias)),  # type: ignore[arg-type]

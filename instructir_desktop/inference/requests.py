@@ -7,7 +7,7 @@ No torch here: this module is imported on the GUI thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
@@ -42,6 +42,7 @@ def frozen_array(array: np.ndarray, dtype: type = np.float32) -> np.ndarray:
 class EngineSettings:
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | fp16 | bf16
+    backend: str = "auto"  # auto (ONNX Runtime on the CPU, torch on a GPU) | torch | onnxruntime
     tile_size: int = 0  # 0 = chosen per device
     model_folder: str | None = None  # None = the bundled model
     weights: str | None = None  # an image-weights file (overrides model_folder)
@@ -143,6 +144,11 @@ class RestorationRuntime(Protocol):
 
     @property
     def model_name(self) -> str: ...
+
+    @property
+    def load_notices(self) -> Sequence[str]:
+        """What preparing the model's backend had to tell the user (e.g. ONNX Runtime fell back to torch)."""
+        ...
 
     def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation: ...
 

@@ -13,16 +13,15 @@ import numpy as np
 import torch
 
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.inference.backends import PrepareProgress, prepare_instructir, resolve_backend
 from instructir_desktop.inference.devices import (
     configure_cpu_allocator,
     default_tile_size,
-    describe_device,
     is_out_of_memory,
     release_cpu_memory,
     resolve_device,
     resolve_dtype,
 )
-from instructir_desktop.inference.executor import FastInstructIR
 from instructir_desktop.inference.requests import (
     CancelCheck,
     EngineSettings,
@@ -59,25 +58,42 @@ class Runtime:
         device: torch.device,
         dtype: torch.dtype,
         tile_size: int | None = None,
+        *,
+        backend: str = "auto",
+        progress: PrepareProgress | None = None,
     ) -> None:
         self.model = model
         self.instruction_encoder = InstructionEncoder(encoder, model.head)
         self.interpreter = Interpreter(self.instruction_encoder, model.classes)
         self.notices: list[str] = []
-        self._set_device(device, dtype, tile_size)
+        # What preparing the backend had to say (say, ONNX Runtime export failed, torch runs it).
+        self.load_notices: list[str] = []
+        self.backend_request = backend
+        self._set_device(device, dtype, tile_size, progress)
 
-    def _set_device(self, device: torch.device, dtype: torch.dtype, tile_size: int | None) -> None:
+    def _set_device(
+        self, device: torch.device, dtype: torch.dtype, tile_size: int | None, progress: PrepareProgress | None = None
+    ) -> None:
         if device.type == "cpu":
             configure_cpu_allocator()
         self.device = device
         self.dtype = dtype
-        self.executor = FastInstructIR(self.model.network, device, dtype)
-        tile = tile_size or default_tile_size(device)
-        self.tiling = tiling_for_memory(max(MIN_TILE, tile // 16 * 16), self.model.network.config.width)
+        backend = resolve_backend(self.backend_request, device)
+        prepared = prepare_instructir(self.model.network, backend, device, dtype, progress=progress)
+        self.load_notices.extend(prepared.notices)
+        self.executor = prepared.runner
+        tile = tile_size or self.executor.preferred_tile or default_tile_size(device)
+        self.tiling = tiling_for_memory(self._tile_side(tile), self.model.network.config.width)
+
+    def _tile_side(self, tile: int) -> int:
+        """``tile`` rounded down to what the network takes (sides in multiples of its size multiple:
+        16 for the published network, 32 or 64 with a pixel-unshuffle stem), at least MIN_TILE."""
+        multiple = self.model.network.config.size_multiple
+        return max(-(-MIN_TILE // multiple) * multiple, tile // multiple * multiple)
 
     @property
     def device_description(self) -> str:
-        return describe_device(self.device, self.dtype)
+        return self.executor.description
 
     @property
     def model_id(self) -> str:
@@ -119,10 +135,10 @@ class Runtime:
         embedding = torch.from_numpy(self.instruction_encoder.encode_one(instruction).embedding)
         tensor = torch.from_numpy(np.require(image, np.float32, ["C", "W"])).permute(2, 0, 1)[None]
         while True:
-            gates = self.executor.gates(embedding)
+            conditioning = self.executor.condition(embedding)
             restorer = TiledRestorer(self.executor, self.tiling)
             try:
-                restored = restorer.restore(tensor, gates, progress=progress, check_cancel=check_cancel)
+                restored = restorer.restore(tensor, conditioning, progress=progress, check_cancel=check_cancel)
                 break
             except Exception as error:
                 if not is_out_of_memory(error):
@@ -139,7 +155,7 @@ class Runtime:
             torch.cuda.empty_cache()
         if self.tiling.tile // 2 >= MIN_TILE:
             self.tiling = TilingSettings(
-                tile=self.tiling.tile // 2 // 16 * 16,
+                tile=self._tile_side(self.tiling.tile // 2),
                 overlap=self.tiling.overlap,
                 exact_statistics_pixels=self.tiling.exact_statistics_pixels // 4,
                 statistics_sample_pixels=max(MIN_TILE * MIN_TILE, self.tiling.statistics_sample_pixels // 4),
@@ -215,8 +231,11 @@ class Runtime:
         return PreviewResult(original, small, small_mask, region, scale)
 
 
-def load_runtime(settings: EngineSettings, encoder: SentenceEncoder | None = None) -> Runtime:
-    """Load the model the settings name (the bundled one by default) onto the chosen device."""
+def load_runtime(
+    settings: EngineSettings, encoder: SentenceEncoder | None = None, progress: PrepareProgress | None = None
+) -> Runtime:
+    """Load the model the settings name (the bundled one by default) onto the chosen device and
+    backend; ``progress`` hears about a first-time export for ONNX Runtime."""
     if settings.weights:
         spec = spec_from_files(settings.weights, settings.text_head)
     elif settings.model_folder:
@@ -227,7 +246,10 @@ def load_runtime(settings: EngineSettings, encoder: SentenceEncoder | None = Non
     if encoder is None:
         encoder = SentenceTransformerEncoder(settings.encoder or spec.encoder)
     device = resolve_device(settings.device)
-    return Runtime(model, encoder, device, resolve_dtype(device, settings.precision), settings.tile_size or None)
+    dtype = resolve_dtype(device, settings.precision)
+    return Runtime(
+        model, encoder, device, dtype, settings.tile_size or None, backend=settings.backend, progress=progress
+    )
 
 
 def load_interpreter(

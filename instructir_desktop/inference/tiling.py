@@ -17,13 +17,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from instructir_desktop.inference.executor import CancelCheck, ChannelStatistics, FastInstructIR
+from instructir_desktop.inference.backends import InstructIRRunner
+from instructir_desktop.inference.executor import CancelCheck, ChannelStatistics
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def tiling_for_memory(tile: int, width: int, memory_bytes: float = 3e9) -> Tilin
 
 
 class TiledRestorer:
-    def __init__(self, executor: FastInstructIR, settings: TilingSettings | None = None) -> None:
+    def __init__(self, executor: InstructIRRunner, settings: TilingSettings | None = None) -> None:
         self.executor = executor
         self.settings = settings or TilingSettings()
         multiple = executor.config.size_multiple
@@ -154,7 +156,7 @@ class TiledRestorer:
     def restore(
         self,
         image: Tensor,
-        gates: list[tuple[Tensor, Tensor]],
+        conditioning: Any,
         *,
         progress: ProgressCallback | None = None,
         check_cancel: CancelCheck | None = None,
@@ -172,7 +174,7 @@ class TiledRestorer:
         settings = self.settings
         started = time.monotonic()
         if full_h * full_w <= settings.whole_image_pixels:
-            whole = self.executor.forward(padded, gates, check_cancel=check_cancel).cpu()
+            whole = self.executor.forward(padded, conditioning, check_cancel=check_cancel).cpu()
             if progress is not None:
                 progress(TileProgress(1, 1, 1.0, 0.0))
             return whole[:, :, :height, :width]
@@ -203,7 +205,7 @@ class TiledRestorer:
         batch = torch.cat([crop(tiles[i]) for i in sample])
         masks = torch.from_numpy(np.stack([tiles[i].weight for i in sample]))
         restored = self.executor.forward(
-            batch, gates, statistics, record=True, weight_mask=masks, check_cancel=check_cancel
+            batch, conditioning, statistics, record=True, weight_mask=masks, check_cancel=check_cancel
         )
         for row, index in enumerate(sample):
             accumulate(tiles[index], restored[row : row + 1])
@@ -216,7 +218,7 @@ class TiledRestorer:
                 continue
             if check_cancel is not None:
                 check_cancel()
-            accumulate(tile, self.executor.forward(crop(tile), gates, statistics, check_cancel=check_cancel))
+            accumulate(tile, self.executor.forward(crop(tile), conditioning, statistics, check_cancel=check_cancel))
             done += 1
             report()
         return output.permute(2, 0, 1)[None, :, :height, :width]

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import max_pixels
 from instructir_desktop.ui.preferences import DEVICES, PRECISIONS
@@ -66,8 +67,8 @@ class FolderField(QWidget):
 
 
 class SettingsDialog(QDialog):
-    """Device, precision, tile size, model and encoder folders, autosave interval, new layer vs replace,
-    and the largest photo that opens (a guard against decompression bombs)."""
+    """Device, precision, backend, tile size, model and encoder folders, autosave interval, new layer vs
+    replace, and the largest photo that opens (a guard against decompression bombs)."""
 
     def __init__(
         self, settings: EngineSettings, autosave_seconds: int, new_layer: bool, parent: QWidget | None = None
@@ -81,6 +82,9 @@ class SettingsDialog(QDialog):
         self.device_box.addItems(list(DEVICES))
         self.precision_box = QComboBox()
         self.precision_box.addItems(list(PRECISIONS))
+        self.backend_box = QComboBox()
+        self.backend_box.addItems(list(BACKENDS))
+        self.backend_box.setToolTip("auto: ONNX Runtime on the CPU (faster there), torch on a GPU")
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 8192)
         self.tile_spin.setSingleStep(64)
@@ -103,13 +107,16 @@ class SettingsDialog(QDialog):
         self.new_layer_box.addItem("Add a new layer", True)
         form.addRow("Device:", self.device_box)
         form.addRow("Precision:", self.precision_box)
+        form.addRow("Backend:", self.backend_box)
         form.addRow("Tile size:", self.tile_spin)
         form.addRow("Model folder:", self.model_field)
         form.addRow("Text encoder folder:", self.encoder_field)
         form.addRow("Autosave every:", self.autosave_spin)
         form.addRow("A restoration:", self.new_layer_box)
         form.addRow("Largest photo to open:", self.pixels_spin)
-        note = QLabel("A new device, precision or model takes effect from the next restoration (the model reloads).")
+        note = QLabel(
+            "A new device, precision, backend or model takes effect from the next restoration (the model reloads)."
+        )
         note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -124,6 +131,7 @@ class SettingsDialog(QDialog):
         self._base = settings
         self.device_box.setCurrentText(settings.device if settings.device in DEVICES else "auto")
         self.precision_box.setCurrentText(settings.precision if settings.precision in PRECISIONS else "auto")
+        self.backend_box.setCurrentText(settings.backend if settings.backend in BACKENDS else "auto")
         self.tile_spin.setValue(settings.tile_size)
         self.model_field.set_value(settings.model_folder)
         self.encoder_field.set_value(settings.encoder)
@@ -136,6 +144,7 @@ class SettingsDialog(QDialog):
         return EngineSettings(
             device=self.device_box.currentText(),
             precision=self.precision_box.currentText(),
+            backend=self.backend_box.currentText(),
             tile_size=self.tile_spin.value(),
             model_folder=model_folder,
             # A separate weights file only belongs to the model it was given with.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
+from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import DEFAULT_MAX_PIXELS
 
@@ -98,9 +99,11 @@ class Preferences:
         value = self.settings.value
         device = str(value("engine/device", "auto"))
         precision = str(value("engine/precision", "auto"))
+        backend = str(value("engine/backend", "auto"))
         return EngineSettings(
             device=device if device in DEVICES else "auto",
             precision=precision if precision in PRECISIONS else "auto",
+            backend=backend if backend in BACKENDS else "auto",
             tile_size=max(0, _int(value("engine/tileSize", 0), 0)),
             model_folder=_text(value("engine/modelFolder")),
             encoder=_text(value("engine/encoder")),
@@ -109,6 +112,7 @@ class Preferences:
     def set_engine_settings(self, settings: EngineSettings) -> None:
         self.settings.setValue("engine/device", settings.device)
         self.settings.setValue("engine/precision", settings.precision)
+        self.settings.setValue("engine/backend", settings.backend)
         self.settings.setValue("engine/tileSize", int(settings.tile_size))
         self.settings.setValue("engine/modelFolder", settings.model_folder or "")
         self.settings.setValue("engine/encoder", settings.encoder or "")
