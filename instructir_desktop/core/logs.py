@@ -63,6 +63,12 @@ def configure_logging() -> Path | None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"))
         handler.setLevel(logging.INFO)
         _package_logger.addHandler(handler)
+        # Libraries' warnings (Pillow's "Corrupt EXIF data", torch's notes) are details too: into the
+        # log, not onto the terminal; what matters to the person is said in our own sentences.
+        logging.captureWarnings(True)
+        library_warnings = logging.getLogger("py.warnings")
+        library_warnings.addHandler(handler)
+        library_warnings.propagate = False
         if _package_logger.level == logging.NOTSET or _package_logger.level > logging.INFO:
             _package_logger.setLevel(logging.INFO)
         _configured[str(path)] = handler
@@ -74,7 +80,10 @@ def stop_logging() -> None:
     with _lock:
         for handler in _configured.values():
             _package_logger.removeHandler(handler)
+            logging.getLogger("py.warnings").removeHandler(handler)
             handler.close()
+        if _configured:
+            logging.captureWarnings(False)
         _configured.clear()
 
 

@@ -276,6 +276,19 @@ _MAX_TEXT_DIM = 8192
 
 def build_network(state_dict: Mapping[str, Tensor], label: str = "weights") -> InstructIRNet:
     """The network the weights describe, checked against them before any memory is allocated."""
+    # A block or level index far beyond any network (``downs.99999999``) would have the shape
+    # detection count to it: refused first.
+    odd = next(
+        (
+            n
+            for n in state_dict
+            for part in n.split(".")
+            if part.isdigit() and (len(part) > 6 or int(part) > _MAX_BLOCKS)
+        ),
+        None,
+    )
+    if odd is not None:
+        raise WeightsError(f"{label}: the weights describe an implausible network ({odd}); the file is damaged")
     try:
         config = detect_config(state_dict)
     except ValueError as error:
