@@ -312,7 +312,8 @@ MISBEHAVING = {
     ),
     "wrong-shape": ("def go(image, mask, params, context):\n    return image[:3]\n", ("shape",)),
     "enormous": (
-        "import numpy as np\n\ndef go(image, mask, params, context):\n    return np.zeros((image.shape[0] * 100, image.shape[1] * 100, 3), np.float32)\n",
+        "import numpy as np\n\ndef go(image, mask, params, context):\n"
+        "    return np.zeros((image.shape[0] * 100, image.shape[1] * 100, 3), np.float32)\n",
         ("shape",),
     ),
     "objects": (
@@ -328,7 +329,8 @@ MISBEHAVING = {
         ("strength",),
     ),
     "huge-ints": (
-        "import numpy as np\n\ndef go(image, mask, params, context):\n    return np.full(image.shape, 10**300, dtype=object).astype(float)\n",
+        "import numpy as np\n\ndef go(image, mask, params, context):\n"
+        "    return np.full(image.shape, 10**300, dtype=object).astype(float)\n",
         ("infinite",),
     ),
 }
