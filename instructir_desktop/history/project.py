@@ -433,7 +433,7 @@ class _Reader:
         data = self.entry(name, where, _MAX_THUMBNAIL_BYTES)
         try:
             values = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
+        except Exception as error:  # numpy reads the header with ast: SyntaxError too, among others
             raise ProjectError(f"{where}: the thumbnail is damaged ({error})") from None
         if values.dtype != np.uint8 or values.ndim != 3 or values.shape[2] != 4:
             raise ProjectError(f"{where}: the thumbnail is not an RGBA image")
@@ -547,11 +547,24 @@ def read_project(
     except ProjectError as error:
         text = str(error)
         raise type(error)(text if name in text else f"{name}: {text}") from None
-    except (ValueError, KeyError, TypeError, IndexError, EOFError, OverflowError, zipfile.LargeZipFile) as error:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        EOFError,
+        OverflowError,
+        SyntaxError,
+        zipfile.LargeZipFile,
+    ) as error:
         # Anything the checks above did not foresee is still a damaged file, not a crash.
         raise ProjectError(f"{name} is damaged: {error}") from None
     except (MemoryError, RecursionError):
         raise ProjectError(f"{name} is damaged: it describes more than this computer can hold") from None
+
+
+# What else a damaged archive or description can raise on the way (numpy parses a header with ast).
+_UNFORESEEN = (ValueError, KeyError, TypeError, IndexError, EOFError, OverflowError, SyntaxError, zipfile.LargeZipFile)
 
 
 def _read_extra(reader: _Reader, manifest: dict[str, Any]) -> dict[str, bytes]:

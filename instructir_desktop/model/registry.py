@@ -307,8 +307,8 @@ def build_network(state_dict: Mapping[str, Tensor], label: str = "weights") -> I
     expected = {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
     given = {name: tuple(value.shape) for name, value in state_dict.items()}
     if expected != given:
-        odd = sorted(set(expected) ^ set(given)) or [n for n in expected if expected[n] != given[n]]
-        raise WeightsError(f"{label}: weights do not fit the InstructIR network (first difference: {odd[0]})")
+        differences = sorted(set(expected) ^ set(given)) or [n for n in expected if expected[n] != given[n]]
+        raise WeightsError(f"{label}: weights do not fit the InstructIR network (first difference: {differences[0]})")
     network = InstructIRNet(config)
     try:
         network.load_state_dict(state_dict, strict=True)

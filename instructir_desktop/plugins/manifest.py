@@ -24,13 +24,18 @@ def read_manifest(path: Path) -> Manifest:
     """The manifest at ``path``; PluginError (naming ``path``) for anything unreadable, OSError aside."""
     with path.open("rb") as handle:
         data = handle.read(MAX_MANIFEST_BYTES + 1)
+    return parse_manifest_bytes(data, str(path))
+
+
+def parse_manifest_bytes(data: bytes, where: str) -> Manifest:
+    """A manifest from a file's bytes: UTF-8 TOML of at most ``MAX_MANIFEST_BYTES``."""
     if len(data) > MAX_MANIFEST_BYTES:
-        raise PluginError(f"{path}: the manifest is larger than {MAX_MANIFEST_BYTES:,} bytes")
+        raise PluginError(f"{where}: the manifest is larger than {MAX_MANIFEST_BYTES:,} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise PluginError(f"{path}: the manifest is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
-    return parse_manifest(text, str(path))
+        raise PluginError(f"{where}: the manifest is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    return parse_manifest(text, where)
 
 
 def parse_manifest(text: str, where: str) -> Manifest:

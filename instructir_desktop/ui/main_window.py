@@ -298,12 +298,18 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ history
 
     def undo(self) -> None:
-        if self.session.workspace.undo():
-            self.statusBar().showMessage("Undone", 3000)
+        try:
+            if self.session.workspace.undo():
+                self.statusBar().showMessage("Undone", 3000)
+        except HistoryError as error:  # a step whose stored pixels are damaged: said, nothing changes
+            self.warn(str(error))
 
     def redo(self) -> None:
-        if self.session.workspace.redo():
-            self.statusBar().showMessage("Redone", 3000)
+        try:
+            if self.session.workspace.redo():
+                self.statusBar().showMessage("Redone", 3000)
+        except HistoryError as error:
+            self.warn(str(error))
 
     def show_history_index(self, index: int) -> None:
         try:
