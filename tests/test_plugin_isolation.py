@@ -211,3 +211,20 @@ def test_a_plugin_that_crashes_exits_or_returns_garbage_is_named_and_the_image_k
     message = str(failure.value)
     assert "bad.brighten" in message and words in message and "\n" not in message
     np.testing.assert_array_equal(image, before)
+
+
+def test_the_plugins_traceback_goes_to_the_log_and_the_person_reads_one_line(tmp_path):
+    from instructir_desktop.core.logs import configure_logging, log_file
+
+    code = "def helper():\n    raise RuntimeError('deep inside')\n\ndef brighten(i, m, p, c):\n    helper()\n"
+    host = folder_host(tmp_path, "deep", code)
+    configure_logging()
+    try:
+        with pytest.raises(PluginError) as failure:
+            host.run("deep.brighten", sample_image())
+    finally:
+        host.close()
+    assert str(failure.value) == "deep.brighten failed: RuntimeError: deep inside"
+    logged = log_file().read_text(encoding="utf-8")
+    assert "deep.brighten failed: RuntimeError: deep inside (in the plugin's process)" in logged
+    assert "Traceback" in logged and "in helper" in logged

@@ -140,3 +140,33 @@ def test_about_shows_the_log_file_and_opens_it(qtbot, tmp_path, monkeypatch):
     qtbot.mouseClick(dialog.open_log_button, Qt.MouseButton.LeftButton)
     assert opened == [str(log_file())]
     assert "something to look at later" in log_file().read_text(encoding="utf-8")
+
+
+def test_undoing_a_step_whose_stored_pixels_are_damaged_is_said_and_changes_nothing(qtbot, tmp_path):
+    import json
+    import zlib
+
+    from test_history import build_project, manifest_of, rewrite
+
+    path, _ = build_project(tmp_path)
+    project = path.with_suffix(".irproject")
+    path.rename(project)
+    step = manifest_of(project)["history"]["steps"][1]["change"]["restoration"]["restored"]
+    # The zip's checksum is right, the zlib stream inside is not: found only when the step is undone.
+    damaged = zlib.compress(b"not the pixels")
+    step_chunks = [[step["chunks"][0][0], len(damaged)]]
+    manifest = manifest_of(project)
+    manifest["history"]["steps"][1]["change"]["restoration"]["restored"]["chunks"] = step_chunks
+    rewrite(project, {step["entry"]: damaged, "manifest.json": json.dumps(manifest).encode()})
+    window = open_window(qtbot, tmp_path)
+    assert window.open_path(project, ask=False)
+    workspace = window.session.workspace
+    assert workspace.history.index == 2  # "remove the noise" applied, "paint" undone
+    window.undo()  # back before "remove the noise": its original pixels are sound
+    before = workspace.document.flatten().rgb.copy()
+    window.redo()  # its restored pixels are not
+    message = window.statusBar().currentMessage()
+    assert "remove the noise" in message and "damaged" in message and "\n" not in message
+    assert workspace.history.index == 1
+    np.testing.assert_array_equal(workspace.document.flatten().rgb, before)
+    assert window.isVisible()

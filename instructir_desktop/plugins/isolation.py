@@ -391,6 +391,8 @@ class _Call:
             elif tag == "failed":
                 self.ended_cleanly = True
                 kind, text = str(arguments[0]), one_line(str(arguments[1]))
+                if len(arguments) > 2 and arguments[2]:  # the plugin's traceback, for the log
+                    _log.error("%s (in the plugin's process)\n%s", text, str(arguments[2])[-20_000:])
                 if kind == "cancelled":
                     raise ActionCancelled()
                 if kind == "nothing":

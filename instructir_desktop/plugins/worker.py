@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from multiprocessing import parent_process, shared_memory
 from multiprocessing.connection import Connection, wait
@@ -80,7 +81,7 @@ def _run(connection: Connection, order: RunOrder, functions: dict[PluginCode, Ac
     try:
         function = _function(order.code, functions)
     except _Refused as refusal:
-        link.send("failed", refusal.kind, str(refusal))
+        link.send("failed", refusal.kind, str(refusal), refusal.details)
         return
     mapped: list[shared_memory.SharedMemory] = []
     try:
@@ -99,9 +100,11 @@ def _run(connection: Connection, order: RunOrder, functions: dict[PluginCode, Ac
     except _Refused as refusal:
         link.send("failed", refusal.kind, str(refusal))
     except SystemExit as exit_call:
-        link.send("failed", "plugin", f"{action_id} called sys.exit({exit_call.code!r}) instead of returning an image")
+        message = f"{action_id} called sys.exit({exit_call.code!r}) instead of returning an image"
+        link.send("failed", "plugin", message, traceback.format_exc())
     except BaseException as error:  # KeyboardInterrupt too: the plugin's, not the person's
-        link.send("failed", "plugin", f"{action_id} failed: {type(error).__name__}: {_text(error)}")
+        message = f"{action_id} failed: {type(error).__name__}: {_text(error)}"
+        link.send("failed", "plugin", message, traceback.format_exc())
     else:
         link.send("done", meta)
     finally:
@@ -111,9 +114,10 @@ def _run(connection: Connection, order: RunOrder, functions: dict[PluginCode, Ac
 
 
 class _Refused(Exception):
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, details: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        self.details = details  # a traceback for the host's log
 
 
 def _text(error: BaseException) -> str:
@@ -126,7 +130,8 @@ def _function(code: PluginCode, functions: dict[PluginCode, ActionFunction]) -> 
     try:
         module = import_module(code)
     except BaseException as error:  # any import-time failure is the plugin's, not ours
-        raise _Refused("import", f"cannot import {code.label()}: {type(error).__name__}: {_text(error)}") from None
+        message = f"cannot import {code.label()}: {type(error).__name__}: {_text(error)}"
+        raise _Refused("import", message, traceback.format_exc()) from None
     function = getattr(module, code.function, None)
     if not callable(function):
         raise _Refused("missing", f"{code.label()} has no {code.function}()")
