@@ -170,3 +170,12 @@ def test_undoing_a_step_whose_stored_pixels_are_damaged_is_said_and_changes_noth
     assert workspace.history.index == 1
     np.testing.assert_array_equal(workspace.document.flatten().rgb, before)
     assert window.isVisible()
+
+
+def test_an_automation_instruction_that_is_not_utf8_is_a_usage_error(capsys):
+    from instructir_desktop.ui.automation import parse_options
+
+    with pytest.raises(SystemExit) as exit_code:
+        parse_options(["photo.png", "--run", os.fsdecode(b"plus clair, s'il vous pla\xeet")])
+    assert exit_code.value.code == 2
+    assert "--run instruction is not valid UTF-8" in capsys.readouterr().err

@@ -189,7 +189,6 @@ class _Worker:
         self.process.start()
         worker_end.close()
         self.connection: Connection = host_end
-        self.imported: set[PluginCode] = set()
 
     def stop(self, *, kill: bool) -> None:
         if not kill and self.process.is_alive():
@@ -262,9 +261,11 @@ class PluginProcess:
                     worker.stop(kill=True)
                 try:
                     worker = _Worker()
-                except OSError as error:
+                except Exception as error:  # no process to be had (limits, a broken interpreter)
                     raise PluginError(f"{action_id}: could not start a process for the plugin ({error})") from error
                 self._worker[0] = worker
+                if not self._finalizer.alive:  # closed before: this worker ends with the host too
+                    self._finalizer = weakref.finalize(self, _stop_worker, self._worker)
             height, width = image.shape[:2]
             blocks = _Blocks(limit_pixels=max(1, height * width) * MAX_SCALE * MAX_SCALE)
             call = _Call(worker, blocks, action_id, (height, width), context, self.time_limit)
