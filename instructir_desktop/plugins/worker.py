@@ -103,7 +103,7 @@ def _run(connection: Connection, order: RunOrder, functions: dict[PluginCode, Ac
         message = f"{action_id} called sys.exit({exit_call.code!r}) instead of returning an image"
         link.send("failed", "plugin", message, traceback.format_exc())
     except BaseException as error:  # KeyboardInterrupt too: the plugin's, not the person's
-        message = f"{action_id} failed: {type(error).__name__}: {_text(error)}"
+        message = f"{action_id} failed: {type(error).__name__}" + (f": {_text(error)}" if _text(error) else "")
         link.send("failed", "plugin", message, traceback.format_exc())
     else:
         link.send("done", meta)
