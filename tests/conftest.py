@@ -60,6 +60,21 @@ def isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         os.environ[CACHE_FOLDER_ENV] = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_log_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The log file (failures' tracebacks) goes under a temporary folder, never the user's."""
+    from instructir_desktop.core.logs import LOG_FOLDER_ENV, stop_logging
+
+    previous = os.environ.get(LOG_FOLDER_ENV)
+    os.environ[LOG_FOLDER_ENV] = str(tmp_path_factory.mktemp("logs"))
+    yield
+    stop_logging()
+    if previous is None:
+        os.environ.pop(LOG_FOLDER_ENV, None)
+    else:
+        os.environ[LOG_FOLDER_ENV] = previous
+
+
 @pytest.fixture
 def prefs(tmp_path):
     """A private preferences file for one window (the person's own settings are never touched)."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from instructir_desktop.cli.progress import ProgressBar, say
 from instructir_desktop.cli.usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from instructir_desktop.core.logs import record_failure
 
 if TYPE_CHECKING:
     from instructir_desktop.inference.requests import RestorationRuntime
@@ -166,6 +167,7 @@ class Batch:
             except Exception as error:  # one bad input must not stop the batch
                 self.bar.finish()
                 failures += 1
+                record_failure(f"{self.action_id} on {job.source} failed", error)
                 say(f"error: {job.source}: {describe(error)}")
                 continue
             self.bar.finish()

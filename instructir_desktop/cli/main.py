@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from instructir_desktop.cli.batch import Batch, OutputOptions, describe, plan_batch
 from instructir_desktop.cli.progress import ProgressBar, say
-from instructir_desktop.cli.usage import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from instructir_desktop.cli.usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from instructir_desktop.core.logs import configure_logging, details_hint, one_line, record_failure
 
 if TYPE_CHECKING:
     from instructir_desktop.inference.requests import RestorationRuntime
@@ -144,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--folder", action="append", default=[], help="also scan this user plugin folder")
     apply.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
     apply.add_argument("--device", default="auto", help="for actions that restore: auto, cpu, cuda or mps")
+    apply.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a plugin action that runs longer than this on one image (default 300)",
+    )
 
     desktop = commands.add_parser(
         "desktop-entry",
@@ -217,8 +225,12 @@ def restore_command(args: argparse.Namespace) -> int:
     say(f"model: {runtime.model_name} on {runtime.device_description} (loaded in {load_seconds:.1f}s)")
     params = {"instruction": args.instruction, "strength": args.strength, "scale": args.scale or 0}
     output = OutputOptions(args.format, args.quality, args.bit_depth, not args.strip_metadata, args.profile == "srgb")
-    batch = Batch(plugin_host(), BUILTIN_RESTORE_ACTION, params, lambda: runtime, quiet=args.quiet, output=output)
-    return batch.run(planned, max_pixels=args.max_pixels)
+    host = plugin_host()
+    try:
+        batch = Batch(host, BUILTIN_RESTORE_ACTION, params, lambda: runtime, quiet=args.quiet, output=output)
+        return batch.run(planned, max_pixels=args.max_pixels)
+    finally:
+        host.close()
 
 
 def apply_command(args: argparse.Namespace) -> int:
@@ -231,7 +243,11 @@ def apply_command(args: argparse.Namespace) -> int:
         if not separator or not key.strip():
             raise UsageError(f"--param {item!r}: expected KEY=VALUE")
         given[key.strip()] = value.strip()
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UsageError("--time-limit must be a positive number of seconds")
     host = plugin_host(args.folder)
+    if args.time_limit is not None:
+        host.time_limit = args.time_limit
     try:
         host.action(args.action).resolve_params(given)
     except PluginError as error:
@@ -250,20 +266,32 @@ def apply_command(args: argparse.Namespace) -> int:
             loaded.append(load_runtime(EngineSettings(device=args.device)))
         return loaded[0]
 
-    return Batch(host, args.action, given, runtime, quiet=True).run(planned)
+    try:
+        return Batch(host, args.action, given, runtime, quiet=True).run(planned)
+    finally:
+        host.close()
 
 
 # ----------------------------------------------------------------------------- interpret
 
 
 def read_instruction_lines(path: str) -> Iterator[str]:
-    handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    """The non-empty lines of an instruction file ('-': standard input), checked as UTF-8 text line
+    by line, so a bad byte is blamed on its file and line rather than on whatever reads it later."""
+    handle = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    name = "standard input" if path == "-" else path
     try:
-        for line in handle:
-            if line.strip():
-                yield line.strip()
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise UsageError(
+                    f"{name}: line {number} is not valid UTF-8 text; save the file as UTF-8 and try again"
+                ) from None
+            if line:
+                yield line
     finally:
-        if handle is not sys.stdin:
+        if handle is not sys.stdin.buffer:
             handle.close()
 
 
@@ -417,10 +445,43 @@ def desktop_entry_command(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- entry points
 
 
+# Arguments that are text for the model or a plugin (file names may hold any bytes the file system allows).
+_TEXT_ARGUMENTS = {"instruction": "the instruction (-i)", "texts": "an instruction", "param": "a --param value"}
+
+
+def check_text_arguments(args: argparse.Namespace) -> None:
+    """Text that came from the terminal as bytes that are not UTF-8 (Python keeps them as lone
+    surrogates) is refused here, naming the argument, instead of failing later on an image."""
+    for name, what in _TEXT_ARGUMENTS.items():
+        value = getattr(args, name, None)
+        for text in [value] if isinstance(value, str) else list(value or ()):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(
+                    f"{what} is not valid UTF-8 text; type it again (or set a UTF-8 locale, e.g. LANG=C.UTF-8)"
+                ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line's one boundary: whatever goes wrong in a command ends as one line on the
+    terminal (the traceback goes to the log file) and an exit code; Ctrl-C ends as "interrupted"."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in (*SUBCOMMANDS, "-h", "--help"):
         return gui_main(argv)
+    try:
+        configure_logging()
+        return _run_command(argv)
+    except KeyboardInterrupt:
+        say("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the last boundary: anything unforeseen is one line, not a traceback
+        record_failure("instructir-desktop " + " ".join(argv), error)
+        say(f"error: {one_line(error)} ({type(error).__name__}; {details_hint()})")
+        return EXIT_FAILED
+
+
+def _run_command(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {
@@ -433,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "desktop-entry": desktop_entry_command,
     }
     try:
+        check_text_arguments(args)
         return handlers[args.command](args)
     except UsageError as error:
         say(f"error: {error}")
@@ -440,13 +502,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def gui_main(argv: Sequence[str] | None = None) -> int:
-    """Open the application, with an image if one is given."""
+    """Open the application, with an image if one is given. Ctrl-C at any moment, start-up
+    included, ends it without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    from instructir_desktop.ui.app import run_application
+    try:
+        configure_logging()
+        from instructir_desktop.ui.app import run_application
 
-    return run_application(argv)
+        return run_application(argv)
+    except KeyboardInterrupt:
+        say("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the window could not even start: say why in one line
+        record_failure("the application could not start", error)
+        say(f"error: the application could not start: {one_line(error)} ({details_hint()})")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from instructir_desktop.core.logs import details_hint, one_line, record_failure
 from instructir_desktop.editing.background import Background, Outcome
 from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.events import (
@@ -49,6 +50,17 @@ FILE_ERRORS = (ImageReadError, ImageWriteError, ProjectError, OSError)
 def about(path: Path, error: BaseException | str) -> str:
     """An error message that names the file, once."""
     return str(error) if path.name in str(error) else f"{path.name}: {error}"
+
+
+def could_not_open(path: Path, error: BaseException | str) -> str:
+    """What to say when opening ``path`` failed: the reason for a known failure; for anything
+    unforeseen a sentence that names the file, with the traceback written to the log."""
+    if isinstance(error, (str, FILE_ERRORS)):
+        return about(path, error)
+    if isinstance(error, MemoryError):
+        return f"{path.name}: there is not enough memory to open it"
+    record_failure(f"opening {path} failed", error)
+    return f"{path.name} could not be opened ({type(error).__name__}: {one_line(error, 160)}); {details_hint()}"
 
 
 class RecoverySlot(Protocol):
@@ -120,8 +132,8 @@ class Files:
         if not background:
             try:
                 opened = load_file(path)
-            except (ImageReadError, ProjectError, OSError) as error:
-                self._say(about(path, error), Level.WARNING, None)
+            except Exception as error:  # the boundary: one sentence, and the photo that is open stays
+                self._say(could_not_open(path, error), Level.WARNING, None)
                 return False
             self._show_opened(path, opened)
             return True
@@ -143,13 +155,7 @@ class Files:
             return  # superseded by a newer open, or the window is closing
         self.end_pending_open()
         if outcome.error is not None or outcome.value is None:
-            error = outcome.error
-            message = (
-                f"{pending.path.name}: there is not enough memory to open it"
-                if isinstance(error, MemoryError)
-                else about(pending.path, error or "could not be read")
-            )
-            self._say(message, Level.WARNING, None)
+            self._say(could_not_open(pending.path, outcome.error or "could not be read"), Level.WARNING, None)
             return
         # Work done on the open photo while the file was read was not part of the "discard?"
         # answer: ask again before it goes.

@@ -13,7 +13,7 @@ import numpy as np
 
 from instructir_desktop.core.document import Document
 from instructir_desktop.history import History, HistoryError, SavedState, read_project, save_project
-from instructir_desktop.io import ImageMetadata, read_image, write_image
+from instructir_desktop.io import ImageMetadata, max_pixels, read_image, write_image
 
 PROJECT_SUFFIX = ".irproject"
 # Project attachments (``history.project`` "extra"): the source photo's metadata, so that an export
@@ -92,7 +92,8 @@ def load_file(path: Path) -> OpenedFile:
     Raises ImageReadError, ProjectError or OSError.
     """
     if path.suffix.lower() == PROJECT_SUFFIX:
-        contents = read_project(path)
+        # The pixel limit that guards photos guards projects too (Settings → Largest photo to open).
+        contents = read_project(path, max_pixels=max_pixels())
         contents.history.set_clean()
         return OpenedFile(
             contents.history,
@@ -157,7 +158,7 @@ def export_job(
 
 def read_recovered(path: Path) -> OpenedFile:
     """An autosave as it was: unsaved, with its source and project paths. Raises ProjectError."""
-    contents = read_project(path, clean_index=-1)
+    contents = read_project(path, clean_index=-1, max_pixels=max_pixels())
     try:
         source = json.loads(contents.extra.get(SOURCE_KEY, b"{}").decode("utf-8"))
     except ValueError:

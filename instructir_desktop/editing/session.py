@@ -35,7 +35,8 @@ class EditingSession:
 
     @plugins.setter
     def plugins(self, host: PluginHost | None) -> None:
-        """A rescanned host; a queued run finds its action in it when its turn comes."""
+        """A rescanned host; a queued run finds its action in it when its turn comes. The old
+        host's worker process ends when the host is dropped (a run still using it finishes first)."""
         self.assistant.plugins = host
 
     def preload_model(self) -> EngineJob[None]:
@@ -47,8 +48,11 @@ class EditingSession:
         return self.engine.submit(ActionRequest(run=load, label="Loading the model"))
 
     def close(self) -> None:
-        """Cancel the runs, finish the writes, stop the engine and the background lanes."""
+        """Cancel the runs, finish the writes, stop the engine, the background lanes and the
+        plugins' worker process."""
         self.files.close()
         self.assistant.cancel_all()
         self.engine.close()
         self.background.shutdown()
+        if self.plugins is not None:
+            self.plugins.close()  # the worker process of third-party actions

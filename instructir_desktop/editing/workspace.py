@@ -134,6 +134,7 @@ class Workspace:
     # ------------------------------------------------------------------ history
 
     def undo(self) -> bool:
+        """Undo the latest step (HistoryError when it cannot be: its stored pixels are damaged)."""
         if self.history is None or not self.history.can_undo:
             return False
         self.history.undo()
@@ -148,11 +149,14 @@ class Workspace:
         return True
 
     def set_index(self, index: int) -> None:
-        """Show the state after ``index`` steps (HistoryError if it was dropped to save memory)."""
+        """Show the state after ``index`` steps (HistoryError if it was dropped to save memory, or
+        a step on the way cannot be shown: the steps before it are then shown)."""
         assert self.history is not None
         if index != self.history.index:
-            self.history.set_index(index)
-            self.changed()
+            try:
+                self.history.set_index(index)
+            finally:
+                self.changed()
 
     def set_latest_strength(self, strength: float) -> None:
         """Re-blend the latest step at ``strength`` (0..1), without running anything again.

@@ -220,7 +220,8 @@ class History:
         step = self._steps[self._index - 1]
         assert step.change is not None
         self._keep_swapped_out_only_for(step)
-        step.change.undo(self._document, keep_swapped=True)
+        with _damage_named(step):
+            step.change.undo(self._document, keep_swapped=True)
         self._index -= 1
         return step
 
@@ -230,7 +231,8 @@ class History:
         step = self._steps[self._index]
         assert step.change is not None
         self._keep_swapped_out_only_for(step)
-        step.change.redo(self._document, keep_swapped=True)
+        with _damage_named(step):
+            step.change.redo(self._document, keep_swapped=True)
         self._index += 1
         return step
 
@@ -264,11 +266,13 @@ class History:
         for position in range(self._index - 1, index - 1, -1):
             change = self._steps[position].change
             assert change is not None
-            change.undo(state)
+            with _damage_named(self._steps[position]):
+                change.undo(state)
         for position in range(self._index, index):
             change = self._steps[position].change
             assert change is not None
-            change.redo(state)
+            with _damage_named(self._steps[position]):
+                change.redo(state)
         return state
 
     def image_at(self, index: int) -> Flattened:
@@ -552,3 +556,13 @@ class History:
         history._clean_index = clean_index if -1 <= clean_index <= len(steps) else -1
         history._enforce_memory_limit()
         return history
+
+
+@contextmanager
+def _damage_named(step: Step) -> Iterator[None]:
+    """Stored pixels that no longer decode (a damaged project file; decoding raises ValueError)
+    are this step's HistoryError: the document is left as it was before the step was tried."""
+    try:
+        yield
+    except ValueError as error:
+        raise HistoryError(f"step {step.label!r} cannot be shown: {error}") from None

@@ -12,7 +12,11 @@ Layout (format version 1)::
 
 Every read is checked: a file that is not a zip, has no manifest, names another format or a newer
 version, or whose data does not match its description raises ProjectError (a ValueError) with a
-message that says what is wrong, never anything else.
+message that says what is wrong, never anything else. Sizes are checked before anything is
+allocated: every picture the project declares (the document, a layer stack, a stored array) must
+fit the pixel limit the reader is given, and the stored bytes must be no more than their shape
+can need, so a file declaring 131072 × 131072 pixels is refused in one sentence, not by running
+out of memory.
 """
 
 from __future__ import annotations
@@ -237,8 +241,17 @@ def save_project(
 class _Reader:
     """Reads the manifest, naming the place of anything wrong ("history.steps[3].change.bounds")."""
 
-    def __init__(self, archive: zipfile.ZipFile) -> None:
+    def __init__(self, archive: zipfile.ZipFile, max_pixels: int | None = None) -> None:
         self.archive = archive
+        self.max_pixels = max_pixels
+
+    def within_limit(self, height: int, width: int, where: str) -> None:
+        """Refuse a picture larger than the pixel limit before anything of its size is allocated."""
+        if self.max_pixels is not None and height * width > self.max_pixels:
+            raise ProjectError(
+                f"{where} is {width:,} × {height:,} = {height * width:,} pixels, more than the limit of "
+                f"{self.max_pixels:,} (raise “Largest photo to open” in Settings if the project is genuine)"
+            )
 
     def field(self, record: Any, key: str, kind: type[_T] | tuple[type, ...], where: str) -> Any:
         if not isinstance(record, dict):
@@ -273,6 +286,7 @@ class _Reader:
             raise ProjectError(f"{where}.shape is not an array shape")
         if any(not 0 <= s <= _MAX_SIDE for s in shape):
             raise ProjectError(f"{where}.shape {shape} is not a possible size")
+        self.within_limit(shape[0], shape[1] if len(shape) > 1 else 1, where)
         rows = self.field(record, "rows_per_chunk", int, where)
         chunks = self.field(record, "chunks", list, where)
         if rows < 1:
@@ -291,6 +305,12 @@ class _Reader:
         expected_chunks = -(-shape[0] // rows)
         if len(lengths) != expected_chunks:
             raise ProjectError(f"{where} has {len(lengths)} chunks, its shape needs {expected_chunks}")
+        # zlib never makes data much larger than it was: more stored bytes than the shape can need
+        # is a damaged (or hostile) description, refused before reading them.
+        row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        for (name, length), chunk_rows in zip(lengths, _chunk_rows(shape[0], rows), strict=True):
+            if length > chunk_rows * row_values * _ITEM_BYTES[name] + _ZLIB_SLACK:
+                raise ProjectError(f"{where}.chunks declare more data than its shape can hold")
         data = self.entry(entry, where, sum(length for _, length in lengths))
         if len(data) != sum(length for _, length in lengths):
             raise ProjectError(f"{where}: {entry} is {len(data)} bytes, the manifest says otherwise")
@@ -346,6 +366,7 @@ class _Reader:
 
     def stack(self, record: Any, where: str) -> StoredStack:
         height, width = self.side(record, "height", where), self.side(record, "width", where)
+        self.within_limit(height, width, where)
         active = self.field(record, "active_index", int, where)
         layers = []
         for number, entry in enumerate(self.field(record, "layers", list, where)):
@@ -412,7 +433,7 @@ class _Reader:
         data = self.entry(name, where, _MAX_THUMBNAIL_BYTES)
         try:
             values = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
+        except Exception as error:  # numpy reads the header with ast: SyntaxError too, among others
             raise ProjectError(f"{where}: the thumbnail is damaged ({error})") from None
         if values.dtype != np.uint8 or values.ndim != 3 or values.shape[2] != 4:
             raise ProjectError(f"{where}: the thumbnail is not an RGBA image")
@@ -435,6 +456,7 @@ class _Reader:
 
     def document(self, record: Any, where: str) -> Document:
         height, width = self.side(record, "height", where), self.side(record, "width", where)
+        self.within_limit(height, width, "the project's picture")
         active = self.field(record, "active_index", int, where)
         layers = []
         for number, entry in enumerate(self.field(record, "layers", list, where)):
@@ -468,6 +490,15 @@ class _Reader:
         return document
 
 
+def _chunk_rows(total: int, rows: int) -> list[int]:
+    return [min(rows, total - start) for start in range(0, total, rows)]
+
+
+# Bytes per stored value of each encoding (``history.codec``), and what zlib may add to a chunk.
+_ITEM_BYTES = {"u8": 1, "u16": 2, "f32": 4}
+_ZLIB_SLACK = 1024
+
+
 def _decoded(array: EncodedArray, where: str) -> np.ndarray:
     try:
         return decode(array)
@@ -483,33 +514,57 @@ class ProjectContents:
     extra: dict[str, bytes] = field(default_factory=dict)
 
 
-def load_project(path: str | os.PathLike[str], memory_limit: int = DEFAULT_MEMORY_LIMIT) -> History:
+def load_project(
+    path: str | os.PathLike[str], memory_limit: int = DEFAULT_MEMORY_LIMIT, *, max_pixels: int | None = None
+) -> History:
     """Read a project: its document (``History.document``) with the history as saved, marked clean.
 
-    Raises ProjectError (a ValueError) for anything that is not a readable project of a known version,
-    and OSError when the file itself cannot be opened.
+    Raises ProjectError (a ValueError) for anything that is not a readable project of a known version
+    (or declares a picture larger than ``max_pixels``), and OSError when the file cannot be opened.
     """
-    return read_project(path, memory_limit).history
+    return read_project(path, memory_limit, max_pixels=max_pixels).history
 
 
 def read_project(
-    path: str | os.PathLike[str], memory_limit: int = DEFAULT_MEMORY_LIMIT, *, clean_index: int | None = None
+    path: str | os.PathLike[str],
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    *,
+    clean_index: int | None = None,
+    max_pixels: int | None = None,
 ) -> ProjectContents:
     """Like :func:`load_project`, also returning the attachments saved with ``extra`` (none: empty).
 
     ``clean_index``: the step index to count as saved (None: the index as saved; -1: none, so the
-    reopened history counts as modified, as after recovering an autosave).
+    reopened history counts as modified, as after recovering an autosave). ``max_pixels``: the
+    largest picture the project may declare (None: only the format's own limit on each side).
     """
+    name = os.path.basename(os.fspath(path))
     try:
         with zipfile.ZipFile(path) as archive:
-            return _read(archive, memory_limit, clean_index)
+            return _read(archive, memory_limit, clean_index, max_pixels)
     except zipfile.BadZipFile as error:
-        raise ProjectError(f"{os.fspath(path)} is not a project file (not a zip archive: {error})") from None
-    except ProjectError:
-        raise
-    except (ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.LargeZipFile) as error:
+        raise ProjectError(f"{name} is not a project file (not a zip archive: {error})") from None
+    except ProjectError as error:
+        text = str(error)
+        raise type(error)(text if name in text else f"{name}: {text}") from None
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        EOFError,
+        OverflowError,
+        SyntaxError,
+        zipfile.LargeZipFile,
+    ) as error:
         # Anything the checks above did not foresee is still a damaged file, not a crash.
-        raise ProjectError(f"{os.fspath(path)} is damaged: {error}") from None
+        raise ProjectError(f"{name} is damaged: {error}") from None
+    except (MemoryError, RecursionError):
+        raise ProjectError(f"{name} is damaged: it describes more than this computer can hold") from None
+
+
+# What else a damaged archive or description can raise on the way (numpy parses a header with ast).
+_UNFORESEEN = (ValueError, KeyError, TypeError, IndexError, EOFError, OverflowError, SyntaxError, zipfile.LargeZipFile)
 
 
 def _read_extra(reader: _Reader, manifest: dict[str, Any]) -> dict[str, bytes]:
@@ -524,8 +579,10 @@ def _read_extra(reader: _Reader, manifest: dict[str, Any]) -> dict[str, bytes]:
     return extra
 
 
-def _read(archive: zipfile.ZipFile, memory_limit: int, clean_index: int | None = None) -> ProjectContents:
-    reader = _Reader(archive)
+def _read(
+    archive: zipfile.ZipFile, memory_limit: int, clean_index: int | None = None, max_pixels: int | None = None
+) -> ProjectContents:
+    reader = _Reader(archive, max_pixels)
     raw = reader.entry(MANIFEST, "the project", _MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(raw.decode("utf-8"))

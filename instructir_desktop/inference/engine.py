@@ -11,7 +11,6 @@ import itertools
 import queue
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, overload
@@ -19,6 +18,7 @@ from typing import Protocol, overload
 import numpy as np
 
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.core.logs import record_failure
 from instructir_desktop.inference.requests import (
     ActionRequest,
     Cancelled,
@@ -253,8 +253,8 @@ class Engine:
         for listener in list(self._listeners):
             try:
                 listener(event)
-            except Exception:  # a broken listener must not kill the worker
-                traceback.print_exc()
+            except Exception as error:  # a broken listener must not kill the worker
+                record_failure(f"an engine event listener failed on {type(event).__name__}", error)
 
     def _emit_progress(self, event: Progress, force: bool = False) -> None:
         now = time.monotonic()
@@ -316,6 +316,7 @@ class Engine:
         except JobCancelled:
             self._emit(Cancelled(request_id))
         except Exception as error:  # every failure becomes an event, never a dead worker
+            record_failure(f"{request.label or type(request).__name__} failed", error)
             self._emit(Failed(request_id, describe_error(error)))
 
 

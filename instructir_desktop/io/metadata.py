@@ -9,6 +9,7 @@ not written back.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -77,16 +78,24 @@ class ImageMetadata:
 
 def parse_exif(data: bytes | None) -> Image.Exif | None:
     """Pillow's view of an EXIF block (or of a whole TIFF file, which is one with pixels); None if damaged."""
+    return read_exif(data)[0]
+
+
+def read_exif(data: bytes | None) -> tuple[Image.Exif | None, bool]:
+    """``parse_exif``, and whether part of the block was damaged: Pillow reads what it can and only
+    warns about the rest (those warnings are caught here, so the answer is the same in every run)."""
     if not data:
-        return None
+        return None, False
     exif = Image.Exif()
-    try:
-        exif.load(data)
-        for pointer in (EXIF_IFD, GPS_IFD):
-            exif.get_ifd(pointer)  # read the sub-directories now, so damage there shows here
-    except Exception:  # Pillow raises many types on hostile blocks; a photo without its EXIF still opens
-        return None
-    return exif
+    with warnings.catch_warnings(record=True) as complaints:
+        warnings.simplefilter("always")
+        try:
+            exif.load(data)
+            for pointer in (EXIF_IFD, GPS_IFD):
+                exif.get_ifd(pointer)  # read the sub-directories now, so damage there shows here
+        except Exception:  # Pillow raises many types on hostile blocks; a photo without its EXIF still opens
+            return None, True
+    return exif, bool(complaints)
 
 
 def serialise(exif: Image.Exif) -> bytes | None:

@@ -41,6 +41,7 @@ from instructir_desktop.io.metadata import (
     exif_from_tiff,
     exif_orientation,
     orient,
+    read_exif,
     reset_xmp_orientation,
     upright_exif,
 )
@@ -198,7 +199,11 @@ def _finish(decoded: _Decoded) -> LoadedImage:
 
 def _upright_metadata(metadata: ImageMetadata, size: tuple[int, int]) -> tuple[ImageMetadata, list[str]]:
     exif = upright_exif(metadata.exif, size) if metadata.exif else None
-    dropped = ["Its EXIF block is damaged and was not kept."] if metadata.exif and exif is None else []
+    dropped = []
+    if metadata.exif and exif is None:
+        dropped.append("Its EXIF block is damaged and was not kept.")
+    elif read_exif(metadata.exif)[1]:
+        dropped.append("Part of its EXIF block is damaged and was not kept.")
     camera = metadata.camera or camera_info(exif)
     return replace(metadata, exif=exif, xmp=reset_xmp_orientation(metadata.xmp), camera=camera), dropped
 

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from instructir_desktop.model.network import InstructIRNet, NetworkConfig, detect_config
@@ -72,12 +73,10 @@ def record_evaluation(folder: str | os.PathLike[str], gain_db: Mapping[str, floa
     """Store measured per-task gains in a model folder's model.json (``weak_tasks`` reads them),
     merged with those already there; ``how`` says how they were measured."""
     path = Path(folder) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError) as error:
-        raise WeightsError(f"{path}: unreadable model description ({error})") from error
-    evaluation = dict(manifest.get("evaluation") or {})
-    evaluation["gain_db"] = {**dict(evaluation.get("gain_db") or {}), **gain_db}
+    manifest = read_model_description(path) if path.is_file() else {}
+    evaluation = dict(manifest["evaluation"]) if isinstance(manifest.get("evaluation"), dict) else {}
+    earlier = evaluation.get("gain_db")
+    evaluation["gain_db"] = {**(earlier if isinstance(earlier, dict) else {}), **gain_db}
     evaluation["measured_with"] = how
     manifest["evaluation"] = evaluation
     path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -119,12 +118,7 @@ def spec_from_folder(folder: str | os.PathLike[str], source: str = "folder") -> 
     manifest_path = root / MANIFEST_FILE
     if not (root / IMAGE_FILE).is_file():
         raise WeightsError(f"{root}: no {IMAGE_FILE} or {PUBLISHED_IMAGE_FILE} in this folder")
-    manifest: dict[str, Any] = {}
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as error:
-            raise WeightsError(f"{manifest_path}: unreadable model description ({error})") from error
+    manifest = read_model_description(manifest_path) if manifest_path.is_file() else {}
     head_path = root / HEAD_FILE
     encoder = manifest.get("encoder")
     return ModelSpec(
@@ -139,6 +133,46 @@ def spec_from_folder(folder: str | os.PathLike[str], source: str = "folder") -> 
         classes=tuple(manifest.get("classes", CLASS_NAMES)),
         info=manifest,
     )
+
+
+# What model.json may hold, and of which type; other keys are kept as they are (``ModelSpec.info``).
+_DESCRIPTION_TEXT = ("id", "name")
+_MAX_DESCRIPTION_BYTES = 4_000_000
+
+
+def read_model_description(path: Path) -> dict[str, Any]:
+    """A model folder's ``model.json``, checked for the types the loader relies on; WeightsError
+    (one line naming the file and what to do) for anything else."""
+    fix = "fix or remove it, or choose another model folder"
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_DESCRIPTION_BYTES + 1)
+    except OSError as error:
+        raise WeightsError(f"{path}: cannot be read ({error.strerror or error})") from error
+    if len(data) > _MAX_DESCRIPTION_BYTES:
+        raise WeightsError(f"{path}: unreadable model description: far too large; {fix}")
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise WeightsError(f"{path}: unreadable model description ({_first_line(error)}); {fix}") from None
+    if not isinstance(manifest, dict):
+        raise WeightsError(
+            f"{path}: unreadable model description: a JSON {type(manifest).__name__}, not an object; {fix}"
+        )
+    for key in _DESCRIPTION_TEXT:
+        if key in manifest and not isinstance(manifest[key], str):
+            raise WeightsError(f"{path}: unreadable model description: {key!r} must be text; {fix}")
+    if manifest.get("encoder") is not None and not isinstance(manifest["encoder"], str):
+        raise WeightsError(f"{path}: unreadable model description: 'encoder' must be a folder name or null; {fix}")
+    classes = manifest.get("classes", CLASS_NAMES)
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(name, str) for name in classes) or not classes:
+        raise WeightsError(f"{path}: unreadable model description: 'classes' must be a list of task names; {fix}")
+    return manifest
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
 
 
 def spec_from_files(
@@ -209,17 +243,72 @@ def load_text_head(
     """A text head and its class order: from the file's metadata, else ``classes``, else by its size."""
     state, metadata = load_state_dict(path)
     head = TextHead.from_state_dict(state)
-    named = tuple(json.loads(metadata["classes"])) if "classes" in metadata else tuple(classes or ())
+    named = _classes_from_metadata(path, metadata) if "classes" in metadata else tuple(classes or ())
     if len(named) != head.fc2.out_features:
         named = CLASS_NAMES if head.fc2.out_features == len(CLASS_NAMES) else TASKS
     return head, named
 
 
+def _classes_from_metadata(path: str | os.PathLike[str], metadata: Mapping[str, str]) -> tuple[str, ...]:
+    """The class order a text head's file names in its metadata (a JSON list of task names)."""
+    try:
+        names = json.loads(metadata["classes"])
+    except (ValueError, TypeError, RecursionError) as error:
+        raise WeightsError(
+            f"{Path(path).name}: its 'classes' metadata is not JSON ({_first_line(error)}); "
+            "this text head file is damaged: use the one that came with the model"
+        ) from None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise WeightsError(
+            f"{Path(path).name}: its 'classes' metadata is not a list of task names; "
+            "this text head file is damaged: use the one that came with the model"
+        )
+    return tuple(names)
+
+
+# Far above any InstructIR network (the published one: width 32, 4 levels, at most 8 blocks), far
+# below what would exhaust memory: a file naming "downs.99999999" is refused before building anything.
+_MAX_LEVELS = 8
+_MAX_BLOCKS = 256
+_MAX_WIDTH = 2048
+_MAX_TEXT_DIM = 8192
+
+
 def build_network(state_dict: Mapping[str, Tensor], label: str = "weights") -> InstructIRNet:
+    """The network the weights describe, checked against them before any memory is allocated."""
+    # A block or level index far beyond any network (``downs.99999999``) would have the shape
+    # detection count to it: refused first.
+    odd = next(
+        (
+            n
+            for n in state_dict
+            for part in n.split(".")
+            if part.isdigit() and (len(part) > 6 or int(part) > _MAX_BLOCKS)
+        ),
+        None,
+    )
+    if odd is not None:
+        raise WeightsError(f"{label}: the weights describe an implausible network ({odd}); the file is damaged")
     try:
         config = detect_config(state_dict)
     except ValueError as error:
         raise WeightsError(f"{label}: {error}") from error
+    blocks = (*config.enc_blocks, *config.dec_blocks, config.middle_blocks)
+    if (
+        len(config.enc_blocks) > _MAX_LEVELS
+        or max(blocks) > _MAX_BLOCKS
+        or config.width > _MAX_WIDTH
+        or config.text_dim > _MAX_TEXT_DIM
+    ):
+        raise WeightsError(f"{label}: the weights describe an implausible network ({config}); the file is damaged")
+    # The skeleton on the "meta" device costs no memory: its names and shapes must be the file's.
+    with torch.device("meta"):
+        skeleton = InstructIRNet(config)
+    expected = {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
+    given = {name: tuple(value.shape) for name, value in state_dict.items()}
+    if expected != given:
+        differences = sorted(set(expected) ^ set(given)) or [n for n in expected if expected[n] != given[n]]
+        raise WeightsError(f"{label}: weights do not fit the InstructIR network (first difference: {differences[0]})")
     network = InstructIRNet(config)
     try:
         network.load_state_dict(state_dict, strict=True)

@@ -42,7 +42,11 @@ class TextHead(nn.Module):
         except (KeyError, ValueError) as error:
             raise WeightsError(f"not a text head (expected fc1/fc2 weights, {error})") from error
         head = cls(int(sentence_dim), int(embedding_dim), int(num_classes))
-        head.load_state_dict(state_dict, strict=True)
+        try:
+            head.load_state_dict(state_dict, strict=True)
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise WeightsError(f"not a text head ({first})") from error
         return head.eval()
 
 

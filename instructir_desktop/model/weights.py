@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import pickletools
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,17 +55,27 @@ def _load_safetensors(file: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         with safe_open(str(file), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - not a dict
-    except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{file.name}: not a valid safetensors file ({_first_line(error)})") from error
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as error:
+        raise WeightsError(
+            f"{file.name}: not a valid safetensors file ({_first_line(error)}); the file is damaged or not weights"
+        ) from error
     return tensors, metadata
 
 
 def _load_pickle(file: Path) -> dict[str, Tensor]:
     try:
         # weights_only refuses arbitrary pickled objects, so a hostile file cannot run code.
-        loaded: Any = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds (UnpicklingError, RuntimeError, ...)
-        raise WeightsError(f"{file.name}: cannot be read as a PyTorch state dict ({_first_line(error)})") from error
+        with warnings.catch_warnings():  # torch's notes on odd pickle protocols are not the person's concern
+            warnings.simplefilter("ignore")
+            loaded: Any = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's own message goes on to suggest weights_only=False, which would run whatever the
+        # file holds: say what was refused and why instead.
+        raise WeightsError(_refusal(file)) from error
+    except Exception as error:  # torch raises many kinds (RuntimeError for a damaged zip, EOFError, ...)
+        raise WeightsError(
+            f"{file.name}: cannot be read as a PyTorch state dict; the file is damaged or not a weights file"
+        ) from error
     for _ in range(3):
         if isinstance(loaded, Mapping) and not _is_tensor_mapping(loaded):
             nested = next((loaded[k] for k in _NESTED_KEYS if k in loaded and isinstance(loaded[k], Mapping)), None)
@@ -71,6 +85,37 @@ def _load_pickle(file: Path) -> dict[str, Tensor]:
     if not isinstance(loaded, Mapping) or not _is_tensor_mapping(loaded):
         raise WeightsError(f"{file.name}: does not contain a state dict of tensors")
     return {_strip_wrapper_prefix(str(k)): v for k, v in loaded.items()}
+
+
+# Pickle opcodes that build arbitrary objects by calling something the file names.
+_CALLING_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"})
+
+
+def _refusal(file: Path) -> str:
+    """Why torch's safe loader refused ``file``, found by reading its pickle's opcodes (nothing in it
+    is run): it asks to build objects (which could run code), or it is damaged, or it is not a
+    state dict at all."""
+    try:
+        if zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name) if name is not None else b""
+        else:
+            data = file.read_bytes()
+        opcodes = {opcode.name for opcode, _, _ in pickletools.genops(data)} if data else set()
+    except Exception:  # pickletools and zipfile raise many kinds on damaged data
+        opcodes = None
+    if opcodes is None or not opcodes:
+        return f"{file.name}: cannot be read as a PyTorch state dict; the file is damaged or not a weights file"
+    if opcodes & _CALLING_OPCODES:
+        return (
+            f"{file.name}: cannot be read as a PyTorch state dict: besides tensors it holds Python objects, which "
+            "could run code when loaded, so it was not loaded; use a .safetensors file or a plain state dict"
+        )
+    return (
+        f"{file.name}: cannot be read as a PyTorch state dict: it holds no tensors; "
+        "use a .safetensors file or a plain state dict"
+    )
 
 
 def _is_tensor_mapping(mapping: Mapping[Any, Any]) -> bool:

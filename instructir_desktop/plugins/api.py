@@ -194,7 +194,7 @@ class Parameter:
             if not isinstance(value, (str, int, float, np.number)) or isinstance(value, bool):
                 raise TypeError
             number: float | int = int(value) if self.kind == "int" else float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             expected = f"one of {', '.join(self.choices)}" if self.kind == "choice" else f"a {self.kind}"
             raise PluginError(f"{self.name}: {value!r} is not {expected}") from None
         if self.kind == "float" and not np.isfinite(number):

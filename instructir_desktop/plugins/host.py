@@ -4,16 +4,18 @@ Sources, in order: the plugins built into the application, installed packages th
 entry point in the ``instructir_desktop.plugins`` group (its value is the plugin's top-level
 package), and the user's plugin folders (each sub-folder a package with a ``plugin.toml``).
 
-A broken plugin (unreadable manifest, import error, exception while running, wrong output) is
-recorded with its error and listed; it never stops the host or changes the image it was given.
+A broken plugin (unreadable manifest, a plugin folder that is a file, import error, exception
+while running, wrong output) is recorded with its error and listed; it never stops the host, hides
+the good plugins, or changes the image it was given. Third-party actions run in a worker process
+(``isolation.py``), so one that crashes, hangs or exits is reported and stopped; the built-in
+actions run in this process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
-import sys
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,6 +27,7 @@ from typing import cast
 import numpy as np
 
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.core.logs import one_line
 from instructir_desktop.inference.requests import frozen_array
 from instructir_desktop.plugins.api import (
     ENTRY_POINT_GROUP,
@@ -41,8 +44,14 @@ from instructir_desktop.plugins.api import (
     ParameterValue,
     PluginError,
 )
-from instructir_desktop.plugins.manifest import parse_manifest
+from instructir_desktop.plugins.isolation import DEFAULT_TIME_LIMIT, MAX_SCALE, PluginProcess, WorkerFailure
+from instructir_desktop.plugins.loading import PluginCode, import_module
+from instructir_desktop.plugins.manifest import parse_manifest, read_manifest
 from instructir_desktop.plugins.outcome import ActionInput, ActionOutcome, HostContext
+
+__all__ = ["BUILTIN_RESTORE_ACTION", "PluginHost", "PluginRecord", "parse_manifest"]
+
+_log = logging.getLogger(__name__)
 
 # Plugins inside the application package; the photo tools ship as their own package from
 # plugins/photo_tools and are discovered like any third-party plugin.
@@ -72,6 +81,11 @@ class PluginRecord:
     def version(self) -> str:
         return self.manifest.version if self.manifest else ""
 
+    @property
+    def isolated(self) -> bool:
+        """Its actions run in the worker process: every plugin but the application's own."""
+        return self.source != "builtin"
+
     def to_dict(self) -> dict[str, object]:
         actions = [a.id for a in self.manifest.actions] if self.manifest else []
         return {
@@ -94,21 +108,54 @@ class PluginHost:
         disabled: Iterable[str] = (),
         builtin_packages: Iterable[str] = BUILTIN_PACKAGES,
         use_entry_points: bool = True,
+        *,
+        time_limit: float = DEFAULT_TIME_LIMIT,
     ) -> None:
+        """Discovery reads manifests only and never raises: every source that cannot be read
+        becomes a record with its error, beside the plugins that work."""
         self.records: list[PluginRecord] = []
         self._disabled = set(disabled)
+        # Third-party actions run here, started on the first one.
+        self._process = PluginProcess(time_limit)
         for package in builtin_packages:
             self._add_package(package, "builtin")
         if use_entry_points:
             for entry_point in _entry_points():
-                self._add_package(entry_point.value.split(":")[0].strip(), f"entry point {entry_point.name}")
+                source = f"entry point {entry_point.name}"
+                try:
+                    package = entry_point.value.split(":")[0].strip()
+                except Exception as error:  # a distribution's metadata holding garbage
+                    self._broken(str(entry_point.name), source, f"unreadable entry point ({one_line(error)})")
+                    continue
+                self._add_package(package, source)
         for folder in user_folders:
             self._add_folder(Path(folder))
 
+    @property
+    def time_limit(self) -> float:
+        """How long a third-party action may run on one image before it is stopped (seconds)."""
+        return self._process.time_limit
+
+    @time_limit.setter
+    def time_limit(self, seconds: float) -> None:
+        self._process.time_limit = seconds
+
+    def close(self) -> None:
+        """End the worker process (it also ends when the host is dropped, or with the application)."""
+        self._process.close()
+
     # -------------------------------------------------------------- discovery
 
+    def _broken(self, plugin_id: str, source: str, error: str, location: Path | None = None) -> None:
+        _log.warning("plugin %s (%s): %s", plugin_id, source, error)
+        self._register(PluginRecord(id=plugin_id, source=source, package="", location=location, error=error))
+
     def _add_package(self, package: str, source: str) -> None:
-        location = _package_folder(package)
+        try:
+            location = _package_folder(package)
+        except Exception as error:  # a package whose parent raises on import, say
+            self._broken(package, source, f"package {package} cannot be found ({one_line(error)})")
+            return
         record = PluginRecord(id=package, source=source, package=package, location=location)
         if location is None:
             record.error = f"package {package} not found"
@@ -117,22 +164,46 @@ class PluginHost:
         self._register(record)
 
     def _add_folder(self, root: Path) -> None:
-        if not root.is_dir():
+        """Each sub-folder of ``root`` with a manifest is a plugin; a folder that cannot be scanned,
+        or a sub-folder that cannot be a plugin, is listed as broken with its reason."""
+        source = f"folder {root}"
+        try:
+            if not root.exists():
+                self._broken(str(root), source, f"{root}: the plugin folder does not exist", root)
+                return
+            if not root.is_dir():
+                self._broken(str(root), source, f"{root} is a file, not a folder of plugins", root)
+                return
+            if (root / MANIFEST_NAME).is_file():
+                self._broken(
+                    root.name, source, f"{root} is itself a plugin: add the folder that holds it instead", root
+                )
+                return
+            children = sorted(root.iterdir())
+        except OSError as error:
+            self._broken(str(root), source, f"{root}: cannot read the plugin folder ({error.strerror or error})", root)
             return
-        for child in sorted(root.iterdir()):
-            if (child / MANIFEST_NAME).is_file():
-                record = PluginRecord(id=child.name, source=f"folder {root}", package=child.name, location=child)
-                self._read_manifest(record, child / MANIFEST_NAME)
-                self._register(record)
+        for child in children:
+            try:
+                if (child / MANIFEST_NAME).is_file():
+                    record = PluginRecord(id=child.name, source=source, package=child.name, location=child)
+                    self._read_manifest(record, child / MANIFEST_NAME)
+                    self._register(record)
+                elif child.is_dir() and (child / "__init__.py").is_file():
+                    self._broken(child.name, source, f"{child}: a Python package without a {MANIFEST_NAME}", child)
+            except OSError as error:
+                self._broken(child.name, source, f"{child}: cannot be read ({error.strerror or error})", child)
 
     def _read_manifest(self, record: PluginRecord, path: Path) -> None:
         try:
-            record.manifest = parse_manifest(path.read_text(encoding="utf-8"), str(path))
+            record.manifest = read_manifest(path)
             record.id = record.manifest.id
         except OSError as error:
             record.error = f"{path}: cannot read the manifest ({error.strerror or error})"
         except PluginError as error:
             record.error = str(error)
+        if record.error:
+            _log.warning("plugin %s (%s): %s", record.id, record.source, record.error)
 
     def _register(self, record: PluginRecord) -> None:
         if any(r.id == record.id and r.manifest for r in self.records) and record.manifest:
@@ -210,19 +281,17 @@ class PluginHost:
     # -------------------------------------------------------------- running
 
     def resolve(self, action: ActionInfo) -> ActionFunction:
-        """The action's function, importing the plugin's code on first use."""
+        """A built-in action's function, importing its code on first use. Third-party actions are
+        never imported here: they run in the worker process (``execute``)."""
         record = self.plugin(action.plugin_id)
+        if record.isolated:
+            raise PluginError(f"{action.id}: a third-party action runs in its own process, through execute()")
         if record._module is None:
-            if record.manifest is None:
-                raise PluginError(f"{record.id}: {record.error}")
-            module_name = record.manifest.module or record.package
+            code = self._code(record, action)
             try:
-                if record.source.startswith("folder") and record.location is not None:
-                    record._module = _import_from_folder(record.location, module_name)
-                else:
-                    record._module = importlib.import_module(module_name)
+                record._module = import_module(code)
             except Exception as error:  # any import-time failure is the plugin's, not ours
-                record.error = f"cannot import {module_name}: {type(error).__name__}: {error}"
+                record.error = f"cannot import {code.label()}: {type(error).__name__}: {error}"
                 raise PluginError(f"{record.id}: {record.error}") from error
         function = getattr(record._module, action.function, None)
         if not callable(function):
@@ -231,6 +300,42 @@ class PluginHost:
             )
             raise PluginError(record.error)
         return cast(ActionFunction, function)
+
+    @staticmethod
+    def _code(record: PluginRecord, action: ActionInfo) -> PluginCode:
+        if record.manifest is None:
+            raise PluginError(f"{record.id}: {record.error}")
+        folder = record.location if record.source.startswith("folder") else None
+        module = record.manifest.module or ("" if folder is not None else record.package)
+        return PluginCode(record.id, module, action.function, None if folder is None else str(folder))
+
+    def _call(
+        self,
+        action: ActionInfo,
+        source: np.ndarray,
+        mask: np.ndarray | None,
+        values: Mapping[str, ParameterValue],
+        context: HostContext,
+    ) -> ActionOutput:
+        """The action's output: in this process for a built-in action, else in the worker."""
+        record = self.plugin(action.plugin_id)
+        if not record.isolated:
+            function = self.resolve(action)
+            try:
+                return function(source, mask, values, context)
+            except (ActionCancelled, PluginError):
+                raise
+            except Exception as error:
+                raise PluginError(f"{action.id} failed: {type(error).__name__}: {error}") from error
+        code = self._code(record, action)
+        try:
+            return self._process.run(code, action.id, source, mask, values, context)
+        except WorkerFailure as failure:
+            if failure.kind == "import":
+                record.error = str(failure)
+                raise PluginError(f"{record.id}: {record.error}") from None
+            record.error = f"{action.id}: {failure}"
+            raise PluginError(record.error) from None
 
     def execute(
         self,
@@ -249,7 +354,6 @@ class PluginHost:
         """
         action = self.action(action_id)
         values = action.resolve_params(params or {})
-        function = self.resolve(action)
         started = time.perf_counter()
         image = frozen_array(given.image)  # a plugin writing into its input fails loudly, not silently
         height, width = image.shape[:2]
@@ -263,12 +367,7 @@ class PluginHost:
         source = image[region.slices]
         mask = None if given.mask is None else frozen_array(given.mask[region.slices])
         context = HostContext(services or NullServices(), region, given.preview_bounds)
-        try:
-            output = function(source, mask, values, context)
-        except (ActionCancelled, PluginError):
-            raise
-        except Exception as error:
-            raise PluginError(f"{action_id} failed: {type(error).__name__}: {error}") from error
+        output = self._call(action, source, mask, values, context)
         result = _checked_output(action_id, output, source.shape)
         scale = result.pixels.shape[0] // source.shape[0]
         if scale != 1 and given.mask is not None:
@@ -312,20 +411,26 @@ class PluginHost:
 
 
 def _checked_output(action_id: str, output: ActionOutput, shape: tuple[int, ...]) -> ActionResult:
+    """The action's output, or PluginError saying what is wrong with it (the same checks for an
+    action run here and one run in the worker)."""
     result = output if isinstance(output, ActionResult) else ActionResult(output)
     pixels = result.pixels
     if not isinstance(pixels, np.ndarray):
         raise PluginError(f"{action_id} returned {type(pixels).__name__}, not an image array")
+    if pixels.dtype.kind not in "biuf":
+        raise PluginError(f"{action_id} returned an array of {pixels.dtype}, not image pixels")
     height, width = shape[:2]
     scale = pixels.shape[0] // height if pixels.ndim == 3 and height else 0
-    if pixels.ndim != 3 or scale < 1 or pixels.shape != (height * scale, width * scale, 3):
+    if pixels.ndim != 3 or not 1 <= scale <= MAX_SCALE or pixels.shape != (height * scale, width * scale, 3):
         raise PluginError(f"{action_id} returned an image of shape {pixels.shape}; expected {tuple(shape)}")
-    checked = pixels.astype(np.float32, copy=False)
+    with np.errstate(all="ignore"):
+        checked = pixels.astype(np.float32, copy=False)
     if not np.isfinite(checked).all():
         raise PluginError(f"{action_id} returned NaN or infinite pixels")
-    if not 0.0 <= result.strength <= 1.0:
-        raise PluginError(f"{action_id} returned strength {result.strength}; it must be between 0 and 1")
-    return replace(result, pixels=np.clip(checked, 0.0, 1.0))
+    strength = result.strength
+    if not isinstance(strength, (int, float, np.floating)) or isinstance(strength, bool) or not 0.0 <= strength <= 1.0:
+        raise PluginError(f"{action_id} returned strength {strength!r}; it must be between 0 and 1")
+    return replace(result, pixels=np.clip(checked, 0.0, 1.0), strength=float(strength))
 
 
 def _enlarged(plane: np.ndarray, scale: int) -> np.ndarray:
@@ -353,29 +458,3 @@ def _package_folder(package: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _import_from_folder(folder: Path, module_name: str) -> ModuleType:
-    """Import a user-folder plugin under a private name so two folders cannot collide."""
-    # Keyed by the full path: two user folders may both hold a plugin called "tools".
-    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
-    private = f"_instructir_user_plugin_{folder.name}_{digest}"
-    if private in sys.modules:
-        package = sys.modules[private]
-    else:
-        spec = importlib.util.spec_from_file_location(
-            private, folder / "__init__.py", submodule_search_locations=[str(folder)]
-        )
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{folder} is not a Python package (no __init__.py)")
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[private] = package
-        try:
-            spec.loader.exec_module(package)
-        except BaseException:
-            del sys.modules[private]
-            raise
-    if module_name in ("", folder.name):
-        return package
-    relative = module_name.split(".", 1)[1] if module_name.startswith(folder.name + ".") else module_name
-    return importlib.import_module(f"{private}.{relative}")

@@ -11,7 +11,8 @@ from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
 from instructir_desktop.inference.engine import EngineInterface
-from instructir_desktop.ui.automation import Automation, parse_options
+from instructir_desktop.ui import boundary
+from instructir_desktop.ui.automation import Automation, Options, parse_options, say
 from instructir_desktop.ui.event_loop import qt_event_loop
 from instructir_desktop.ui.main_window import APP_NAME, MainWindow
 from instructir_desktop.ui.preferences import Preferences
@@ -20,6 +21,7 @@ from instructir_desktop.ui.theme import follow_system_theme
 __all__ = ["APP_NAME", "DESKTOP_FILE_NAME", "MainWindow", "run_application"]
 
 DESKTOP_FILE_NAME = "instructir-desktop"
+EXIT_INTERRUPTED = 130  # as the command line's (the shell's convention for Ctrl-C)
 
 
 def run_application(argv: Sequence[str], engine: EngineInterface | None = None) -> int:
@@ -42,6 +44,18 @@ def run_application(argv: Sequence[str], engine: EngineInterface | None = None) 
     if options.model is not None:
         settings = dataclasses.replace(settings, model_folder=options.model, weights=None, text_head=None)
     window = MainWindow(engine, settings)
+    uninstall = boundary.install(window, qt_event_loop())
+    try:
+        code = _run(window, engine, options)
+    finally:
+        uninstall()
+    if window.interrupted:
+        say("interrupted" + ("; the unsaved work was kept for recovery" if window.session.workspace.modified else ""))
+        return EXIT_INTERRUPTED
+    return code
+
+
+def _run(window: MainWindow, engine: EngineInterface | None, options: Options) -> int:
     automation: Automation | None = None
     if options.automated:
         window.interactive = False
@@ -67,6 +81,7 @@ def run_application(argv: Sequence[str], engine: EngineInterface | None = None) 
     # suite, or a host that embeds the window).
     loop = QEventLoop()
     automation.finished.connect(loop.exit)
+    window.closed.connect(loop.exit)  # Ctrl-C closed it first
     loop.exec()
     window.close()
     return automation.exit_code if automation.exit_code is not None else 1

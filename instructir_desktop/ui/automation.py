@@ -59,6 +59,11 @@ def parse_options(argv: Sequence[str]) -> Options:
         "--recover", action="store_true", help="restore the work autosaved before a crash, without asking"
     )
     args = parser.parse_args(list(argv))
+    for text in args.run:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes from the terminal that are not UTF-8 (lone surrogates)
+            parser.error("a --run instruction is not valid UTF-8 text; type it again (or set a UTF-8 locale)")
     return Options(
         args.image,
         args.run,

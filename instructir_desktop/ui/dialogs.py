@@ -7,8 +7,10 @@ methods, so tests drive them without a person.
 from __future__ import annotations
 
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from instructir_desktop.core.logs import log_file
 from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import max_pixels
@@ -173,14 +176,33 @@ def about_text(model_name: str, device: str) -> str:
 
 
 class AboutDialog(QDialog):
-    def __init__(self, model_name: str, device: str, parent: QWidget | None = None) -> None:
+    """Version, model, device and licence; and the log file where the details of every failure
+    go (the one-line messages point here), with a button that opens it."""
+
+    def __init__(self, model_name: str, device: str, parent: QWidget | None = None, log: Path | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("About InstructIR Desktop")
+        self.log_path = log if log is not None else log_file()
         self.label = QLabel(about_text(model_name, device))
         self.label.setTextFormat(Qt.TextFormat.RichText)
         self.label.setWordWrap(True)
+        logged = self.log_path.is_file()
+        self.log_label = QLabel(
+            f"Log of problems: {self.log_path}" if logged else f"Nothing has been logged yet ({self.log_path})."
+        )
+        self.log_label.setWordWrap(True)
+        self.log_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.open_log_button = QPushButton("Open Log File")
+        self.open_log_button.setEnabled(logged)
+        self.open_log_button.clicked.connect(self.open_log)
+        buttons.addButton(self.open_log_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.label)
+        layout.addWidget(self.log_label)
         layout.addWidget(buttons)
+
+    def open_log(self) -> bool:
+        """Open the log in the desktop's text viewer."""
+        return bool(QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_path))))

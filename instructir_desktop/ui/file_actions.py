@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
+from instructir_desktop.core.logs import record_failure
 from instructir_desktop.editing.files import OPENABLE
 from instructir_desktop.editing.projects import PROJECT_SUFFIX, ExportChoices
 from instructir_desktop.editing.session import EditingSession
@@ -263,7 +264,9 @@ class FileActions(QObject):
             return False
         try:
             self.files.recover(newest)
-        except (ProjectError, OSError) as error:
+        except Exception as error:  # a damaged autosave must not stop the window from starting
+            if not isinstance(error, (ProjectError, OSError)):
+                record_failure(f"restoring the autosave {newest} failed", error)
             # Set aside rather than offered again at every start.
             try:
                 os.replace(newest, newest.with_suffix(".damaged"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, Qt
+from PySide6.QtCore import QEvent, QSettings, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
@@ -58,6 +58,8 @@ __all__ = ["APP_NAME", "MainWindow"]
 
 
 class MainWindow(QMainWindow):
+    closed = Signal()  # the window closed for good (its session is closed)
+
     def __init__(
         self,
         engine: EngineInterface | None = None,
@@ -71,6 +73,8 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         # False in tests and automation: no modal dialogs (they would wait for a person forever).
         self.interactive = True
+        # Ctrl-C in the terminal: close without asking, the unsaved work kept for recovery.
+        self.interrupted = False
         self.preferences = Preferences(preferences)
         # What the engine runs with: given, else the engine's own, else the persisted settings.
         if settings is not None:
@@ -294,12 +298,18 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ history
 
     def undo(self) -> None:
-        if self.session.workspace.undo():
-            self.statusBar().showMessage("Undone", 3000)
+        try:
+            if self.session.workspace.undo():
+                self.statusBar().showMessage("Undone", 3000)
+        except HistoryError as error:  # a step whose stored pixels are damaged: said, nothing changes
+            self.warn(str(error))
 
     def redo(self) -> None:
-        if self.session.workspace.redo():
-            self.statusBar().showMessage("Redone", 3000)
+        try:
+            if self.session.workspace.redo():
+                self.statusBar().showMessage("Redone", 3000)
+        except HistoryError as error:
+            self.warn(str(error))
 
     def show_history_index(self, index: int) -> None:
         try:
@@ -381,7 +391,7 @@ class MainWindow(QMainWindow):
     def open_about(self) -> AboutDialog:
         if self.about_dialog is not None:
             self.about_dialog.deleteLater()
-        self.about_dialog = AboutDialog(*self.model_and_device(), parent=self)
+        self.about_dialog = AboutDialog(*self.model_and_device(), parent=self)  # with the log file
         self.about_dialog.open()
         return self.about_dialog
 
@@ -436,16 +446,28 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.open_path(path)
 
+    def interrupt(self) -> None:
+        """Ctrl-C in the terminal that started the window: close at once, without asking; unsaved
+        work is written to the recovery file, which the next start offers to restore."""
+        self.interrupted = True
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         files = self.session.files
         files.wait_for_writes()  # a save still being written decides whether anything is unsaved
-        if not self.file_actions.may_discard():
+        if not self.interrupted and not self.file_actions.may_discard():
             event.ignore()
             return
         files.end_pending_open()  # a file still being read is dropped when it arrives
-        # The clean-close path: nothing to recover at the next start.
         self.file_actions.autosave_timer.stop()
         files.wait_for_writes()
-        self.file_actions.recovery.discard()
+        if self.interrupted and self.session.workspace.modified:
+            self.session.assistant.cancel_all()
+            files.autosave(self.file_actions.recovery, busy=False)
+            files.wait_for_writes()  # kept: the next start offers it
+        else:
+            # The clean-close path: nothing to recover at the next start.
+            self.file_actions.recovery.discard()
         self.session.close()
         super().closeEvent(event)
+        self.closed.emit()
