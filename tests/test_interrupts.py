@@ -120,7 +120,7 @@ def test_ctrl_c_while_the_window_loads_the_model(tmp_path):
     from instructir_desktop.inference import runtime
     from test_cli import tiny_runtime
 
-    def loading(settings, encoder=None):
+    def loading(settings, encoder=None, progress=None):
         os.kill(os.getpid(), signal.SIGINT)  # on the engine's worker, while the model loads
         return tiny_runtime()
 
@@ -139,7 +139,7 @@ def test_a_17_gigapixel_project_named_on_the_command_line_is_refused_in_one_line
     from instructir_desktop.inference import runtime
     from test_cli import tiny_runtime
 
-    runtime.load_runtime = lambda settings, encoder=None: tiny_runtime()
+    runtime.load_runtime = lambda settings, encoder=None, progress=None: tiny_runtime()
     from instructir_desktop.cli.main import main
     sys.exit(main([{str(huge)!r}, "--quit"]))
     """

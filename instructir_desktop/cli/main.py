@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -511,14 +512,29 @@ def gui_main(argv: Sequence[str] | None = None) -> int:
         configure_logging()
         from instructir_desktop.ui.app import run_application
 
-        return run_application(argv)
+        code = run_application(argv)
     except KeyboardInterrupt:
         say("interrupted")
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
     except Exception as error:  # the window could not even start: say why in one line
         record_failure("the application could not start", error)
         say(f"error: the application could not start: {one_line(error)} ({details_hint()})")
         return EXIT_FAILED
+    if code == EXIT_INTERRUPTED:
+        _leave_now(code)
+    return code
+
+
+def _leave_now(code: int) -> None:
+    """End an interrupted window at once. The engine's worker may still be inside torch or ONNX
+    Runtime (a model loading, an export): finalising the interpreter under a native thread aborts
+    the process, so once the recovery file is written and the streams are flushed, skip it."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
