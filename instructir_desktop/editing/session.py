@@ -26,8 +26,13 @@ class EditingSession:
         self.workspace = Workspace(self.events)
         self.files = Files(self.workspace, self.background, self.events)
         self.assistant = Assistant(self.workspace, self.engine, plugins, self.events)
-        # Work on the previous photo can no longer be applied (it would be stale): stop it.
-        self.events.subscribe(DocumentOpened, lambda _event: self.assistant.cancel_all())
+        # Work on the previous photo can no longer be applied (it would be stale): stop it, and
+        # start this photo's conversation (a project brings its own back).
+        self.events.subscribe(
+            DocumentOpened, lambda _event: self.assistant.start_conversation(self.workspace.transcript)
+        )
+        # A project keeps the conversation about its photo.
+        self.files.transcript = self.assistant.transcript
 
     @property
     def plugins(self) -> PluginHost | None:
