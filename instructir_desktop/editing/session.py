@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from instructir_desktop.editing.action_preview import ActionPreviews
 from instructir_desktop.editing.assistant import Assistant
 from instructir_desktop.editing.background import Background
 from instructir_desktop.editing.dispatch import Dispatcher
@@ -26,6 +27,9 @@ class EditingSession:
         self.workspace = Workspace(self.events)
         self.files = Files(self.workspace, self.background, self.events)
         self.assistant = Assistant(self.workspace, self.engine, plugins, self.events)
+        # A plugin action's dialog: where it applies and a live preview of its values.
+        self.previews = ActionPreviews(self.workspace, self.engine, self.events)
+        self.previews.plugins = lambda: self.assistant.plugins
         # Work on the previous photo can no longer be applied (it would be stale): stop it, and
         # start this photo's conversation (a project brings its own back).
         self.events.subscribe(
@@ -54,6 +58,7 @@ class EditingSession:
     def close(self) -> None:
         """Cancel the runs, finish the writes, stop the engine and the background lanes."""
         self.files.close()
+        self.previews.end()
         self.assistant.cancel_all()
         self.engine.close()
         self.background.shutdown()

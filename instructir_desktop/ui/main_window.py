@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
         self._shown: Hashable = None  # (document id, revision) on the canvas
         self.display = DocumentDisplay(self.session.background, self._display_built)
         self.session.assistant.viewport = self._viewport
+        self.session.previews.viewport = self._viewport
         events.subscribe(DocumentChanged, lambda _event: self._document_changed())
         events.subscribe(DocumentOpened, lambda _event: self.chat.input.setFocus())
         events.subscribe(StatusMessage, self._status_message)
@@ -431,10 +432,15 @@ class MainWindow(QMainWindow):
             return
         if self.action_dialog is not None:
             self.action_dialog.deleteLater()  # one at a time; the last one stays inspectable
-        dialog = ActionDialog(action, self)
+        previews = self.session.previews
+        dialog = ActionDialog(action, self, target=previews.target())
+        # The photo shows what the values do while the dialog is open; closing takes it away.
+        dialog.values_changed.connect(lambda: previews.show(action, dialog.values()))
+        dialog.finished.connect(lambda _result: previews.end())
         dialog.accepted.connect(lambda: assistant.run_action(action, dialog.values()))
         self.action_dialog = dialog
         dialog.open()  # window-modal, without a nested event loop
+        dialog.preview_note.setVisible(previews.show(action, dialog.values()))
 
     def open_plugin_manager(self) -> PluginManagerDialog:
         host = self.session.plugins
