@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         self.display = DocumentDisplay(self.session.background, self._display_built)
         self.session.assistant.viewport = self._viewport
         self.session.previews.viewport = self._viewport
+        self.session.assistant.confidence_threshold = self.preferences.ask_below()
         events.subscribe(DocumentChanged, lambda _event: self._document_changed())
         events.subscribe(DocumentOpened, lambda _event: self.chat.input.setFocus())
         events.subscribe(StatusMessage, self._status_message)
@@ -367,11 +368,13 @@ class MainWindow(QMainWindow):
             self.preferences.autosave_seconds(),
             self.session.workspace.restore_into_new_layer,
             self,
+            ask_below=self.session.assistant.confidence_threshold,
         )
         dialog.accepted.connect(
             lambda: self.apply_settings(dialog.engine_settings(), dialog.autosave_seconds(), dialog.new_layer())
         )
         dialog.accepted.connect(lambda: self.set_max_pixels(dialog.max_pixels()))
+        dialog.accepted.connect(lambda: self.set_ask_below(dialog.ask_below()))
         self.settings_dialog = dialog
         dialog.open()
         return dialog
@@ -392,6 +395,11 @@ class MainWindow(QMainWindow):
         if new_layer is not None:
             self.layers_panel.new_layer_action.setChecked(new_layer)
         self.statusBar().showMessage("Settings saved", 4000)
+
+    def set_ask_below(self, threshold: float) -> None:
+        """Steps the model is less sure of than ``threshold`` (0..1) are offered, not run."""
+        self.preferences.set_ask_below(threshold)
+        self.session.assistant.confidence_threshold = self.preferences.ask_below()
 
     def set_max_pixels(self, limit: int) -> None:
         """The largest photo any reader opens (bigger ones are refused as possible decompression bombs)."""
