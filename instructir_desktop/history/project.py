@@ -1,10 +1,14 @@
 """Project files: the document and its whole history in one zip, so a project reopens undoable.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     manifest.json        format name and version, the document's layers and selection, every step
     blobs/NNNNNN.bin     one stored pixel array: its zlib chunks back to back (stored, not deflated:
-                         they are compressed already); the manifest gives shape and chunk lengths
+                         they are compressed already); the manifest gives shape and chunk lengths.
+                         Each distinct array is written once: a history stores the same pixels
+                         several times (a step's "before" is the step before's result, the
+                         document's layer is the last step's result), and every use names the
+                         one entry. Version 1 (still read) wrote each use separately.
     thumbnails/NNNNNN.npy  each step's uint8 RGBA thumbnail
     extra/KEY            optional named attachments (bytes) the application keeps with the project,
                          listed in the manifest's ``extra`` object (for example the source photo's
@@ -17,6 +21,7 @@ message that says what is wrong, never anything else.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -45,7 +50,9 @@ from instructir_desktop.history.codec import ENCODINGS, EncodedArray, decode, en
 from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, Step
 
 FORMAT_NAME = "instructir-desktop-project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 differs only in not sharing blob entries between uses; it is read the same way.
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 # Limits that no real project reaches but that keep a damaged file from asking for absurd memory.
 _MAX_MANIFEST_BYTES = 256 * 1024 * 1024
@@ -72,13 +79,18 @@ class _Writer:
     def __init__(self, archive: zipfile.ZipFile) -> None:
         self.archive = archive
         self.count = 0
+        self._written: dict[bytes, str] = {}  # content digest → the entry that holds it
 
     def blob(self, array: EncodedArray | None) -> dict[str, Any] | None:
         if array is None:
             return None
-        self.count += 1
-        entry = f"blobs/{self.count:06d}.bin"
-        self.archive.writestr(entry, b"".join(data for _, data in array.chunks), zipfile.ZIP_STORED)
+        digest = _digest(array)
+        entry = self._written.get(digest)
+        if entry is None:  # the first use of these pixels: written; later uses name the same entry
+            self.count += 1
+            entry = f"blobs/{self.count:06d}.bin"
+            self.archive.writestr(entry, b"".join(data for _, data in array.chunks), zipfile.ZIP_STORED)
+            self._written[digest] = entry
         return {
             "entry": entry,
             "shape": list(array.shape),
@@ -147,6 +159,15 @@ class _Writer:
                 "restoration": self.restoration(change.restoration),
             }
         return None
+
+
+def _digest(array: EncodedArray) -> bytes:
+    """Identifies an array's stored form: its shape, chunking and every chunk's encoding and bytes."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(repr((array.shape, array.rows_per_chunk, [(name, len(data)) for name, data in array.chunks])).encode())
+    for _, data in array.chunks:
+        digest.update(data)
+    return digest.digest()
 
 
 def _properties(layer_id: str, name: str, opacity: float, visible: bool, blend_mode: str) -> dict[str, Any]:
@@ -239,6 +260,9 @@ class _Reader:
 
     def __init__(self, archive: zipfile.ZipFile) -> None:
         self.archive = archive
+        # An entry named by several uses is read once and its array shared (version 2 writes each
+        # distinct array once): the history holds it once in memory too.
+        self._blobs: dict[tuple[Any, ...], EncodedArray] = {}
 
     def field(self, record: Any, key: str, kind: type[_T] | tuple[type, ...], where: str) -> Any:
         if not isinstance(record, dict):
@@ -291,6 +315,9 @@ class _Reader:
         expected_chunks = -(-shape[0] // rows)
         if len(lengths) != expected_chunks:
             raise ProjectError(f"{where} has {len(lengths)} chunks, its shape needs {expected_chunks}")
+        key = (entry, tuple(shape), rows, tuple(lengths))
+        if key in self._blobs:
+            return self._blobs[key]
         data = self.entry(entry, where, sum(length for _, length in lengths))
         if len(data) != sum(length for _, length in lengths):
             raise ProjectError(f"{where}: {entry} is {len(data)} bytes, the manifest says otherwise")
@@ -298,7 +325,9 @@ class _Reader:
         for name, length in lengths:
             parts.append((name, data[offset : offset + length]))
             offset += length
-        return EncodedArray(tuple(shape), rows, tuple(parts))
+        array = EncodedArray(tuple(shape), rows, tuple(parts))
+        self._blobs[key] = array
+        return array
 
     def entry(self, name: str, where: str, size_limit: int) -> bytes:
         try:
@@ -536,7 +565,7 @@ def _read(archive: zipfile.ZipFile, memory_limit: int, clean_index: int | None =
     version = manifest.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ProjectError("the project's format version is missing")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = " (made by a newer version of the program)" if version > FORMAT_VERSION else ""
         raise UnsupportedProjectVersion(f"project format version {version} is not supported{newer}")
     document = reader.document(reader.field(manifest, "document", dict, "manifest"), "document")
