@@ -36,7 +36,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ui_stall import synthetic_photo  # noqa: E402
+from bench_ui_stall import synthetic_photo
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> None:

@@ -164,7 +164,9 @@ class _Writer:
 def _digest(array: EncodedArray) -> bytes:
     """Identifies an array's stored form: its shape, chunking and every chunk's encoding and bytes."""
     digest = hashlib.blake2b(digest_size=20)
-    digest.update(repr((array.shape, array.rows_per_chunk, [(name, len(data)) for name, data in array.chunks])).encode())
+    digest.update(
+        repr((array.shape, array.rows_per_chunk, [(name, len(data)) for name, data in array.chunks])).encode()
+    )
     for _, data in array.chunks:
         digest.update(data)
     return digest.digest()
