@@ -52,6 +52,8 @@ PREVIEW_PIXELS = 300_000
 # A preview costs at most this share of the full restoration's pixels, so showing one first never
 # makes the whole run noticeably slower than the command line's (which shows none).
 PREVIEW_SHARE = 0.05
+# ...but never fewer pixels than this, or a preview of a small photo is a smudge.
+PREVIEW_FLOOR = 65_536
 
 
 class Runtime:
@@ -207,7 +209,7 @@ class Runtime:
         height, width = request.pixels.shape[:2]
         region = (bounds or Bounds.of_image(height, width)).intersect(Bounds.of_image(height, width))
         crop = np.asarray(request.pixels[region.slices], dtype=np.float32)
-        budget = min(PREVIEW_PIXELS, PREVIEW_SHARE * height * width)
+        budget = min(PREVIEW_PIXELS, max(PREVIEW_FLOOR, PREVIEW_SHARE * height * width))
         scale = min(1.0, (budget / max(1, region.area)) ** 0.5)
         small = resize_image(crop, max(16, round(crop.shape[0] * scale)), max(16, round(crop.shape[1] * scale)))
         original = small
