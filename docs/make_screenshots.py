@@ -6,9 +6,9 @@ Run it on a display with a window manager (the README's were taken under Xvfb wi
     DISPLAY=:99 QT_QPA_PLATFORM=xcb python docs/make_screenshots.py docs/
 
 It opens a synthetic noisy photo, talks to the chat (a request it is sure of, one it is not), then
-compares two states at 100 % with the split dragged on the canvas, and opens a plugin's dialog
+compares two states zoomed in with the split dragged on the canvas, and opens a plugin's dialog
 with its live preview; after each, the whole screen is grabbed (window manager and dialogs
-included) into ``chat.png``, ``compare.png`` and ``plugin-dialog.png``.
+included) into ``chat.jpg``, ``compare.jpg`` and ``plugin-dialog.jpg``.
 """
 
 from __future__ import annotations
@@ -75,14 +75,14 @@ def main(argv: list[str]) -> int:
 
     def shot(name: str) -> None:
         settle()
-        QGuiApplication.primaryScreen().grabWindow(0).save(str(out / name))
+        QGuiApplication.primaryScreen().grabWindow(0).save(str(out / name), "JPG", 90)
         print("wrote", out / name)
 
     preferences = QSettings(str(scratch / "prefs.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=EngineSettings(device="cpu"), preferences=preferences, recovery_folder=scratch / "r")
     window.interactive = False
     screen = QGuiApplication.primaryScreen().availableGeometry()
-    window.setGeometry(screen.adjusted(10, 10, -10, -10))
+    window.setGeometry(screen.adjusted(8, 34, -8, -8))  # the title bar on screen too
     window.show()
     window.activateWindow()
     window.preload_model()
@@ -103,22 +103,22 @@ def main(argv: list[str]) -> int:
     say("make the car red")
     say("what is the capital of France")
     window.chat.input.setText("brighten it a little")  # typed, not sent: the box keeps its own undo
-    shot("chat.png")
+    shot("chat.jpg")
 
     window.chat.input.clear()
     window.history_panel.choose_compare(0, 1)
     window.history_panel.compare_button.click()
     wait(lambda: window.canvas.comparing)
     canvas = window.canvas
-    canvas.actual_size()
-    canvas.centerOn(480, 400)
+    canvas.set_zoom(2.0)  # zoomed in on the house: the split stays where it was dragged on screen
+    canvas.centerOn(500, 430)
     viewport = canvas.viewport()
     start = QPoint(viewport.width() // 2, viewport.height() // 2)
     end = QPoint(math.floor(viewport.width() * 0.42), viewport.height() // 2)
     QTest.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
     QTest.mouseMove(viewport, end)
     QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=end)
-    shot("compare.png")
+    shot("compare.jpg")
     window.compare_view.end_compare()
     canvas.fit()
 
@@ -131,8 +131,8 @@ def main(argv: list[str]) -> int:
     dialog.controls["amount"].setValue(2.5)
     dialog.controls["radius"].setValue(2.0)
     wait(lambda: window.canvas.result_preview_visible)
-    dialog.move(window.geometry().center() - dialog.rect().center() - QPoint(250, 0))
-    shot("plugin-dialog.png")
+    dialog.move(window.geometry().topLeft() + QPoint(60, 140))
+    shot("plugin-dialog.jpg")
     dialog.reject()
     window.session.close()
     window.hide()

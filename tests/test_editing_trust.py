@@ -49,8 +49,8 @@ def test_the_gate_runs_what_is_sure_offers_the_rest_and_says_exactly_that():
     assert gate(interpretation, 0.45).steps == steps
     unsure = gate(interpretation, 0.85)
     assert unsure.steps == () and [s.task for s in unsure.offered] == ["denoise", "enhance"]
-    assert unsure.text == "I'm not sure what to change. Did you mean: Remove noise or Enhance colours? " + (
-        "Press it to run it, or say it another way."
+    assert unsure.text == (
+        "I'm not sure what to change, so I left the photo as it is. Press the one you meant, or say it another way."
     )
     assert DEFAULT_CONFIDENCE_THRESHOLD == 0.5
 

@@ -141,9 +141,9 @@ def plan_reply(
 
 
 def unsure_reply(offered: Sequence[Suggestion]) -> str:
-    """Nothing sure enough to run: ask instead."""
-    guesses = " or ".join(suggestion_title(suggestion) for suggestion in offered)
-    return f"I'm not sure what to change. Did you mean: {guesses}? Press it to run it, or say it another way."
+    """Nothing sure enough to run: say so and ask (the suggestion chips name the guesses)."""
+    press = "Press the suggestion if it is what you meant" if len(offered) == 1 else "Press the one you meant"
+    return f"I'm not sure what to change, so I left the photo as it is. {press}, or say it another way."
 
 
 def plan_line(steps: Sequence[PlanStep]) -> str:
