@@ -103,3 +103,17 @@ def test_a_format_1_project_still_opens_and_is_larger(tmp_path: Path) -> None:
     reopened = read_project(old).history
     for index, expected in enumerate(states):
         np.testing.assert_array_equal(reopened.image_at(index).rgb, expected)
+
+
+def test_a_step_holds_the_step_befores_result_once_in_memory_too() -> None:
+    history = whole_photo_session(3, seed=2)
+    first, second, third = (step.change for step in history.steps)
+    assert second.before is first.restoration.restored and third.before is second.restoration.restored
+    arrays = [first.before, first.restoration.restored, second.restoration.restored, third.restoration.restored]
+    thumbnails = sum(step.thumbnail.nbytes for step in history.steps)
+    assert history.memory_used == sum(array.nbytes for array in arrays) + thumbnails
+    # The cap counts what dropping a step frees: the first step's "before" only (its result is the
+    # second step's "before", still needed).
+    history.memory_limit = history.memory_used - 1
+    assert [step.kept for step in history.steps] == [False, True, True]
+    assert history.memory_used == sum(array.nbytes for array in arrays[1:]) + thumbnails

@@ -15,12 +15,18 @@ file that no step has touched yet), so decoding always gives back exactly what w
 Arrays are split into chunks of whole rows, each quantised and zlib-compressed separately: the
 temporary arrays stay a few MB even for a 24 MP layer, and the chunks compress on several threads
 (numpy and zlib both release the GIL).
+
+Equal arrays are held once: a history stores the same pixels again and again (a step's "before" is
+the step before's result), so ``encode`` hands back the ``EncodedArray`` already alive for the same
+content instead of a second copy of its bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +48,9 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# Every live encoded array, by its content: equal content is handed out as the same object.
+_alive: weakref.WeakValueDictionary[bytes, EncodedArray] = weakref.WeakValueDictionary()
+_alive_lock = threading.Lock()
 
 
 def _parallel_map(function: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
@@ -127,7 +136,29 @@ def encode(values: np.ndarray) -> EncodedArray:
         return _encode_block(source[start : start + rows])
 
     chunks = _parallel_map(work, range(0, source.shape[0], rows)) if source.shape[0] else []
-    return EncodedArray(tuple(int(side) for side in source.shape), rows, tuple(chunks))
+    return shared(EncodedArray(tuple(int(side) for side in source.shape), rows, tuple(chunks)))
+
+
+def content_digest(array: EncodedArray) -> bytes:
+    """Identifies an array's stored form: its shape, chunking and every chunk's encoding and bytes."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(
+        repr((array.shape, array.rows_per_chunk, [(name, len(data)) for name, data in array.chunks])).encode()
+    )
+    for _, data in array.chunks:
+        digest.update(data)
+    return digest.digest()
+
+
+def shared(array: EncodedArray) -> EncodedArray:
+    """The live array with ``array``'s content if there is one (its bytes are then held once), else ``array``."""
+    key = content_digest(array)
+    with _alive_lock:
+        existing = _alive.get(key)
+        if existing is not None:
+            return existing
+        _alive[key] = array
+        return array
 
 
 def _encode_block(block: np.ndarray) -> tuple[str, bytes]:

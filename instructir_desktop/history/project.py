@@ -21,7 +21,6 @@ message that says what is wrong, never anything else.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -46,7 +45,7 @@ from instructir_desktop.history.changes import (
     StoredRestoration,
     StoredStack,
 )
-from instructir_desktop.history.codec import ENCODINGS, EncodedArray, decode, encode
+from instructir_desktop.history.codec import ENCODINGS, EncodedArray, content_digest, decode, encode, shared
 from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, Step
 
 FORMAT_NAME = "instructir-desktop-project"
@@ -84,7 +83,7 @@ class _Writer:
     def blob(self, array: EncodedArray | None) -> dict[str, Any] | None:
         if array is None:
             return None
-        digest = _digest(array)
+        digest = content_digest(array)
         entry = self._written.get(digest)
         if entry is None:  # the first use of these pixels: written; later uses name the same entry
             self.count += 1
@@ -159,17 +158,6 @@ class _Writer:
                 "restoration": self.restoration(change.restoration),
             }
         return None
-
-
-def _digest(array: EncodedArray) -> bytes:
-    """Identifies an array's stored form: its shape, chunking and every chunk's encoding and bytes."""
-    digest = hashlib.blake2b(digest_size=20)
-    digest.update(
-        repr((array.shape, array.rows_per_chunk, [(name, len(data)) for name, data in array.chunks])).encode()
-    )
-    for _, data in array.chunks:
-        digest.update(data)
-    return digest.digest()
 
 
 def _properties(layer_id: str, name: str, opacity: float, visible: bool, blend_mode: str) -> dict[str, Any]:
@@ -327,7 +315,7 @@ class _Reader:
         for name, length in lengths:
             parts.append((name, data[offset : offset + length]))
             offset += length
-        array = EncodedArray(tuple(shape), rows, tuple(parts))
+        array = shared(EncodedArray(tuple(shape), rows, tuple(parts)))
         self._blobs[key] = array
         return array
 
