@@ -199,4 +199,5 @@ def test_export_keeps_exif(harness, tmp_path):
     with Image.open(target) as exported:
         assert exported.getexif()[0x010F] == "TestCam"
         assert abs(int(np.asarray(exported)[5, 5, 0]) - 100) <= 2
-    assert not harness.workspace.modified
+    # An export is not a save: the step is in no project yet, and the session says where it went.
+    assert harness.workspace.unsaved_work and harness.workspace.exported_path == target

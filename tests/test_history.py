@@ -75,7 +75,7 @@ def test_codec_is_exact_and_uses_the_narrowest_encoding(monkeypatch: pytest.Monk
     eight_bit = photo()
     sixteen_bit = np.divide(RNG.integers(0, 65536, (H, W), dtype=np.uint16), np.float32(65535), dtype=np.float32)
     arbitrary = network_output(H, W) * 1.5 - 0.25  # off the grid and outside [0, 1]
-    for values, expected in ((eight_bit, "u8"), (sixteen_bit, "u16"), (arbitrary, "f32")):
+    for values, expected in ((eight_bit, "u8"), (sixteen_bit, "u16dz"), (arbitrary, "f32")):
         stored = encode(values)
         assert len(stored.chunks) > 1 and {name for name, _ in stored.chunks} == {expected}
         np.testing.assert_array_equal(decode(stored), values)
@@ -89,18 +89,27 @@ def test_snap_moves_values_by_at_most_half_a_grid_step() -> None:
     snapped = snap(values)
     assert np.abs(snapped - values).max() <= 0.5 * GRID_STEP + 1e-9
     np.testing.assert_array_equal(snap(snapped), snapped)
-    assert {name for name, _ in encode(snapped).chunks} == {"u16"}
+    assert {name for name, _ in encode(snapped).chunks} == {"u16dz"}
     eight_bit = photo()
     np.testing.assert_array_equal(snap(eight_bit), eight_bit)  # 8-bit values already lie on the grid
     assert snap(np.array([np.nan, -1.0, 2.0], np.float32)).tolist() == [0.0, 0.0, 1.0]
 
 
 def test_damaged_codec_data_raises_value_error() -> None:
-    stored = encode(photo())
-    name, data = stored.chunks[0]
-    for chunks in (((name, data[:-3]),), ((name, b"garbage"),), (("png", data),), ()):
-        with pytest.raises(ValueError, match="damaged"):
-            decode(codec.EncodedArray(stored.shape, stored.rows_per_chunk, chunks))
+    for stored in (encode(photo()), encode(snap(network_output(H, W)))):
+        name, data = stored.chunks[0]
+        for chunks in (((name, data[:-3]),), ((name, b"garbage"),), (("png", data),), ((name, data + b"xx"),), ()):
+            with pytest.raises(ValueError, match="damaged"):
+                decode(codec.EncodedArray(stored.shape, stored.rows_per_chunk, chunks))
+
+
+def test_plain_zlib_16_bit_chunks_of_older_projects_still_decode() -> None:
+    import zlib
+
+    values = snap(network_output(H, W))
+    words = np.round(values * 65535).astype("<u2")
+    older = codec.EncodedArray(values.shape, H, (("u16", zlib.compress(words.tobytes(), 1)),))
+    np.testing.assert_array_equal(decode(older), values)
 
 
 # ---------------------------------------------------------------------------------------------- pixel steps

@@ -126,16 +126,18 @@ def test_compare_clips_the_left_image_at_the_split(qtbot):
     right.fill(Qt.GlobalColor.white)
     canvas.set_compare(left, right)
     canvas.set_split(0.3)
-    assert canvas._clip.rect().width() == pytest.approx(60)
     canvas.resize(300, 200)
     canvas.show()
     qtbot.waitExposed(canvas)
     canvas.actual_size()
     canvas.centerOn(100, 50)
+    # The split is 30 % across the canvas (90 px of 300), wherever the photo lies under it.
+    split_x = round(0.3 * canvas.viewport().width())
+    assert canvas._clip.rect().width() == pytest.approx(canvas.image_point(QPointF(split_x, 0)).x(), abs=0.5)
     picture = canvas.viewport().grab().toImage()
-    origin = canvas.mapFromScene(0, 0)
-    assert picture.pixelColor(origin.x() + 20, origin.y() + 50).lightness() < 50
-    assert picture.pixelColor(origin.x() + 150, origin.y() + 50).lightness() > 200
+    row = canvas.mapFromScene(0, 50).y()
+    assert picture.pixelColor(split_x - 10, row).lightness() < 50
+    assert picture.pixelColor(split_x + 10, row).lightness() > 200
     canvas.end_compare(right)
     assert not canvas.comparing and not canvas._clip.isVisible()
 

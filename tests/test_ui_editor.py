@@ -80,7 +80,7 @@ def test_a_message_becomes_a_plan_and_one_history_step(qtbot, photo, threaded):
     run = send(qtbot, window, "there's grain everywhere")
 
     assert all(delivered_on) and delivered_on
-    assert window.chat.reply_for(run).chip_texts == ["Remove noise · 87%"]
+    assert window.chat.reply_for(run).chip_texts == ["Remove noise · sure 87 % ▾"]
     assert run.reply.text.startswith("I'll remove the noise")
     assert "Done in 0.2 s on fake device" in run.reply.status
     assert not window.chat.reply_for(run).in_progress
@@ -139,10 +139,13 @@ def test_enter_sends_up_recalls_and_examples_show_on_an_empty_chat(qtbot, photo)
     qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
 
 
-def test_an_example_button_sends_its_text(qtbot, photo):
+def test_an_example_button_fills_the_box_and_runs_nothing_until_sent(qtbot, photo):
     path, _ = photo
     window = open_window(qtbot, FakeEngine(), path)
     qtbot.mouseClick(window.chat.example_buttons[0], Qt.MouseButton.LeftButton)
+    assert window.chat.input.text() == window.chat.example_buttons[0].text()
+    assert window.session.assistant.runs == [] and len(window.session.workspace.history) == 0
+    qtbot.keyClick(window.chat.input, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: not window.session.assistant.busy, timeout=5000)
     assert window.session.assistant.runs[0].text == window.chat.example_buttons[0].text()
     assert len(window.session.workspace.history) == 1

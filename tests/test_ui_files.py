@@ -537,7 +537,7 @@ def test_a_large_photo_saves_on_the_writer_thread_and_counts_as_saved_only_if_un
 
 def test_a_large_photo_exports_on_the_writer_thread_from_a_snapshot(qtbot, prefs, tmp_path, monkeypatch):
     """The window goes on while a large export is composited and encoded; the file holds the
-    photo as it was when the export began, and only that state counts as saved."""
+    photo as it was when the export began, and only that state counts as exported (never as saved)."""
     import instructir_desktop.editing.projects as session_module
 
     window = new_window(qtbot, prefs, tmp_path)
@@ -564,10 +564,10 @@ def test_a_large_photo_exports_on_the_writer_thread_from_a_snapshot(qtbot, prefs
     window.session.files.wait_for_writes()
     qtbot.waitUntil(lambda: "Exported exported.png" in window.statusBar().currentMessage(), timeout=5000)
     np.testing.assert_allclose(read_image(target).rgb, expected, atol=1 / 255)
-    assert window.session.workspace.modified  # the step made during the export is not in the file
+    assert window.session.workspace.exported_path is None  # the step made during the export is not in the file
 
-    window.undo()  # back to the exported state: nothing unsaved
-    assert not window.session.workspace.modified
+    window.undo()  # back to the exported state: the file holds what is shown, but no project holds the work
+    assert window.session.workspace.exported_path == target and window.session.workspace.unsaved_work
 
 
 def test_a_failed_background_export_says_why_and_keeps_the_work_unsaved(qtbot, prefs, tmp_path):

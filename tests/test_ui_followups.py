@@ -148,7 +148,7 @@ def test_a_chip_changed_after_the_run_is_rerun_as_a_new_step(qtbot, photo):
     window.session.plugins = RecordingHost()
     chip.choose("lowlight")
     assert reply.plan[0].task == "lowlight" and reply.plan[0].confidence == 1.0
-    assert reply.chip_texts[0].endswith("· 100%") and reply.run_again_button.text() == "Run edited plan"
+    assert reply.chip_texts[0].endswith("· your choice ▾") and reply.run_again_button.text() == "Run edited plan"
     assert window.session.workspace.history.steps[0].tasks == ("denoise",)  # nothing ran yet
 
     qtbot.mouseClick(reply.run_again_button, Qt.MouseButton.LeftButton)

@@ -302,12 +302,16 @@ def test_select_all_and_deselect_shortcuts_redraw_only_the_overlay(qtbot, small,
     assert len(window.session.workspace.history) == 1
 
 
-def test_the_overlay_is_small_tinted_and_outlined():
+def test_the_overlay_is_small_outlined_and_leaves_the_selected_pixels_clear():
     mask = np.zeros((5000, 3000), np.float32)
     mask[1000:2000, 500:1500] = 1.0
+    mask[2000:2400, 500:1500] = 0.25  # a feathered edge: three quarters unselected
     rgba, step = selection_overlay(mask, max_side=1000)
     assert step == 5 and rgba.shape == (1000, 600, 4)
-    assert rgba[300, 200, 3] == 70 and rgba[100, 100, 3] == 0  # tinted inside, clear outside
+    # Inside: nothing over the pixels being judged. Outside: dimmed with black, never tinted.
+    assert rgba[300, 200, 3] == 0
+    assert rgba[100, 100, 3] == 80 and tuple(rgba[100, 100, :3]) == (0, 0, 0)
+    assert rgba[450, 200, 3] == 60  # three quarters of the dimming on the feathered part
     assert rgba[200, 150, 3] == 255  # the outline on the selection's edge (row 1000 / 5)
 
 

@@ -31,11 +31,13 @@ from instructir_desktop.core.document import Document
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.editing import replies
 from instructir_desktop.editing.applying import ReadyResult, make_ready
+from instructir_desktop.editing.confidence import DEFAULT_CONFIDENCE_THRESHOLD, gate
 from instructir_desktop.editing.conversation import ProgressView, Reply, Run, RunState
 from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.engine_client import EngineClient
 from instructir_desktop.editing.events import (
     BusyChanged,
+    ConversationStarted,
     DocumentChanged,
     PreviewCleared,
     PreviewShown,
@@ -44,6 +46,7 @@ from instructir_desktop.editing.events import (
     RunEnded,
 )
 from instructir_desktop.editing.followups import FollowUps
+from instructir_desktop.editing.transcript import TranscriptEntry, transcript_of
 from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.inference.requests import (
     Cancelled,
@@ -55,7 +58,7 @@ from instructir_desktop.inference.requests import (
     Progress,
 )
 from instructir_desktop.instructions.followups import parse_followup
-from instructir_desktop.instructions.interpret import Interpretation, PlanStep, compose_reply, describe_step
+from instructir_desktop.instructions.interpret import Interpretation, PlanStep, compose_reply, step_for_task
 from instructir_desktop.plugins.api import ActionInfo, ParameterValue, PluginError
 from instructir_desktop.plugins.host import PluginHost
 from instructir_desktop.plugins.jobs import action_request
@@ -112,6 +115,10 @@ class Assistant:
         # whoever draws the photo. Without one, no previews are asked for.
         self.viewport: Viewport | None = None
         self.followups = FollowUps(self)
+        # A planned step the text model is less sure of than this is offered, not run (0 runs all).
+        self.confidence_threshold = DEFAULT_CONFIDENCE_THRESHOLD
+        # What was said about the open photo before it was opened (a project's saved conversation).
+        self.earlier: tuple[TranscriptEntry, ...] = ()
         self._told_busy = False
         dispatcher.subscribe(Progress, self._on_progress)
         dispatcher.subscribe(Preview, self._on_preview)
@@ -125,6 +132,15 @@ class Assistant:
     @property
     def active(self) -> Run | None:
         return self.queue.active
+
+    @property
+    def conversation(self) -> list[Run]:
+        """The runs about the open photo (those about earlier photos are archived)."""
+        return [run for run in self.runs if not run.archived]
+
+    def transcript(self) -> tuple[TranscriptEntry, ...]:
+        """The open photo's whole conversation as words, to keep with its project."""
+        return transcript_of(self.earlier, self.conversation)
 
     def changed(self, run: Run) -> None:
         self._dispatcher.emit(RunChanged(run))
@@ -187,11 +203,43 @@ class Assistant:
         for run in list(self.runs):
             self.cancel(run)
 
+    def cancel_current(self) -> Run | None:
+        """Cancel what the person is waiting for (Escape): the running step, else the newest run not
+        ended yet. None: nothing was running."""
+        run = self.queue.active
+        if run is None or run.ended or run.cancel_requested:
+            run = next((r for r in reversed(self.runs) if not r.ended and not r.cancel_requested), None)
+        if run is None:
+            return None
+        self.cancel(run)
+        return run
+
+    def start_conversation(self, earlier: tuple[TranscriptEntry, ...] = ()) -> None:
+        """Another photo is open: stop the work on the previous one and archive its conversation (it
+        stays readable, nothing in it can be pressed), then start this photo's with ``earlier``."""
+        self.cancel_all()
+        for run in self.runs:
+            if not run.archived:
+                run.archived = True
+                reply = run.reply
+                reply.archived = True
+                reply.plan_editable = False
+                reply.can_run_again = False
+                reply.strength_blocked = "This was about another photo."
+                self.changed(run)
+        self.earlier = earlier
+        self._dispatcher.emit(ConversationStarted(earlier))
+
     def change_step(self, run: Run, position: int, task: str) -> None:
         """A chip changed to ``task`` ("" removes the step): a plan still waiting runs as edited; an
         ended one waits for Run again. Refused while the plan runs (its snapshot is taken)."""
         steps = list(run.reply.plan)
-        if not run.reply.plan_editable or not 0 <= position < len(steps) or (not task and len(steps) == 1):
+        if (
+            run.archived
+            or not run.reply.plan_editable
+            or not 0 <= position < len(steps)
+            or (not task and len(steps) == 1)
+        ):
             return
         if task:
             steps[position] = steps[position].with_task(task)
@@ -200,16 +248,18 @@ class Assistant:
         run.reply.plan = tuple(steps)
         run.reply.plan_edited = True
         if run.state is RunState.WAITING and run.interpretation is not None:
-            run.interpretation = replace(run.interpretation, steps=run.reply.plan, reply=compose_reply(steps, ()))
+            # What it will run now, in words that match the chips.
+            run.reply.text = replies.plan_reply(run.reply.plan)
+            run.interpretation = replace(run.interpretation, steps=run.reply.plan, reply=run.reply.text)
         self.changed(run)
 
     def run_again(self, run: Run) -> Run | None:
         """Run ``run``'s plan, as its chips show it now, on the photo as it is: a new message and step."""
         steps = run.reply.plan
-        if not run.ended or run.interpretation is None or not steps:
+        if run.archived or not run.ended or run.interpretation is None or not steps:
             return None
         edited = steps != run.interpretation.steps
-        label = ", then ".join(describe_step(step) for step in steps) if edited else run.step_label
+        label = replies.plan_line(steps) if edited else run.step_label
         again = self._new_run(f"Run again: {label}")
         if not again.ended:
             again.label = label
@@ -219,7 +269,36 @@ class Assistant:
         self._update_busy()
         return again
 
+    def take_suggestion(self, run: Run, index: int) -> Run | None:
+        """The person pressed ``run``'s suggestion ``index``: run that task now, as a new message (the
+        person chose it, so it runs whatever the text model thought). None: it can no longer be taken."""
+        suggestions = run.reply.suggestions
+        if run.archived or not 0 <= index < len(suggestions):
+            return None
+        suggestion = suggestions[index]
+        step = replace(step_for_task(suggestion.task), instruction=suggestion.instruction or run.text)
+        title = replies.suggestion_title(suggestion)
+        taken = self._new_run(title)
+        if not taken.ended:
+            action = run.action
+            if action is None and self.plugins is not None:
+                try:
+                    action = self.plugins.message_action()
+                except PluginError:
+                    action = None
+            if action is None or action.parameter("plan") is None:
+                taken.reply.text = replies.RESTORE_TURNED_OFF
+                self.end_run(taken, RunState.FAILED, "", error="no plugin takes a plan")
+            else:
+                taken.action = action
+                taken.label = title
+                self._planned(taken, Interpretation(title, (step,), (), compose_reply((step,), ())))
+        self._update_busy()
+        return taken
+
     def set_run_strength(self, run: Run, strength: float) -> bool:
+        if run.archived:
+            return False
         return self.followups.set_run_strength(run, strength)
 
     def strength_blocked(self, run: Run) -> str:
@@ -304,11 +383,15 @@ class Assistant:
             self._job_failed_or_cancelled(run, end)
 
     def _planned(self, run: Run, interpretation: Interpretation) -> None:
-        run.interpretation = interpretation
-        run.reply.text = interpretation.reply
-        run.reply.plan = interpretation.steps
+        """Run what the text model is sure of; offer the rest as suggestions (``confidence.gate``)."""
+        gated = gate(interpretation, self.confidence_threshold)
+        run.interpretation = replace(interpretation, steps=gated.steps, reply=gated.text)
+        run.reply.text = gated.text
+        run.reply.plan = gated.steps
+        run.reply.suggestions = gated.offered
         run.reply.plan_editable = True  # until its snapshot is taken
-        if not interpretation.steps:
+        if not gated.steps:
+            # An answer in words: no step, no layer, nothing changes.
             self.end_run(run, RunState.NOTHING, "")
             return
         self._enqueue(run)
@@ -451,7 +534,7 @@ class Assistant:
         run.reply.status = status
         if self.queue.active is run:
             self.queue.active = None
-        if run.interpretation is not None and run.reply.plan:
+        if run.interpretation is not None and run.reply.plan and not run.archived:
             run.reply.plan_editable = True
             run.reply.can_run_again = True
         self.changed(run)

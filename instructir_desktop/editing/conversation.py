@@ -13,7 +13,7 @@ from instructir_desktop.editing.applying import ReadyResult
 from instructir_desktop.editing.engine_client import EngineJob
 from instructir_desktop.history import History, Step
 from instructir_desktop.instructions.followups import FollowUp
-from instructir_desktop.instructions.interpret import Interpretation, PlanStep
+from instructir_desktop.instructions.interpret import Interpretation, PlanStep, Suggestion
 from instructir_desktop.plugins.api import ActionInfo, ParameterValue
 
 
@@ -57,6 +57,10 @@ class Reply:
     strength: float | None = None  # the slider of the step it made (None: no slider)
     strength_blocked: str = ""  # why the slider cannot be moved now ("" : it can)
     can_run_again: bool = False
+    # What the assistant only offers (a guess too unsure to act on): chips that run it when pressed.
+    suggestions: tuple[Suggestion, ...] = ()
+    # The conversation of a photo that is no longer open: shown as it was, nothing in it can be pressed.
+    archived: bool = False
 
 
 @dataclass(eq=False)
@@ -91,6 +95,8 @@ class Run:
     # What it applied: the history step (its strength can change while it is the latest).
     step: Step | None = None
     history: History | None = None
+    # Another photo was opened since: this run belongs to the previous photo's conversation.
+    archived: bool = False
 
     @property
     def ended(self) -> bool:

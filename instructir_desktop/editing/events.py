@@ -14,6 +14,7 @@ from instructir_desktop.core.geometry import Bounds
 
 if TYPE_CHECKING:
     from instructir_desktop.editing.conversation import Run
+    from instructir_desktop.editing.transcript import TranscriptEntry
 
 
 class SessionEvent:
@@ -115,3 +116,12 @@ class AssistantNote(SessionEvent):
     """A line the assistant says in the chat outside any run (what opening a photo changed)."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class ConversationStarted(SessionEvent):
+    """Another photo opened: the chat starts this photo's conversation. The runs before belong to
+    the previous photo (archived: nothing in them can be pressed); ``earlier`` is what was said
+    about this photo before, saved with its project, to show read-only."""
+
+    earlier: tuple[TranscriptEntry, ...] = ()

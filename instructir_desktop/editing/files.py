@@ -38,6 +38,7 @@ from instructir_desktop.editing.projects import (
     project_job,
     read_recovered,
 )
+from instructir_desktop.editing.transcript import TRANSCRIPT_KEY, TranscriptEntry, encode_transcript
 from instructir_desktop.editing.workspace import HistoryKey, Workspace
 from instructir_desktop.history import History, ProjectError, SavedState
 from instructir_desktop.io import READ_EXTENSIONS, ImageReadError, ImageWriteError, read_image_header
@@ -100,6 +101,8 @@ class Files:
         # Asked when a file read in the background arrives after the person did unsaved work
         # meanwhile: True lets the new file replace it. Whoever can ask the person sets it.
         self.confirm_discard: Callable[[], bool] = lambda: True
+        # The conversation about the open photo, saved with its project (the session sets it).
+        self.transcript: Callable[[], tuple[TranscriptEntry, ...]] = lambda: ()
 
     def _say(self, text: str, level: Level = Level.INFO, seconds: float | None = 8.0) -> None:
         self._dispatcher.emit(StatusMessage(text, level, seconds))
@@ -161,7 +164,7 @@ class Files:
         # answer: ask again before it goes.
         workspace = self._workspace
         changed = workspace.history is not pending.history or workspace.saved_state() != pending.state
-        if changed and workspace.modified and not self.confirm_discard():
+        if changed and workspace.unsaved_work and not self.confirm_discard():
             self._say(f"Did not open {pending.path.name}")
             return
         self._show_opened(pending.path, outcome.value)
@@ -250,8 +253,9 @@ class Files:
         if error:
             self._say(about(path, error), Level.WARNING, None)
             return
-        self._workspace.mark_saved(pending.history, pending.state)
-        self._say(f"Exported {path.name}")
+        self._workspace.mark_exported(pending.history, pending.state, path)
+        unsaved = " (the history and layers are kept only in a project: Save Project keeps them)"
+        self._say(f"Exported {path.name}" + (unsaved if self._workspace.unsaved_work else ""))
 
     def save_project(self, path: Path) -> bool:
         """Save the project (True: saved, or for a large photo, being saved in the background).
@@ -259,7 +263,7 @@ class Files:
         history = self._workspace.history
         if history is None:
             return False
-        job = project_job(history, path, metadata_attachments(self._workspace.metadata))
+        job = project_job(history, path, self._attachments(metadata_attachments(self._workspace.metadata)))
         pending = PendingSave(history, history.saved_state())
         return self._write(
             job,
@@ -316,7 +320,7 @@ class Files:
         if key == self._autosaved and slot.path is not None:
             return False
         try:
-            extra = autosave_attachments(workspace.metadata, workspace.path, workspace.project_path)
+            extra = self._attachments(autosave_attachments(workspace.metadata, workspace.path, workspace.project_path))
             job = project_job(workspace.history, slot.target(), extra)
         except (OSError, ValueError) as error:
             self._say(f"Autosave failed: {error}")
@@ -326,6 +330,13 @@ class Files:
         self._autosaved = key
         self._background.submit("write", job, lambda outcome: self._autosave_finished(key, _error_text(outcome)))
         return True
+
+    def _attachments(self, extra: dict[str, bytes]) -> dict[str, bytes]:
+        """``extra`` and the conversation about the photo, when there is one."""
+        transcript = self.transcript()
+        if transcript:
+            extra[TRANSCRIPT_KEY] = encode_transcript(transcript)
+        return extra
 
     def _autosave_finished(self, key: HistoryKey | None, error: str) -> None:
         if not error:

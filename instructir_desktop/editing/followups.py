@@ -96,6 +96,7 @@ class FollowUps:
                 earlier
                 for earlier in reversed(assistant.runs)
                 if earlier.state is RunState.DONE
+                and not earlier.archived
                 and earlier.interpretation is not None
                 and earlier.interpretation.steps
             ),

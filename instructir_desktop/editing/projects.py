@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from instructir_desktop.core.document import Document
+from instructir_desktop.editing.transcript import TRANSCRIPT_KEY, TranscriptEntry, decode_transcript
 from instructir_desktop.history import History, HistoryError, SavedState, read_project, save_project
 from instructir_desktop.io import ImageMetadata, max_pixels, read_image, write_image
 
@@ -83,6 +84,7 @@ class OpenedFile:
     metadata: ImageMetadata | None
     thumbnail: np.ndarray | None  # the original's, for the history panel
     notices: tuple[str, ...] = ()  # what reading the photo dropped or changed, to tell the person
+    transcript: tuple[TranscriptEntry, ...] = ()  # the conversation saved with a project
 
 
 def load_file(path: Path) -> OpenedFile:
@@ -101,6 +103,7 @@ def load_file(path: Path) -> OpenedFile:
             path,
             metadata_from_attachments(contents.extra),
             original_thumbnail(contents.history),
+            transcript=decode_transcript(contents.extra.get(TRANSCRIPT_KEY)),
         )
     image = read_image(path)
     document = Document.from_image(image.rgb, image.alpha, name=path.stem)
@@ -172,6 +175,7 @@ def read_recovered(path: Path) -> OpenedFile:
         Path(project_path) if isinstance(project_path, str) else None,
         metadata_from_attachments(contents.extra),
         original_thumbnail(contents.history),
+        transcript=decode_transcript(contents.extra.get(TRANSCRIPT_KEY)),
     )
 
 

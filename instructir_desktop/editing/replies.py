@@ -1,11 +1,16 @@
-"""The words the assistant answers with: progress lines, endings, and how an action is named."""
+"""The words the assistant answers with: progress lines, endings, how sure a plan is, what a plan
+will do, and how an action is named. Nothing here shows an internal id or a Python literal: every
+text a person reads is made from titles and formatted values."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 
 from instructir_desktop.inference.requests import Progress
-from instructir_desktop.plugins.api import ActionInfo, ParameterValue
+from instructir_desktop.instructions.interpret import PlanStep, Suggestion, compose_reply, describe_step
+from instructir_desktop.model.tasks import TASK_TITLES
+from instructir_desktop.plugins.api import ActionInfo, Parameter, ParameterValue
 
 NO_PHOTO = "Open a photo first (Ctrl+O, or drop one on the window), then tell me what to fix."
 NO_SELECTION = (
@@ -49,13 +54,101 @@ def progress_line(event: Progress, elapsed: float) -> str:
     return " · ".join(parts)
 
 
+_UNIT = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]*)\)\s*$")
+
+
+def describe_setting(parameter: Parameter, value: ParameterValue) -> str:
+    """One parameter as a person reads it: ``radius 1.5 px``, ``per channel off``, ``clip 0.5 %``."""
+    label = parameter.label
+    unit = ""
+    if (match := _UNIT.match(label)) is not None:
+        label, unit = match.group("name"), match.group("unit")
+    name = label[:1].lower() + label[1:]
+    if parameter.kind == "bool":
+        return f"{name} {'on' if value else 'off'}"
+    if parameter.kind in ("float", "int") and isinstance(value, int | float):
+        text = f"{value:g}"
+    elif parameter.kind == "plan":
+        text = parameter.format(value)
+    else:
+        text = f"“{value}”" if parameter.kind == "text" else str(value)
+    return f"{name} {text}" + (f" {unit}" if unit else "")
+
+
 def describe_action(action: ActionInfo, params: Mapping[str, ParameterValue]) -> str:
-    """``Unsharp mask (amount 0.8, radius 1.5)``: the chat's text and the history's label for an action."""
+    """``Unsharp mask (amount 0.8, radius 1.5 px)``: the chat's text and the history's label for an
+    action, in the words of its manifest (titles and formatted values, never names or literals)."""
     formats = {parameter.name: parameter for parameter in action.parameters}
-    settings = ", ".join(
-        f"{name} {formats[name].format(value) if name in formats else value}" for name, value in params.items()
-    )
+    settings = ", ".join(describe_setting(formats[name], value) for name, value in params.items() if name in formats)
     return action.title + (f" ({settings})" if settings else "")
+
+
+# ---------------------------------------------------------------------------------------------- plans
+
+
+def confidence_words(confidence: float) -> str:
+    """How sure the text model is of a step, as a person would say it (not an amount): ``sure 72 %``;
+    a step picked by hand is ``your choice``."""
+    if confidence >= 1.0:
+        return "your choice"
+    if confidence >= 0.9:
+        word = "very sure"
+    elif confidence >= 0.7:
+        word = "sure"
+    elif confidence >= 0.5:
+        word = "fairly sure"
+    else:
+        word = "unsure"
+    return f"{word} {round(confidence * 100)} %"
+
+
+def suggestion_title(suggestion: Suggestion) -> str:
+    return TASK_TITLES.get(suggestion.task, suggestion.task)
+
+
+def _quoted(clauses: Sequence[str]) -> str:
+    return ", ".join(f"“{clause}”" for clause in clauses)
+
+
+def caveat_of(reply: str) -> str:
+    """The model's own note about weak tasks at the end of an interpretation's reply ("" : none)."""
+    at = reply.find(" Note: ")
+    return reply[at:] if at >= 0 else ""
+
+
+def plan_reply(
+    steps: Sequence[PlanStep],
+    ignored: Sequence[str] = (),
+    offered: Sequence[Suggestion] = (),
+    caveat: str = "",
+) -> str:
+    """What the chat says about a plan it is about to run: the steps as they will run, then what it
+    left out and what it only offers, in words that never contradict the chips."""
+    text = compose_reply(steps, ()) if steps else ""
+    unsure = [suggestion.instruction for suggestion in offered]
+    if unsure:
+        guesses = " or ".join(suggestion_title(suggestion) for suggestion in offered)
+        sentence = (
+            f"I'm not sure {_quoted(unsure)} asks for {guesses}, so I haven't done it: press the suggestion to run it."
+        )
+        text = f"{text} {sentence}" if text else sentence
+    left_out = [clause for clause in ignored if clause not in unsure]
+    if left_out:
+        them = "it" if len(left_out) == 1 else "them"
+        sentence = f"I couldn't tell what {_quoted(left_out)} should change, so I left {them} out."
+        text = f"{text} {sentence}" if text else sentence
+    return text + caveat
+
+
+def unsure_reply(offered: Sequence[Suggestion]) -> str:
+    """Nothing sure enough to run: say so and ask (the suggestion chips name the guesses)."""
+    press = "Press the suggestion if it is what you meant" if len(offered) == 1 else "Press the one you meant"
+    return f"I'm not sure what to change, so I left the photo as it is. {press}, or say it another way."
+
+
+def plan_line(steps: Sequence[PlanStep]) -> str:
+    """``Remove noise, then Upscale 2×``: a plan in one line a person reads."""
+    return ", then ".join(describe_step(step) for step in steps)
 
 
 def done(seconds: float, device: str, notices: tuple[str, ...] = ()) -> str:

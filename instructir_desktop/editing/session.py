@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from instructir_desktop.editing.action_preview import ActionPreviews
 from instructir_desktop.editing.assistant import Assistant
 from instructir_desktop.editing.background import Background
 from instructir_desktop.editing.dispatch import Dispatcher
@@ -26,8 +27,16 @@ class EditingSession:
         self.workspace = Workspace(self.events)
         self.files = Files(self.workspace, self.background, self.events)
         self.assistant = Assistant(self.workspace, self.engine, plugins, self.events)
-        # Work on the previous photo can no longer be applied (it would be stale): stop it.
-        self.events.subscribe(DocumentOpened, lambda _event: self.assistant.cancel_all())
+        # A plugin action's dialog: where it applies and a live preview of its values.
+        self.previews = ActionPreviews(self.workspace, self.engine, self.events)
+        self.previews.plugins = lambda: self.assistant.plugins
+        # Work on the previous photo can no longer be applied (it would be stale): stop it, and
+        # start this photo's conversation (a project brings its own back).
+        self.events.subscribe(
+            DocumentOpened, lambda _event: self.assistant.start_conversation(self.workspace.transcript)
+        )
+        # A project keeps the conversation about its photo.
+        self.files.transcript = self.assistant.transcript
 
     @property
     def plugins(self) -> PluginHost | None:
@@ -51,6 +60,7 @@ class EditingSession:
         """Cancel the runs, finish the writes, stop the engine, the background lanes and the
         plugins' worker process."""
         self.files.close()
+        self.previews.end()
         self.assistant.cancel_all()
         self.engine.close()
         self.background.shutdown()

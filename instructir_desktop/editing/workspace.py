@@ -22,6 +22,7 @@ from instructir_desktop.editing.events import (
     SelectionChanged,
 )
 from instructir_desktop.editing.projects import OpenedFile
+from instructir_desktop.editing.transcript import TranscriptEntry
 from instructir_desktop.history import History, HistoryError, Restoration, SavedState, Step
 from instructir_desktop.io import ImageMetadata
 
@@ -48,6 +49,11 @@ class Workspace:
         # A finished restoration lands as a new layer above the one it restored, instead of replacing it
         # (``as_new_layer``).
         self.restore_into_new_layer = False
+        # What was said about this photo before it was opened (a project's saved conversation).
+        self.transcript: tuple[TranscriptEntry, ...] = ()
+        # The last export of this history, and the state it held: an export is not a save (it
+        # keeps only the flattened picture), so it never makes the work count as saved.
+        self.exported: tuple[History, SavedState, Path] | None = None
 
     @property
     def document(self) -> Document | None:
@@ -55,7 +61,49 @@ class Workspace:
 
     @property
     def modified(self) -> bool:
+        """The history moved since it was opened or saved as a project (only a project save cleans it)."""
         return self.history is not None and not self.history.is_clean
+
+    @property
+    def unsaved_work(self) -> bool:
+        """Steps or layers exist that no project holds: closing the photo would lose them. A photo
+        never saved as a project holds nothing but itself, so any step (undone ones too, still there
+        for redo) or extra layer counts; an export does not change that."""
+        history = self.history
+        if history is None:
+            return False
+        if not history.is_clean:
+            return True
+        return self.project_path is None and (len(history) > 0 or len(history.document.layers) > 1)
+
+    @property
+    def exported_path(self) -> Path | None:
+        """Where the photo as it is now was last exported (None: it was not, or it changed since)."""
+        if self.exported is None or self.history is None:
+            return None
+        history, state, path = self.exported
+        return path if history is self.history and history.saved_state() == state else None
+
+    def unsaved_summary(self) -> str:
+        """What closing the photo would lose, in a sentence or two ("" : nothing)."""
+        if not self.unsaved_work or self.history is None:
+            return ""
+        steps, layers = len(self.history), len(self.history.document.layers)
+        parts = []
+        if steps:
+            parts.append(f"{steps} history step{'' if steps == 1 else 's'}")
+        if layers > 1:
+            parts.append(f"{layers} layers")
+        what = " and ".join(parts) if parts else "changes"
+        where = f"the project {self.project_path.name}" if self.project_path is not None else "a project"
+        summary = f"This photo's {what} are not saved in {where}."
+        exported = self.exported_path
+        if exported is not None:
+            summary += (
+                f" It was exported to {exported.name}, but an export keeps only the finished picture,"
+                " not the history or the layers."
+            )
+        return summary
 
     @property
     def image_key(self) -> ImageKey | None:
@@ -94,6 +142,8 @@ class Workspace:
         self.project_path = opened.project_path
         self.metadata = opened.metadata
         self.original_thumbnail = opened.thumbnail
+        self.transcript = opened.transcript
+        self.exported = None
         self._dispatcher.emit(DocumentOpened())
         self.changed()
 
@@ -176,6 +226,12 @@ class Workspace:
             self.project_path = project_path
         history.clean_after_save(state)
         self.changed()
+
+    def mark_exported(self, history: History, state: SavedState, path: Path) -> None:
+        """An export of ``history`` in ``state`` finished: remembered (to say so), never a save."""
+        if history is self.history:
+            self.exported = (history, state, path)
+            self.changed()
 
     # ------------------------------------------------------------------ compare
 

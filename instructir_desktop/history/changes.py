@@ -277,6 +277,23 @@ class StackChange:
 Change = PatchChange | StackChange
 
 
+def stored_arrays(change: Change | None) -> list[EncodedArray]:
+    """Every compressed array ``change`` holds (an array shared with another step is the same object)."""
+    if change is None:
+        return []
+    arrays: list[EncodedArray | None] = []
+    restoration = change.restoration
+    if restoration is not None:
+        arrays += [restoration.original, restoration.restored, restoration.mask]
+    if isinstance(change, PatchChange):
+        arrays += [change.before, change.after, change.alpha_before, change.alpha_after]
+    else:
+        for stack in (change.before, change.after):
+            for layer in stack.layers:
+                arrays += [layer.pixels, layer.alpha]
+    return [array for array in arrays if array is not None]
+
+
 def detached(change: Change | None) -> Change | None:
     """A copy of ``change`` whose mutable parts (a re-blend's strength, kept arrays) are its own;
     the stored arrays, which never change, are shared."""

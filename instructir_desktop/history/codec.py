@@ -12,28 +12,40 @@ Nothing is ever rounded here: each chunk uses the narrowest encoding that reprod
 bit (8-bit, 16-bit, or the float32 bytes themselves, say for a photo read from a floating-point
 file that no step has touched yet), so decoding always gives back exactly what was encoded.
 
-Arrays are split into chunks of whole rows, each quantised and zlib-compressed separately: the
+Arrays are split into chunks of whole rows, each quantised and compressed separately: the
 temporary arrays stay a few MB even for a 24 MP layer, and the chunks compress on several threads
-(numpy and zlib both release the GIL).
+(numpy, zlib and zstd release the GIL). 16-bit words are stored as "u16dz": each row as differences
+from its left neighbour, the high bytes then the low bytes, compressed with zstd (imagecodecs):
+about five times faster than zlib on the 16-bit words and a tenth smaller, which matters because
+every step of a large photo is compressed before it can be undone. Chunks written as plain zlib
+"u16" (older projects) still decode.
+
+Equal arrays are held once: a history stores the same pixels again and again (a step's "before" is
+the step before's result), so ``encode`` hands back the ``EncodedArray`` already alive for the same
+content instead of a second copy of its bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+import imagecodecs
 import numpy as np
 
 GRID = 65535
-ENCODINGS = ("u8", "u16", "f32")
-_ITEM_SIZE = {"u8": 1, "u16": 2, "f32": 4}
+ENCODINGS = ("u8", "u16", "f32", "u16dz")
+ITEM_SIZE = {"u8": 1, "u16": 2, "f32": 4, "u16dz": 2}
 # Level 1: on photo data, higher levels save a few percent and take two to four times as long.
 _ZLIB_LEVEL = 1
+_ZSTD_LEVEL = 1
 _CHUNK_VALUES = 1 << 20
 _GRID_F32 = np.float32(GRID)
 _U8_STEP = GRID // 255  # 257: a 16-bit value k·257 is exactly the 8-bit value k
@@ -42,6 +54,9 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# Every live encoded array, by its content: equal content is handed out as the same object.
+_alive: weakref.WeakValueDictionary[bytes, EncodedArray] = weakref.WeakValueDictionary()
+_alive_lock = threading.Lock()
 
 
 def _parallel_map(function: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
@@ -127,7 +142,29 @@ def encode(values: np.ndarray) -> EncodedArray:
         return _encode_block(source[start : start + rows])
 
     chunks = _parallel_map(work, range(0, source.shape[0], rows)) if source.shape[0] else []
-    return EncodedArray(tuple(int(side) for side in source.shape), rows, tuple(chunks))
+    return shared(EncodedArray(tuple(int(side) for side in source.shape), rows, tuple(chunks)))
+
+
+def content_digest(array: EncodedArray) -> bytes:
+    """Identifies an array's stored form: its shape, chunking and every chunk's encoding and bytes."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(
+        repr((array.shape, array.rows_per_chunk, [(name, len(data)) for name, data in array.chunks])).encode()
+    )
+    for _, data in array.chunks:
+        digest.update(data)
+    return digest.digest()
+
+
+def shared(array: EncodedArray) -> EncodedArray:
+    """The live array with ``array``'s content if there is one (its bytes are then held once), else ``array``."""
+    key = content_digest(array)
+    with _alive_lock:
+        existing = _alive.get(key)
+        if existing is not None:
+            return existing
+        _alive[key] = array
+        return array
 
 
 def _encode_block(block: np.ndarray) -> tuple[str, bytes]:
@@ -135,8 +172,28 @@ def _encode_block(block: np.ndarray) -> tuple[str, bytes]:
     if np.array_equal(_dequantise(words), block):
         if not np.any(words % _U8_STEP):
             return "u8", zlib.compress((words // _U8_STEP).astype(np.uint8).tobytes(), _ZLIB_LEVEL)
-        return "u16", zlib.compress(words.astype("<u2", copy=False).tobytes(), _ZLIB_LEVEL)
+        return "u16dz", bytes(imagecodecs.zstd_encode(_shuffled_differences(words), _ZSTD_LEVEL))
     return "f32", zlib.compress(np.ascontiguousarray(block, dtype="<f4").tobytes(), _ZLIB_LEVEL)
+
+
+def _row_axis(words: np.ndarray) -> int:
+    return 1 if words.ndim >= 2 else 0
+
+
+def _shuffled_differences(words: np.ndarray) -> bytes:
+    """Each value minus its left neighbour (mod 2^16), then all high bytes, then all low bytes:
+    neighbouring pixels are alike, so the high bytes become mostly zeros zstd packs tightly."""
+    differences = np.diff(
+        words, axis=_row_axis(words), prepend=np.zeros_like(words[:1] if words.ndim < 2 else words[:, :1])
+    )
+    little = differences.astype("<u2", copy=False)
+    return little.view(np.uint8).reshape(-1, 2).T.tobytes()
+
+
+def _unshuffled_sums(raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    planes = np.frombuffer(raw, dtype=np.uint8).reshape(2, -1)
+    differences = (planes[0].astype(np.uint16) | (planes[1].astype(np.uint16) << 8)).reshape(shape)
+    return np.cumsum(differences, axis=_row_axis(differences), dtype=np.uint16)
 
 
 def decode(encoded: EncodedArray) -> np.ndarray:
@@ -162,7 +219,16 @@ def decode(encoded: EncodedArray) -> np.ndarray:
 
 
 def _decode_block(name: str, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    expected = int(np.prod(shape, dtype=np.int64)) * _ITEM_SIZE[name]
+    expected = int(np.prod(shape, dtype=np.int64)) * ITEM_SIZE[name]
+    if name == "u16dz":
+        try:
+            # Never more than the shape promises: a damaged or hostile file cannot balloon.
+            raw = bytes(imagecodecs.zstd_decode(data, out=expected)) if expected else b""
+        except imagecodecs.ZstdError as error:
+            raise ValueError(f"stored pixels are damaged: {error}") from None
+        if len(raw) != expected:
+            raise ValueError("stored pixels are damaged: their size does not match their shape")
+        return _dequantise(_unshuffled_sums(raw, shape))
     try:
         inflater = zlib.decompressobj()
         # Never inflate more than the shape promises: a damaged or hostile file cannot balloon.

@@ -45,6 +45,7 @@ from instructir_desktop.history.changes import (
     prepare_restoration,
     reblend,
     stack_change,
+    stored_arrays,
     whole_if_inside,
 )
 from instructir_desktop.history.codec import encode, snap
@@ -185,8 +186,10 @@ class History:
 
     @property
     def memory_used(self) -> int:
-        """Bytes held by the steps: compressed changes and thumbnails."""
-        return sum(step.nbytes for step in self._steps)
+        """Bytes held by the steps: compressed changes and thumbnails. An array several steps share
+        (a step's "before" is usually the step before's result) is held, and counted, once."""
+        unique = {id(array): array.nbytes for step in self._steps for array in stored_arrays(step.change)}
+        return sum(unique.values()) + sum(int(step.thumbnail.nbytes) for step in self._steps)
 
     @property
     def oldest_index(self) -> int:
@@ -528,13 +531,13 @@ class History:
 
         Thumbnails and labels stay (they are small), so dropped steps still show in the list.
         """
-        excess = self.memory_used - self._memory_limit
+        used = self.memory_used
         for step in self._steps:
-            if excess <= 0:
+            if used <= self._memory_limit:
                 break
             if step.change is not None:
-                excess -= step.change.nbytes
                 step.change = None
+                used = self.memory_used  # what it shared with a kept step is still held
 
     # ------------------------------------------------------------------ loading
 

@@ -1,10 +1,14 @@
 """Project files: the document and its whole history in one zip, so a project reopens undoable.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     manifest.json        format name and version, the document's layers and selection, every step
     blobs/NNNNNN.bin     one stored pixel array: its zlib chunks back to back (stored, not deflated:
-                         they are compressed already); the manifest gives shape and chunk lengths
+                         they are compressed already); the manifest gives shape and chunk lengths.
+                         Each distinct array is written once: a history stores the same pixels
+                         several times (a step's "before" is the step before's result, the
+                         document's layer is the last step's result), and every use names the
+                         one entry. Version 1 (still read) wrote each use separately.
     thumbnails/NNNNNN.npy  each step's uint8 RGBA thumbnail
     extra/KEY            optional named attachments (bytes) the application keeps with the project,
                          listed in the manifest's ``extra`` object (for example the source photo's
@@ -45,11 +49,13 @@ from instructir_desktop.history.changes import (
     StoredRestoration,
     StoredStack,
 )
-from instructir_desktop.history.codec import ENCODINGS, EncodedArray, decode, encode
+from instructir_desktop.history.codec import ENCODINGS, ITEM_SIZE, EncodedArray, content_digest, decode, encode, shared
 from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, Step
 
 FORMAT_NAME = "instructir-desktop-project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 differs only in not sharing blob entries between uses; it is read the same way.
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 # Limits that no real project reaches but that keep a damaged file from asking for absurd memory.
 _MAX_MANIFEST_BYTES = 256 * 1024 * 1024
@@ -76,13 +82,18 @@ class _Writer:
     def __init__(self, archive: zipfile.ZipFile) -> None:
         self.archive = archive
         self.count = 0
+        self._written: dict[bytes, str] = {}  # content digest → the entry that holds it
 
     def blob(self, array: EncodedArray | None) -> dict[str, Any] | None:
         if array is None:
             return None
-        self.count += 1
-        entry = f"blobs/{self.count:06d}.bin"
-        self.archive.writestr(entry, b"".join(data for _, data in array.chunks), zipfile.ZIP_STORED)
+        digest = content_digest(array)
+        entry = self._written.get(digest)
+        if entry is None:  # the first use of these pixels: written; later uses name the same entry
+            self.count += 1
+            entry = f"blobs/{self.count:06d}.bin"
+            self.archive.writestr(entry, b"".join(data for _, data in array.chunks), zipfile.ZIP_STORED)
+            self._written[digest] = entry
         return {
             "entry": entry,
             "shape": list(array.shape),
@@ -244,6 +255,9 @@ class _Reader:
     def __init__(self, archive: zipfile.ZipFile, max_pixels: int | None = None) -> None:
         self.archive = archive
         self.max_pixels = max_pixels
+        # An entry named by several uses is read once and its array shared (version 2 writes each
+        # distinct array once): the history holds it once in memory too.
+        self._blobs: dict[tuple[Any, ...], EncodedArray] = {}
 
     def within_limit(self, height: int, width: int, where: str) -> None:
         """Refuse a picture larger than the pixel limit before anything of its size is allocated."""
@@ -305,12 +319,15 @@ class _Reader:
         expected_chunks = -(-shape[0] // rows)
         if len(lengths) != expected_chunks:
             raise ProjectError(f"{where} has {len(lengths)} chunks, its shape needs {expected_chunks}")
-        # zlib never makes data much larger than it was: more stored bytes than the shape can need
+        # Neither zlib nor zstd makes data much larger than it was: more stored bytes than the shape can need
         # is a damaged (or hostile) description, refused before reading them.
         row_values = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
         for (name, length), chunk_rows in zip(lengths, _chunk_rows(shape[0], rows), strict=True):
-            if length > chunk_rows * row_values * _ITEM_BYTES[name] + _ZLIB_SLACK:
+            if length > chunk_rows * row_values * ITEM_SIZE[name] + _ZLIB_SLACK:
                 raise ProjectError(f"{where}.chunks declare more data than its shape can hold")
+        key = (entry, tuple(shape), rows, tuple(lengths))
+        if key in self._blobs:
+            return self._blobs[key]
         data = self.entry(entry, where, sum(length for _, length in lengths))
         if len(data) != sum(length for _, length in lengths):
             raise ProjectError(f"{where}: {entry} is {len(data)} bytes, the manifest says otherwise")
@@ -318,7 +335,9 @@ class _Reader:
         for name, length in lengths:
             parts.append((name, data[offset : offset + length]))
             offset += length
-        return EncodedArray(tuple(shape), rows, tuple(parts))
+        array = shared(EncodedArray(tuple(shape), rows, tuple(parts)))
+        self._blobs[key] = array
+        return array
 
     def entry(self, name: str, where: str, size_limit: int) -> bytes:
         try:
@@ -495,8 +514,7 @@ def _chunk_rows(total: int, rows: int) -> list[int]:
 
 
 # Bytes per stored value of each encoding (``history.codec``), and what zlib may add to a chunk.
-_ITEM_BYTES = {"u8": 1, "u16": 2, "f32": 4}
-_ZLIB_SLACK = 1024
+_ZLIB_SLACK = 1024  # zlib and zstd add at most a few hundred bytes to incompressible data
 
 
 def _decoded(array: EncodedArray, where: str) -> np.ndarray:
@@ -593,7 +611,7 @@ def _read(
     version = manifest.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ProjectError("the project's format version is missing")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = " (made by a newer version of the program)" if version > FORMAT_VERSION else ""
         raise UnsupportedProjectVersion(f"project format version {version} is not supported{newer}")
     document = reader.document(reader.field(manifest, "document", dict, "manifest"), "document")

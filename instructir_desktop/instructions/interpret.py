@@ -51,11 +51,22 @@ class PlanStep:
 
 
 @dataclass(frozen=True)
+class Suggestion:
+    """A task the person may have meant, offered to press rather than run: what it does and the
+    words the network would be conditioned on."""
+
+    task: str
+    instruction: str
+
+
+@dataclass(frozen=True)
 class Interpretation:
     message: str
     steps: tuple[PlanStep, ...]
     ignored: tuple[str, ...] = field(default_factory=tuple)
     reply: str = ""
+    # Offered instead of run (a guess too weak to act on, a question about the photo): chips to press.
+    suggestions: tuple[Suggestion, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {"instruction": self.message, "steps": [s.to_dict() for s in self.steps], "reply": self.reply}

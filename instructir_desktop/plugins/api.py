@@ -195,23 +195,40 @@ class Parameter:
                 raise TypeError
             number: float | int = int(value) if self.kind == "int" else float(value)
         except (TypeError, ValueError, OverflowError):
-            expected = f"one of {', '.join(self.choices)}" if self.kind == "choice" else f"a {self.kind}"
-            raise PluginError(f"{self.name}: {value!r} is not {expected}") from None
+            raise PluginError(f"{self.label}: “{value}” is not {self._expected()}") from None
         if self.kind == "float" and not np.isfinite(number):
-            raise PluginError(f"{self.name}: {value!r} is not a finite number")
+            raise PluginError(f"{self.label}: “{value}” is not a finite number")
         if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
-            raise PluginError(f"{self.name}: {number} is outside {self.minimum}..{self.maximum}")
+            raise PluginError(f"{self.label}: {number:g} is outside the allowed range ({self._expected()})")
         return number
+
+    def _expected(self) -> str:
+        """What a value must be, as a person reads it (the messages never show Python literals)."""
+        if self.kind == "choice":
+            return f"one of {', '.join(self.choices)}"
+        if self.kind == "bool":
+            return "on or off (yes/no)"
+        if self.kind == "text":
+            return "text"
+        noun = "a whole number" if self.kind == "int" else "a number"
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            return f"{noun} from {low:g} to {high:g}"
+        if low is not None:
+            return f"{noun} of at least {low:g}"
+        if high is not None:
+            return f"{noun} of at most {high:g}"
+        return noun
 
     def _plan(self, value: object) -> Plan:
         if isinstance(value, str):
             try:
                 return parse_plan(value)
             except ValueError as error:
-                raise PluginError(f"{self.name}: {error}") from None
+                raise PluginError(f"{self.label}: {error}") from None
         if isinstance(value, (tuple, list)) and all(isinstance(step, PlanStep) for step in value):
             return tuple(value)
-        raise PluginError(f"{self.name}: {value!r} is not a plan")
+        raise PluginError(f"{self.label}: “{value}” is not a plan")
 
     def format(self, value: object) -> str:
         """A value as a person reads (and could type) it."""

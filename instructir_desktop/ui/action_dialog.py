@@ -1,7 +1,9 @@
 """Controls generated from a plugin action's declared parameters, and the Plugins menu.
 
 The manifest says what each parameter is (kind, range, default, label, help); the dialog builds
-one control per parameter from that alone, so a plugin never ships any UI code.
+one control per parameter from that alone, so a plugin never ships any UI code. The dialog says
+which layer the action applies to, and reports each change of a value (after a short pause) so
+the window can preview it on the photo.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -103,10 +105,27 @@ def control_value(parameter: Parameter, control: QWidget) -> Any:
     return control.currentText()
 
 
+# Values are reported once the person pauses this long (a spin box held down sends many).
+PREVIEW_DEBOUNCE_MS = 150
+
+
+def _changed_signal(control: QWidget) -> Any:
+    if isinstance(control, QDoubleSpinBox | QSpinBox):
+        return control.valueChanged
+    if isinstance(control, QCheckBox):
+        return control.toggled
+    if isinstance(control, QLineEdit):
+        return control.textChanged
+    assert isinstance(control, QComboBox)
+    return control.currentIndexChanged
+
+
 class ActionDialog(QDialog):
     """Asks for an action's parameters; ``values()`` is the params dict once accepted."""
 
-    def __init__(self, action: ActionInfo, parent: QWidget | None = None) -> None:
+    values_changed = Signal()  # a value changed (after a pause): preview it
+
+    def __init__(self, action: ActionInfo, parent: QWidget | None = None, target: str = "") -> None:
         super().__init__(parent)
         self.action = action
         self.setWindowTitle(action.title)
@@ -115,6 +134,16 @@ class ActionDialog(QDialog):
             description = QLabel(action.description)
             description.setWordWrap(True)
             layout.addWidget(description)
+        self.target_label = QLabel(target)
+        self.target_label.setObjectName("actionTarget")
+        self.target_label.setWordWrap(True)
+        self.target_label.setStyleSheet("font-weight: bold;")
+        self.target_label.setVisible(bool(target))
+        layout.addWidget(self.target_label)
+        self._pause = QTimer(self)
+        self._pause.setSingleShot(True)
+        self._pause.setInterval(PREVIEW_DEBOUNCE_MS)
+        self._pause.timeout.connect(self.values_changed)
         form = QFormLayout()
         layout.addLayout(form)
         self.controls: dict[str, QWidget] = {}
@@ -128,6 +157,11 @@ class ActionDialog(QDialog):
             form.addRow(label, control)
             self.controls[parameter.name] = control
             self.labels[parameter.name] = label
+            _changed_signal(control).connect(lambda *_: self._pause.start())
+        self.preview_note = QLabel("The photo shows a preview while this is open.")
+        self.preview_note.setWordWrap(True)
+        self.preview_note.setVisible(False)
+        layout.addWidget(self.preview_note)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
             | QDialogButtonBox.StandardButton.Cancel
@@ -140,6 +174,10 @@ class ActionDialog(QDialog):
         buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self.restore_defaults)
         layout.addWidget(buttons)
         self.buttons = buttons
+
+    def set_target(self, text: str) -> None:
+        self.target_label.setText(text)
+        self.target_label.setVisible(bool(text))
 
     def values(self) -> dict[str, Any]:
         return {p.name: control_value(p, self.controls[p.name]) for p in self.action.parameters}
@@ -189,7 +227,7 @@ class PluginsMenu(QMenu):
                 self.addSection(plugin_names.get(current, current))
             entry = QAction(action.title + ("…" if action.parameters else ""), self)
             entry.setData(action.id)
-            entry.setStatusTip(action.description or action.id)
+            entry.setStatusTip(action.description or action.title)
             entry.triggered.connect(lambda _checked=False, chosen=action: self.action_chosen.emit(chosen))
             self.addAction(entry)
             self.plugin_actions[action.id] = entry

@@ -15,6 +15,7 @@ from instructir_desktop.ui import boundary
 from instructir_desktop.ui.automation import Automation, Options, parse_options, say
 from instructir_desktop.ui.event_loop import qt_event_loop
 from instructir_desktop.ui.main_window import APP_NAME, MainWindow
+from instructir_desktop.ui.platform_check import platform_problem
 from instructir_desktop.ui.preferences import Preferences
 from instructir_desktop.ui.theme import follow_system_theme
 
@@ -22,6 +23,8 @@ __all__ = ["APP_NAME", "DESKTOP_FILE_NAME", "MainWindow", "run_application"]
 
 DESKTOP_FILE_NAME = "instructir-desktop"
 EXIT_INTERRUPTED = 130  # as the command line's (the shell's convention for Ctrl-C)
+# The exit code when the window cannot open on this system (a missing X11 library).
+NO_DISPLAY_EXIT = 3
 
 
 def run_application(argv: Sequence[str], engine: EngineInterface | None = None) -> int:
@@ -31,6 +34,12 @@ def run_application(argv: Sequence[str], engine: EngineInterface | None = None) 
         # Runs to completion by itself: no screen is needed, and none may be available (CI, ssh).
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     existing = QApplication.instance()
+    if not isinstance(existing, QApplication):
+        # Qt aborts the process when its platform plugin cannot load: say why first, in words.
+        problem = platform_problem()
+        if problem:
+            print(problem, file=sys.stderr)
+            return NO_DISPLAY_EXIT
     app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("InstructIR")

@@ -6,7 +6,9 @@ on screen: a fitted 24 MP photo repaints from a level of about a viewport's size
 resolution is read only from 50 % zoom up. The image is converted only when the window hands the
 canvas a new one (the document changed); repaints, zooms and scrolls reuse it. Compare mode
 overlays a second image clipped to the left of a split line in the same scene, so both sides
-always share one zoom and one scroll position.
+always share one zoom and one scroll position. The split line is placed in view coordinates (a
+fraction of the canvas's width), so it stays on screen at any zoom and scroll; dragging on the
+canvas moves it (the middle button or Space still pans).
 
 While a restoration runs, a quick preview of the area that was visible when it started can be
 shown over the image (``show_result_preview``) with a small "Preview" badge, until it is cleared.
@@ -175,6 +177,7 @@ class _Badge(QGraphicsPathItem):
 
 class Canvas(QGraphicsView):
     zoom_changed = Signal(float)
+    split_changed = Signal(float)  # the compare split, moved by dragging on the canvas (0..1 of its width)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -201,7 +204,10 @@ class Canvas(QGraphicsView):
         self._clip.setVisible(False)
         self.scene().addItem(self._clip)
         self._left = MipItem(self._clip)
-        self._split_line = self.scene().addLine(0, 0, 0, 0, QPen(QColor(255, 255, 255, 200), 0))
+        split_pen = QPen(QColor(255, 255, 255, 230), 2)
+        split_pen.setCosmetic(True)  # two screen pixels at any zoom
+        self._split_line = self.scene().addLine(0, 0, 0, 0, split_pen)
+        self._split_line.setZValue(4)
         self._split_line.setVisible(False)
         self._placeholder = QGraphicsSimpleTextItem("Open a photo (Ctrl+O) or drop one here")
         self._placeholder.setBrush(QBrush(QColor(190, 190, 190)))
@@ -233,6 +239,7 @@ class Canvas(QGraphicsView):
         self._comparing = False
         self._tool: CanvasTool | None = None
         self._tool_dragging = False
+        self._split_dragging = False
         self._pan_from: QPointF | None = None  # where a middle-button or Space drag last was
         self._space_held = False
 
@@ -296,28 +303,52 @@ class Canvas(QGraphicsView):
         self._overlay.setVisible(False)  # the selection belongs to the document, not to old states
         self._show_result_preview_items()
         self._update_scene_rect()
-        self._update_split()
         if self._fit_mode:
             self.fit()
+        self._update_split()
+        self._update_cursor()
 
     def end_compare(self, image: ShownImage) -> None:
         self._comparing = False
+        self._split_dragging = False
         self._clip.setVisible(False)
         self._split_line.setVisible(False)
         self._left.set_mip(None)
         self._overlay.setVisible(not self._overlay.pixmap().isNull())
         self._show_result_preview_items()
         self.set_image(image)
+        self._update_cursor()
 
     def set_split(self, fraction: float) -> None:
+        """Put the split line at ``fraction`` of the canvas's width (not of the image's)."""
         self._split = max(0.0, min(1.0, float(fraction)))
         self._update_split()
 
+    @property
+    def split_view_x(self) -> float:
+        """Where the split line is, in viewport pixels."""
+        return self._split * self.viewport().width()
+
+    def split_image_x(self) -> float:
+        """The image column under the split line (may lie outside the image when it does not fill the view)."""
+        return self.image_point(QPointF(self.split_view_x, 0)).x()
+
     def _update_split(self) -> None:
+        if not self._comparing:
+            return
         width, height = self.image_size
-        x = self._split * width
+        x = max(0.0, min(float(width), self.split_image_x()))
         self._clip.setRect(QRectF(0, 0, x, height))
         self._split_line.setLine(x, 0, x, height)
+
+    def _drag_split(self, position: QPointF) -> None:
+        width = max(1, self.viewport().width())
+        self.set_split(position.x() / width)
+        self.split_changed.emit(self._split)
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        self._update_split()  # the line stays where it is on screen while the photo moves under it
 
     def _update_scene_rect(self) -> None:
         if self.has_image:
@@ -380,6 +411,7 @@ class Canvas(QGraphicsView):
         self._image.set_smooth(smooth)
         self._left.set_smooth(smooth)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 2.0)
+        self._update_split()
         self.zoom_changed.emit(self.zoom)
 
     # ------------------------------------------------------------------ tools and overlays
@@ -489,6 +521,8 @@ class Canvas(QGraphicsView):
     def _update_cursor(self) -> None:
         if self._pan_from is not None:
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif self._comparing and not self._space_held:
+            self.viewport().setCursor(Qt.CursorShape.SplitHCursor)
         elif self._space_held or self._tool is None:
             self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
         else:
@@ -500,6 +534,11 @@ class Canvas(QGraphicsView):
         if self._panning_requested(event):
             self._pan_from = event.position()
             self._update_cursor()
+            event.accept()
+            return
+        if event.button() == Qt.MouseButton.LeftButton and self._comparing:
+            self._split_dragging = True
+            self._drag_split(event.position())
             event.accept()
             return
         if (
@@ -523,6 +562,10 @@ class Canvas(QGraphicsView):
             vertical.setValue(vertical.value() - round(shift.y()))
             event.accept()
             return
+        if self._split_dragging:
+            self._drag_split(event.position())
+            event.accept()
+            return
         if self._tool_dragging and self._tool is not None:
             self._tool.move(self.image_point(event.position()))
             event.accept()
@@ -533,6 +576,10 @@ class Canvas(QGraphicsView):
         if self._pan_from is not None and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
             self._pan_from = None
             self._update_cursor()
+            event.accept()
+            return
+        if self._split_dragging and event.button() == Qt.MouseButton.LeftButton:
+            self._split_dragging = False
             event.accept()
             return
         if self._tool_dragging and self._tool is not None and event.button() == Qt.MouseButton.LeftButton:
@@ -547,6 +594,10 @@ class Canvas(QGraphicsView):
             if not event.isAutoRepeat():
                 self._space_held = True
                 self._update_cursor()
+            event.accept()
+            return
+        if event.key() == Qt.Key.Key_Escape and self._split_dragging:
+            self._split_dragging = False
             event.accept()
             return
         if event.key() == Qt.Key.Key_Escape and self._tool_dragging and self._tool is not None:
@@ -571,15 +622,14 @@ class Canvas(QGraphicsView):
         super().focusOutEvent(event)
 
     def event(self, event: QEvent) -> bool:
-        # Space pans while held: keep it from reaching a window shortcut or a button.
-        if (
-            event.type() == QEvent.Type.ShortcutOverride
-            and isinstance(event, QKeyEvent)
-            and event.key() == Qt.Key.Key_Space
-            and event.modifiers() == Qt.KeyboardModifier.NoModifier
-        ):
-            event.accept()
-            return True
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            # Space pans while held, and Escape ends a drag: keep them from a window shortcut (Escape
+            # cancels the running step) or a button.
+            plain = event.modifiers() == Qt.KeyboardModifier.NoModifier
+            dragging = self._tool_dragging or self._split_dragging
+            if plain and (event.key() == Qt.Key.Key_Space or (event.key() == Qt.Key.Key_Escape and dragging)):
+                event.accept()
+                return True
         return super().event(event)
 
     def wheelEvent(self, event: QWheelEvent) -> None:
@@ -595,3 +645,4 @@ class Canvas(QGraphicsView):
         super().resizeEvent(event)
         if self._fit_mode:
             self.fit()
+        self._update_split()

@@ -2,8 +2,13 @@
 
 Widgets only. Each reply draws a ``Reply`` (``editing.conversation``) as it is, whenever the
 assistant says it changed; the panel reports what the person did (typed a message, cancelled,
-changed a chip, moved a strength slider, asked to run again) and the assistant decides what
-happens.
+changed a chip, pressed a suggestion, moved a strength slider, asked to run again) and the
+assistant decides what happens.
+
+The view follows the newest message, so progress, Cancel and the result stay in sight, unless the
+person scrolled up to read: then a "New messages" button appears instead of yanking them back.
+One conversation per photo: when another photo opens the chat starts over, showing what was said
+about it before (a project's saved conversation) read-only.
 """
 
 from __future__ import annotations
@@ -11,19 +16,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMenu,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSizePolicy,
     QSlider,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -31,10 +34,13 @@ from PySide6.QtWidgets import (
 from instructir_desktop.editing.assistant import Assistant
 from instructir_desktop.editing.conversation import Reply, Run
 from instructir_desktop.editing.dispatch import Dispatcher
-from instructir_desktop.editing.events import AssistantNote, RunAdded, RunChanged
-from instructir_desktop.instructions.interpret import PlanStep, describe_step
-from instructir_desktop.model.tasks import TASK_TITLES, TASKS
+from instructir_desktop.editing.events import AssistantNote, ConversationStarted, RunAdded, RunChanged
+from instructir_desktop.editing.transcript import TranscriptEntry
+from instructir_desktop.instructions.interpret import PlanStep, Suggestion
 from instructir_desktop.ui import icons
+from instructir_desktop.ui.chips import Chip, SuggestionChip, chip_text
+
+__all__ = ["EXAMPLES", "ChatInput", "ChatPanel", "Chip", "MessageWidget", "SuggestionChip", "chip_text"]
 
 EXAMPLES: tuple[str, ...] = (
     "Remove the noise",
@@ -47,60 +53,14 @@ EXAMPLES: tuple[str, ...] = (
 
 _USER_STYLE = "QFrame#userMessage { background: palette(highlight); border-radius: 8px; }"
 _ASSISTANT_STYLE = "QFrame#assistantMessage { background: palette(alternate-base); border-radius: 8px; }"
-_CHIP_STYLE = (
-    "QToolButton { border: 1px solid palette(mid); border-radius: 9px; padding: 1px 8px; background: palette(base); }"
-    " QToolButton::menu-indicator { image: none; width: 0; }"
+_ARCHIVED_STYLE = (
+    "QFrame#assistantMessage, QFrame#userMessage"
+    " { background: transparent; border: 1px dashed palette(mid); border-radius: 8px; }"
 )
 # A dragged slider commits at release; keys and the wheel commit once they pause this long.
 STRENGTH_DEBOUNCE_MS = 250
-
-
-def chip_text(step: PlanStep) -> str:
-    return f"{describe_step(step)} · {round(step.confidence * 100)}%"
-
-
-class Chip(QToolButton):
-    """One step of a plan: the task and how sure the text model is. A click offers the other tasks
-    (and removing the step) while the plan can still be edited."""
-
-    task_chosen = Signal(str)  # a task name, or "" to remove the step
-
-    def __init__(self, step: PlanStep, removable: bool = False, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.step = step
-        self.setText(chip_text(step))
-        self.setStyleSheet(_CHIP_STYLE)
-        self.setAutoRaise(True)
-        self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.setToolTip(f'Task "{step.task}", from: "{step.instruction}". Click to choose another task.')
-        menu = QMenu(self)
-        for task in TASKS:
-            action = QAction(TASK_TITLES[task], menu)
-            action.setCheckable(True)
-            action.setChecked(task == step.task)
-            action.setData(task)
-            action.triggered.connect(lambda _=False, chosen=task: self._choose(chosen))
-            menu.addAction(action)
-        if removable:
-            menu.addSeparator()
-            remove = QAction("Remove this step", menu)
-            remove.setData("")
-            remove.triggered.connect(lambda _=False: self._choose(""))
-            menu.addAction(remove)
-        self.setMenu(menu)
-
-    def _choose(self, task: str) -> None:
-        if task != self.step.task:
-            self.task_chosen.emit(task)
-
-    def choose(self, task: str) -> None:
-        """As if ``task`` had been picked from the chip's menu ("" removes the step)."""
-        menu = self.menu()
-        for action in menu.actions():
-            if not action.isSeparator() and action.data() == task:
-                action.trigger()
-                return
-        raise ValueError(f"no menu entry for {task!r}")
+# Scrolled to within this many pixels of the end counts as "at the newest message".
+FOLLOW_SLACK = 24
 
 
 class MessageWidget(QFrame):
@@ -111,6 +71,7 @@ class MessageWidget(QFrame):
     step_changed = Signal(int, str)  # a chip's position and the task chosen for it ("" removes the step)
     run_again_requested = Signal()
     strength_changed = Signal(float)  # 0..1, once per drag (at release) or per pause of the keys
+    suggestion_taken = Signal(int)  # the position of the suggestion pressed
 
     def __init__(self, role: str, text: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -138,6 +99,14 @@ class MessageWidget(QFrame):
         self._plan: tuple[PlanStep, ...] = ()
         self._plan_editable = False
         self.reply: Reply | None = None  # what it draws (``render``)
+        self.suggestions_row = QWidget()
+        self._suggestion_layout = QHBoxLayout(self.suggestions_row)
+        self._suggestion_layout.setContentsMargins(0, 0, 0, 0)
+        self._suggestion_layout.setSpacing(4)
+        self.suggestions_row.setVisible(False)
+        layout.addWidget(self.suggestions_row)
+        self._suggestions: tuple[Suggestion, ...] = ()
+        self.archived = False
 
         self.progress_row = QWidget()
         row = QHBoxLayout(self.progress_row)
@@ -207,9 +176,13 @@ class MessageWidget(QFrame):
         self.set_text(reply.text)
         if reply.plan != self._plan:
             self.set_plan(reply.plan)
-        self.set_plan_editable(reply.plan_editable)
+        if reply.suggestions != self._suggestions:
+            self.set_suggestions(reply.suggestions)
+        self.set_plan_editable(reply.plan_editable and not reply.archived)
         self.run_again_button.setText("Run edited plan" if reply.plan_edited else "Run again")
-        self.show_run_again(reply.can_run_again)
+        self.show_run_again(reply.can_run_again and not reply.archived)
+        if reply.archived:
+            self.archive()
         if reply.progress is None:
             self.progress_row.setVisible(False)
             self.progress_label.setVisible(False)
@@ -226,9 +199,44 @@ class MessageWidget(QFrame):
         self.set_status(reply.status)
         if reply.strength is not None:
             self.strength_row.setVisible(True)
-            self.set_strength_enabled(not reply.strength_blocked, reply.strength_blocked)
+            self.set_strength_enabled(not reply.strength_blocked and not reply.archived, reply.strength_blocked)
             if not self.strength_slider.isSliderDown():
                 self.set_strength_value(reply.strength)
+
+    def archive(self) -> None:
+        """This message is about a photo no longer open: shown as it was, nothing in it can be pressed."""
+        self.archived = True
+        self.setStyleSheet(_ARCHIVED_STYLE)
+        for widget in (*self.chip_widgets, *self.suggestion_widgets):
+            widget.setEnabled(False)
+        self.run_again_button.setVisible(False)
+        self.cancel_button.setEnabled(False)
+        self.strength_slider.setEnabled(False)
+
+    def set_suggestions(self, suggestions: Sequence[Suggestion]) -> None:
+        """Show what the assistant only offers, as chips that run it when pressed."""
+        self._suggestions = tuple(suggestions)
+        while (item := self._suggestion_layout.takeAt(0)) is not None:
+            widget = item.widget()
+            if widget is not None:
+                widget.deleteLater()
+        for position, suggestion in enumerate(self._suggestions):
+            chip = SuggestionChip(suggestion)
+            chip.setEnabled(not self.archived)
+            chip.clicked.connect(lambda _=False, at=position: self.suggestion_taken.emit(at))
+            self._suggestion_layout.addWidget(chip)
+        self._suggestion_layout.addStretch(1)
+        self.suggestions_row.setVisible(bool(self._suggestions))
+
+    @property
+    def suggestion_widgets(self) -> list[SuggestionChip]:
+        widgets = []
+        for index in range(self._suggestion_layout.count()):
+            item = self._suggestion_layout.itemAt(index)
+            widget = item.widget() if item is not None else None
+            if isinstance(widget, SuggestionChip):
+                widgets.append(widget)
+        return widgets
 
     def set_plan(self, steps: Sequence[PlanStep]) -> None:
         """Show ``steps`` as chips."""
@@ -239,7 +247,7 @@ class MessageWidget(QFrame):
                 widget.deleteLater()
         for position, step in enumerate(self._plan):
             chip = Chip(step, removable=len(self._plan) > 1)
-            chip.setEnabled(self._plan_editable)
+            chip.setEnabled(self._plan_editable and not self.archived)
             chip.task_chosen.connect(lambda task, at=position: self.step_changed.emit(at, task))
             self._chip_layout.addWidget(chip)
         self._chip_layout.addStretch(1)
@@ -269,7 +277,7 @@ class MessageWidget(QFrame):
         """Chips can be changed while the plan waits to run and after it ended, not while it runs."""
         self._plan_editable = editable
         for chip in self.chip_widgets:
-            chip.setEnabled(editable)
+            chip.setEnabled(editable and not self.archived)
 
     def show_run_again(self, visible: bool) -> None:
         self.run_again_button.setVisible(visible)
@@ -335,8 +343,8 @@ class MessageWidget(QFrame):
 class ChatInput(QLineEdit):
     """One line: Enter sends, Up/Down walk back through what was sent.
 
-    Undo/Redo shortcuts go to the window (the photo's history) unless the line itself has
-    something to undo, so Ctrl+Z is not swallowed just because the input has the focus.
+    Undo/Redo go to the window (the photo's history) unless the line holds text not sent yet that
+    it can undo: after Send the line is empty, and Ctrl+Z undoes the photo's step, not the sending.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -344,10 +352,22 @@ class ChatInput(QLineEdit):
         self.sent: list[str] = []
         self._recall = 0
         self.setPlaceholderText("Say what is wrong with the photo…")
+        # The window's own keys the line never claims, even where it has a meaning for them
+        # (Ctrl+E is "end of line" in some key schemes; it exports here).
+        self.window_shortcuts: list[QKeySequence] = []
 
     def remember(self, text: str) -> None:
         self.sent.append(text)
         self._recall = len(self.sent)
+
+    @property
+    def pending(self) -> bool:
+        """Text is typed and not sent: keys belong to it (its own undo, letters typed)."""
+        return bool(self.text())
+
+    def sent_away(self) -> None:
+        """Emptied by sending: nothing of what was sent stays to undo."""
+        self.setText("")  # unlike clear(), setText starts a new undo history
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Up and self.sent:
@@ -362,10 +382,14 @@ class ChatInput(QLineEdit):
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
-            if event.matches(QKeySequence.StandardKey.Undo) and not self.isUndoAvailable():
+            if event.matches(QKeySequence.StandardKey.Undo) and not (self.pending and self.isUndoAvailable()):
                 event.ignore()
                 return True
-            if event.matches(QKeySequence.StandardKey.Redo) and not self.isRedoAvailable():
+            if event.matches(QKeySequence.StandardKey.Redo) and not (self.pending and self.isRedoAvailable()):
+                event.ignore()
+                return True
+            pressed = QKeySequence(event.keyCombination())
+            if any(pressed.matches(keys) == QKeySequence.SequenceMatch.ExactMatch for keys in self.window_shortcuts):
                 event.ignore()
                 return True
         return super().event(event)
@@ -394,7 +418,7 @@ class ChatPanel(QWidget):
         self.examples = QWidget()
         examples_layout = QVBoxLayout(self.examples)
         examples_layout.setContentsMargins(0, 0, 0, 0)
-        intro = QLabel("Tell me what is wrong with the photo. For example:")
+        intro = QLabel("Tell me what is wrong with the photo. For example (press one to edit it, then Send):")
         intro.setWordWrap(True)
         examples_layout.addWidget(intro)
         self.example_buttons: list[QPushButton] = []
@@ -402,13 +426,35 @@ class ChatPanel(QWidget):
             button = QPushButton(example)
             button.setFlat(True)
             button.setStyleSheet("text-align: left; padding: 3px 6px;")
-            button.clicked.connect(lambda _=False, text=example: self.send_text(text))
+            button.setToolTip("Puts this into the box below; nothing runs until you send it")
+            button.clicked.connect(lambda _=False, text=example: self.fill(text))
             examples_layout.addWidget(button)
             self.example_buttons.append(button)
         self._list.addWidget(self.examples)
         self._list.addStretch(1)
         self.scroll_area.setWidget(self._container)
         layout.addWidget(self.scroll_area, 1)
+
+        # Shown when something new arrived below while the person reads further up.
+        self.new_messages_button = QPushButton("New messages ↓")
+        self.new_messages_button.setObjectName("newMessagesPill")
+        self.new_messages_button.setStyleSheet(
+            "QPushButton#newMessagesPill { border-radius: 11px; padding: 3px 14px;"
+            " background: palette(highlight); color: palette(highlighted-text); }"
+        )
+        self.new_messages_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.new_messages_button.clicked.connect(self.scroll_to_newest)
+        self.new_messages_button.setVisible(False)
+        pill_row = QHBoxLayout()
+        pill_row.addStretch(1)
+        pill_row.addWidget(self.new_messages_button)
+        pill_row.addStretch(1)
+        layout.addLayout(pill_row)
+        # Follow the newest message until the person scrolls away from the end.
+        self.following = True
+        bar = self.scroll_area.verticalScrollBar()
+        bar.rangeChanged.connect(lambda _low, _high: self._content_grew())
+        bar.valueChanged.connect(lambda _value: self._scrolled())
 
         row = QHBoxLayout()
         self.input = ChatInput()
@@ -420,18 +466,25 @@ class ChatPanel(QWidget):
         layout.addLayout(row)
 
     def send_text(self, text: str) -> None:
-        """Send ``text`` as if it had been typed (example buttons, automation)."""
+        """Send ``text`` as if it had been typed (automation)."""
         text = " ".join(text.split())
         if not text:
             return
         self.input.remember(text)
+        self.following = True  # sending is looking at the newest message
         self.message_sent.emit(text)
+
+    def fill(self, text: str) -> None:
+        """Put ``text`` into the box to edit and send (an example): nothing runs yet."""
+        self.input.setText(text)
+        self.input.setFocus()
+        self.input.end(False)
 
     def _send_from_input(self) -> None:
         text = self.input.text()
         if not text.strip():
             return
-        self.input.clear()
+        self.input.sent_away()
         self.send_text(text)
 
     def bind(self, assistant: Assistant, events: Dispatcher) -> None:
@@ -440,6 +493,7 @@ class ChatPanel(QWidget):
         events.subscribe(RunAdded, lambda event: self._add_run(event.run))
         events.subscribe(RunChanged, lambda event: self._render(event.run))
         events.subscribe(AssistantNote, lambda event: self._note(event.text))
+        events.subscribe(ConversationStarted, lambda event: self.start_conversation(event.earlier))
 
     def _note(self, text: str) -> None:
         self.add_message("assistant", text)
@@ -458,6 +512,7 @@ class ChatPanel(QWidget):
         reply.step_changed.connect(lambda position, task: assistant.change_step(run, position, task))
         reply.run_again_requested.connect(lambda: assistant.run_again(run))
         reply.strength_changed.connect(lambda strength: assistant.set_run_strength(run, strength))
+        reply.suggestion_taken.connect(lambda position: assistant.take_suggestion(run, position))
         reply.show_reply(run.reply)
 
     def _render(self, run: Run) -> None:
@@ -473,8 +528,22 @@ class ChatPanel(QWidget):
         # Before the stretch, so messages stack from the top.
         self._list.insertWidget(self._list.count() - 1, message)
         self.messages.append(message)
-        QTimer.singleShot(0, self._scroll_to_end)
         return message
+
+    def start_conversation(self, earlier: Sequence[TranscriptEntry] = ()) -> None:
+        """Another photo is open: its own conversation, starting with what was said about it before
+        (read-only: it belongs to earlier sessions)."""
+        self.clear()
+        if not earlier:
+            return
+        self.add_message("assistant", "Earlier, about this photo (saved with the project):").archive()
+        for entry in earlier:
+            self.add_message("user", entry.message).archive()
+            reply = self.add_message("assistant", entry.reply)
+            reply.set_status(
+                "\n".join(part for part in (f"Ran: {entry.plan}" if entry.plan else "", entry.status) if part)
+            )
+            reply.archive()
 
     def clear(self) -> None:
         for message in self.messages:
@@ -482,7 +551,30 @@ class ChatPanel(QWidget):
         self.messages.clear()
         self._replies.clear()
         self.examples.setVisible(True)
+        self.following = True
+        self.new_messages_button.setVisible(False)
 
-    def _scroll_to_end(self) -> None:
+    # ------------------------------------------------------------------ following the newest message
+
+    @property
+    def at_newest(self) -> bool:
         bar = self.scroll_area.verticalScrollBar()
+        return bar.value() >= bar.maximum() - FOLLOW_SLACK
+
+    def _scrolled(self) -> None:
+        """The person moved the view: follow again once they are back at the end."""
+        self.following = self.at_newest
+        if self.following:
+            self.new_messages_button.setVisible(False)
+
+    def _content_grew(self) -> None:
+        if self.following:
+            self.scroll_to_newest()
+        elif not self.at_newest:
+            self.new_messages_button.setVisible(True)
+
+    def scroll_to_newest(self) -> None:
+        bar = self.scroll_area.verticalScrollBar()
+        self.following = True
         bar.setValue(bar.maximum())
+        self.new_messages_button.setVisible(False)

@@ -1,5 +1,6 @@
 """Comparing two states of the history on the canvas, with a split line between them, and the
-bar under the canvas that names them and moves the split."""
+bar under the canvas that names them and moves the split. The line sits at a fraction of the
+canvas's width, whatever the zoom and scroll, and follows a drag on the canvas."""
 
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ class CompareView(QWidget):
         self.split_slider.setRange(0, 1000)
         self.split_slider.setValue(500)
         self.split_slider.valueChanged.connect(lambda value: canvas.set_split(value / 1000))
+        # Dragging on the canvas moves the line; the slider follows it.
+        canvas.split_changed.connect(self._split_dragged)
         close = QPushButton("Close compare")
         close.clicked.connect(self.end_compare)
         bar.addWidget(self.left_label)
@@ -56,6 +59,11 @@ class CompareView(QWidget):
         self.setVisible(False)
         history_panel.compare_requested.connect(self.compare)
         history_panel.compare_closed.connect(self.end_compare)
+
+    def _split_dragged(self, fraction: float) -> None:
+        blocked = self.split_slider.blockSignals(True)
+        self.split_slider.setValue(round(fraction * 1000))
+        self.split_slider.blockSignals(blocked)
 
     def compare(self, left: int, right: int) -> bool:
         """Show two states of the history with a split line between them (same zoom and scroll)."""

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from instructir_desktop.core.logs import log_file
+from instructir_desktop.editing.confidence import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import max_pixels
@@ -74,7 +75,12 @@ class SettingsDialog(QDialog):
     replace, and the largest photo that opens (a guard against decompression bombs)."""
 
     def __init__(
-        self, settings: EngineSettings, autosave_seconds: int, new_layer: bool, parent: QWidget | None = None
+        self,
+        settings: EngineSettings,
+        autosave_seconds: int,
+        new_layer: bool,
+        parent: QWidget | None = None,
+        ask_below: float = DEFAULT_CONFIDENCE_THRESHOLD,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
@@ -105,6 +111,14 @@ class SettingsDialog(QDialog):
         self.pixels_spin.setSingleStep(50)
         self.pixels_spin.setSuffix(" megapixels")
         self.pixels_spin.setValue(max(1, round(max_pixels() / 1_000_000)))
+        self.ask_spin = QSpinBox()
+        self.ask_spin.setRange(0, 100)
+        self.ask_spin.setSingleStep(5)
+        self.ask_spin.setSuffix(" % sure")
+        self.ask_spin.setToolTip(
+            "A step the model is less sure of than this is offered as a suggestion to press, not run"
+        )
+        self.ask_spin.setValue(round(ask_below * 100))
         self.new_layer_box = QComboBox()
         self.new_layer_box.addItem("Replace the active layer", False)
         self.new_layer_box.addItem("Add a new layer", True)
@@ -117,6 +131,7 @@ class SettingsDialog(QDialog):
         form.addRow("Autosave every:", self.autosave_spin)
         form.addRow("A restoration:", self.new_layer_box)
         form.addRow("Largest photo to open:", self.pixels_spin)
+        form.addRow("Ask first when below:", self.ask_spin)
         note = QLabel(
             "A new device, precision, backend or model takes effect from the next restoration (the model reloads)."
         )
@@ -161,6 +176,9 @@ class SettingsDialog(QDialog):
 
     def max_pixels(self) -> int:
         return self.pixels_spin.value() * 1_000_000
+
+    def ask_below(self) -> float:
+        return self.ask_spin.value() / 100
 
     def new_layer(self) -> bool:
         return bool(self.new_layer_box.currentData())

@@ -27,6 +27,16 @@ from instructir_desktop.ui.recovery import RecoveryStore
 APP_NAME = "InstructIR Desktop"
 IMAGE_FILTER = read_filter()
 PROJECT_FILTER = f"InstructIR projects (*{PROJECT_SUFFIX})"
+# The Open dialog's first (default) filter shows photos and projects together: a project must not
+# hide behind a second filter the person has to find.
+OPEN_FILTER = ";;".join(
+    (
+        f"Photos and projects ({' '.join('*' + ext for ext in sorted(OPENABLE))})",
+        PROJECT_FILTER,
+        IMAGE_FILTER,
+        "All files (*)",
+    )
+)
 
 
 class FileActions(QObject):
@@ -70,9 +80,7 @@ class FileActions(QObject):
     def choose_file(self) -> None:
         if not self.may_discard():
             return
-        name, _ = QFileDialog.getOpenFileName(
-            self._window, "Open", str(self.files.folder()), f"{IMAGE_FILTER};;{PROJECT_FILTER};;All files (*)"
-        )
+        name, _ = QFileDialog.getOpenFileName(self._window, "Open", str(self.files.folder()), OPEN_FILTER)
         if name:
             self.open_path(Path(name), ask=False)
 
@@ -213,20 +221,22 @@ class FileActions(QObject):
         return self.files.save_project(path)
 
     def may_discard(self) -> bool:
-        """True when nothing unsaved would be lost, or the person agreed to lose it."""
-        if not self._session.workspace.modified or not self._can_ask:
+        """True when no history or layers would be lost that no project holds (an export does not
+        hold them), or the person agreed to lose them."""
+        workspace = self._session.workspace
+        if not workspace.unsaved_work or not self._can_ask:
             return True
         answer = QMessageBox.question(
             self._window,
             APP_NAME,
-            "The photo has changes that were not exported or saved as a project. Discard them?",
+            f"{workspace.unsaved_summary()} Save a project before closing the photo?",
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
         )
         if answer == QMessageBox.StandardButton.Save:
             saved = self.save_project()
             self.files.wait_for_writes()
-            return saved and not self._session.workspace.modified
+            return saved and not workspace.unsaved_work
         return answer == QMessageBox.StandardButton.Discard
 
     # ------------------------------------------------------------------ autosave and recovery

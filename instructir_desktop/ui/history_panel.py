@@ -29,9 +29,11 @@ ICON_SIZE = QSize(64, 64)
 
 
 def describe_history_step(step: Step) -> str:
+    """The step's words and, for a restoration, its tasks, strength and time. A plugin action's
+    tasks are its internal id: its label already names it, so only the model's tasks are listed."""
     if not step.tasks and not step.can_reblend:
         return step.label  # a layer command ("Merge down"): no tasks, strength or time to speak of
-    tasks = ", ".join(TASK_TITLES.get(task, task) for task in step.tasks)
+    tasks = ", ".join(TASK_TITLES[task] for task in step.tasks if task in TASK_TITLES)
     details = [part for part in (tasks, f"strength {round(step.strength * 100)}%", f"{step.seconds:.1f} s") if part]
     return f"{step.label}\n{' · '.join(details)}"
 
@@ -94,7 +96,7 @@ class HistoryPanel(QWidget):
         dimmed = QBrush(self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
         for number, step in enumerate(history.steps, start=1):
             item = QListWidgetItem(self._icon(step.thumbnail, live), describe_history_step(step))
-            item.setToolTip(f"Step {number}: {step.label}" + (f" ({step.model_id})" if step.model_id else ""))
+            item.setToolTip(f"Step {number}: {step.label}")
             if not history.oldest_index <= number <= history.newest_index:
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
                 item.setToolTip("Dropped to keep the history within its memory limit")

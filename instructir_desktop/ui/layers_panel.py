@@ -154,7 +154,7 @@ class LayersPanel(QWidget):
         self.delete_action = self._action("De&lete Layer", self.delete)
         self.move_up_action = self._action("Move Layer &Up", self.move_up, "Ctrl+]")
         self.move_down_action = self._action("Move Layer Do&wn", self.move_down, "Ctrl+[")
-        self.merge_down_action = self._action("&Merge Down", self.merge_down, "Ctrl+E")
+        self.merge_down_action = self._action("&Merge Down", self.merge_down, "Ctrl+Shift+M")
         buttons = QHBoxLayout()
         self.buttons: dict[str, QToolButton] = {}
         for key, action, text in (

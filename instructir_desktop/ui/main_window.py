@@ -35,7 +35,7 @@ from instructir_desktop.history import HistoryError
 from instructir_desktop.inference.engine import Engine, EngineInterface
 from instructir_desktop.inference.requests import EngineSettings, Failed, Finished
 from instructir_desktop.io import set_max_pixels as set_pixel_limit
-from instructir_desktop.plugins.api import ActionInfo
+from instructir_desktop.plugins.api import ActionInfo, PluginError
 from instructir_desktop.plugins.host import PluginHost
 from instructir_desktop.ui.action_dialog import ActionDialog
 from instructir_desktop.ui.canvas import Canvas
@@ -45,6 +45,7 @@ from instructir_desktop.ui.dialogs import AboutDialog, SettingsDialog
 from instructir_desktop.ui.display import DocumentDisplay
 from instructir_desktop.ui.event_loop import qt_event_loop
 from instructir_desktop.ui.file_actions import APP_NAME, FileActions
+from instructir_desktop.ui.help_dialog import HelpDialog
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
 from instructir_desktop.ui.layers_panel import LayersPanel
 from instructir_desktop.ui.menus import WindowMenus, WindowParts
@@ -53,6 +54,7 @@ from instructir_desktop.ui.preferences import Preferences, default_recovery_fold
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
 from instructir_desktop.ui.recovery import RecoveryStore
 from instructir_desktop.ui.selection_tools import SelectionTools
+from instructir_desktop.ui.typing_router import TypingRouter
 
 __all__ = ["APP_NAME", "MainWindow"]
 
@@ -97,6 +99,7 @@ class MainWindow(QMainWindow):
         self.action_dialog: ActionDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.about_dialog: AboutDialog | None = None
+        self.help_dialog: HelpDialog | None = None
 
         self.canvas = Canvas()
         self.chat = ChatPanel()
@@ -148,8 +151,17 @@ class MainWindow(QMainWindow):
             self.open_about,
             self.undo,
             self.redo,
+            self.cancel_running,
+            self.open_help,
         )
         self.menus = WindowMenus(self, parts)
+        # The chat box never claims the window's export and cancel keys; letters typed on the photo
+        # while the box holds unsent text go to the box instead of switching tools.
+        self.chat.input.window_shortcuts = [
+            *self.menus.export_action.shortcuts(),
+            *self.menus.cancel_action.shortcuts(),
+        ]
+        self.typing_router = TypingRouter(self.canvas, self.chat.input, self)
         self.menus.plugins_menu.action_chosen.connect(self.choose_plugin_action)
         self.menus.plugins_menu.manage_requested.connect(self.open_plugin_manager)
         self._rebuild_plugins_menu()
@@ -168,6 +180,8 @@ class MainWindow(QMainWindow):
         self._shown: Hashable = None  # (document id, revision) on the canvas
         self.display = DocumentDisplay(self.session.background, self._display_built)
         self.session.assistant.viewport = self._viewport
+        self.session.previews.viewport = self._viewport
+        self.session.assistant.confidence_threshold = self.preferences.ask_below()
         events.subscribe(DocumentChanged, lambda _event: self._document_changed())
         events.subscribe(DocumentOpened, lambda _event: self.chat.input.setFocus())
         events.subscribe(StatusMessage, self._status_message)
@@ -241,7 +255,9 @@ class MainWindow(QMainWindow):
         title = describe_history_step(latest).splitlines()[0] if latest is not None else ""
         menus.undo_action.setText(f"&Undo {title}" if title else "&Undo")
         name = workspace.path.name if workspace.path else ""
-        self.setWindowTitle(f"{name}{' •' if workspace.modified else ''} — {APP_NAME}" if name else APP_NAME)
+        unsaved = " •" if workspace.unsaved_work else ""
+        exported = " (exported, not saved)" if unsaved and workspace.exported_path is not None else ""
+        self.setWindowTitle(f"{name}{exported}{unsaved} — {APP_NAME}" if name else APP_NAME)
         self.size_label.setText(f"{document.width} × {document.height}" if document else "")
 
     def _viewport(self) -> Bounds | None:
@@ -311,6 +327,11 @@ class MainWindow(QMainWindow):
         except HistoryError as error:
             self.warn(str(error))
 
+    def cancel_running(self) -> None:
+        """Escape: stop the step that is running (the photo stays as it was)."""
+        run = self.session.assistant.cancel_current()
+        self.statusBar().showMessage("Cancelling…" if run is not None else "Nothing is running", 3000)
+
     def show_history_index(self, index: int) -> None:
         try:
             self.session.workspace.set_index(index)
@@ -357,11 +378,13 @@ class MainWindow(QMainWindow):
             self.preferences.autosave_seconds(),
             self.session.workspace.restore_into_new_layer,
             self,
+            ask_below=self.session.assistant.confidence_threshold,
         )
         dialog.accepted.connect(
             lambda: self.apply_settings(dialog.engine_settings(), dialog.autosave_seconds(), dialog.new_layer())
         )
         dialog.accepted.connect(lambda: self.set_max_pixels(dialog.max_pixels()))
+        dialog.accepted.connect(lambda: self.set_ask_below(dialog.ask_below()))
         self.settings_dialog = dialog
         dialog.open()
         return dialog
@@ -383,10 +406,32 @@ class MainWindow(QMainWindow):
             self.layers_panel.new_layer_action.setChecked(new_layer)
         self.statusBar().showMessage("Settings saved", 4000)
 
+    def set_ask_below(self, threshold: float) -> None:
+        """Steps the model is less sure of than ``threshold`` (0..1) are offered, not run."""
+        self.preferences.set_ask_below(threshold)
+        self.session.assistant.confidence_threshold = self.preferences.ask_below()
+
     def set_max_pixels(self, limit: int) -> None:
         """The largest photo any reader opens (bigger ones are refused as possible decompression bombs)."""
         self.preferences.set_max_pixels(limit)
         set_pixel_limit(limit)
+
+    def open_help(self, page: int = 0) -> HelpDialog:
+        """Help: "What can I ask?" (page 0) and the keyboard shortcuts (page 1)."""
+        if self.help_dialog is not None:
+            self.help_dialog.deleteLater()
+        commands = []
+        host = self.session.plugins
+        for command in (host.commands() if host is not None else {}).values():
+            try:
+                title = host.action(command.action).title if host is not None else ""
+            except PluginError:
+                continue
+            commands.append((command.help or f"/{command.name}", title))
+        self.help_dialog = HelpDialog([*self.actions(), *self.canvas.actions()], commands, self)
+        self.help_dialog.show_page(page)
+        self.help_dialog.show()
+        return self.help_dialog
 
     def open_about(self) -> AboutDialog:
         if self.about_dialog is not None:
@@ -405,10 +450,15 @@ class MainWindow(QMainWindow):
             return
         if self.action_dialog is not None:
             self.action_dialog.deleteLater()  # one at a time; the last one stays inspectable
-        dialog = ActionDialog(action, self)
+        previews = self.session.previews
+        dialog = ActionDialog(action, self, target=previews.target())
+        # The photo shows what the values do while the dialog is open; closing takes it away.
+        dialog.values_changed.connect(lambda: previews.show(action, dialog.values()))
+        dialog.finished.connect(lambda _result: previews.end())
         dialog.accepted.connect(lambda: assistant.run_action(action, dialog.values()))
         self.action_dialog = dialog
         dialog.open()  # window-modal, without a nested event loop
+        dialog.preview_note.setVisible(previews.show(action, dialog.values()))
 
     def open_plugin_manager(self) -> PluginManagerDialog:
         host = self.session.plugins

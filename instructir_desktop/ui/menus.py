@@ -1,6 +1,10 @@
 """The window's menus, main toolbar and icons: which command sits where, with which shortcut.
 
 Every action calls a method of the window or of one of its panels; nothing is decided here.
+
+Shortcuts work wherever the focus is in the window, the chat box included (the box keeps Ctrl+Z
+only while it holds text not sent: ``ChatInput``). The tool letters (H, M, B) belong to the canvas:
+they act only when the photo has the focus, so typing never switches tools.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class WindowParts:
     open_about: Callable[[], object]
     undo: Callable[[], object]
     redo: Callable[[], object]
+    cancel: Callable[[], object]
+    open_help: Callable[[int], object]  # the page: 0 "What can I ask?", 1 the shortcuts
 
 
 class WindowMenus:
@@ -59,7 +65,7 @@ class WindowMenus:
         self._parts = parts
         canvas, files = parts.canvas, parts.file_actions
         self.open_action = make_action(window, "&Open…", files.choose_file, (QKeySequence.StandardKey.Open,))
-        self.export_action = make_action(window, "&Export As…", files.choose_export, ("Ctrl+Shift+E",))
+        self.export_action = make_action(window, "&Export As…", files.choose_export, ("Ctrl+E", "Ctrl+Shift+E"))
         self.save_project_action = make_action(
             window, "&Save Project", files.save_project, (QKeySequence.StandardKey.Save,)
         )
@@ -69,12 +75,17 @@ class WindowMenus:
         self.about_action = make_action(window, "&About InstructIR Desktop", parts.open_about)
         self.undo_action = make_action(window, "&Undo", parts.undo, ("Ctrl+Z",))
         self.redo_action = make_action(window, "&Redo", parts.redo, ("Ctrl+Shift+Z", "Ctrl+Y"))
+        self.cancel_action = make_action(
+            window, "&Cancel the Running Step", parts.cancel, ("Esc",), tip="Stop the restoration that is running"
+        )
         self.zoom_in_action = make_action(window, "Zoom &In", canvas.zoom_in, ("Ctrl+=", "Ctrl++"))
         self.zoom_out_action = make_action(window, "Zoom &Out", canvas.zoom_out, ("Ctrl+-",))
         self.fit_action = make_action(window, "&Fit to Window", canvas.fit, ("Ctrl+0",))
         self.actual_size_action = make_action(window, "&Actual Size (100%)", canvas.actual_size, ("Ctrl+1",))
         self.focus_chat_action = make_action(window, "&Type an Instruction", parts.chat.input.setFocus, ("Ctrl+L",))
         self.help_menu = QMenu("&Help", window)
+        self.ask_help_action = make_action(window, "&What Can I Ask?", lambda: parts.open_help(0), ("F1",))
+        self.shortcuts_help_action = make_action(window, "&Keyboard Shortcuts", lambda: parts.open_help(1))
         self.plugins_menu = PluginsMenu(window)
         self._build_file_edit_view()
         self._build_select_and_layer()
@@ -95,6 +106,7 @@ class WindowMenus:
         edit_menu = bar.addMenu("&Edit")
         edit_menu.addAction(self.undo_action)
         edit_menu.addAction(self.redo_action)
+        edit_menu.addAction(self.cancel_action)
         edit_menu.addSeparator()
         edit_menu.addAction(self.focus_chat_action)
         edit_menu.addSeparator()
@@ -102,6 +114,9 @@ class WindowMenus:
         view_menu = bar.addMenu("&View")
         for action in (self.zoom_in_action, self.zoom_out_action, self.fit_action, self.actual_size_action):
             view_menu.addAction(action)
+        self.help_menu.addAction(self.ask_help_action)
+        self.help_menu.addAction(self.shortcuts_help_action)
+        self.help_menu.addSeparator()
         self.help_menu.addAction(self.about_action)
         # Window-wide: the shortcuts work whichever panel has the focus.
         for action in window.findChildren(QAction):
@@ -121,9 +136,17 @@ class WindowMenus:
         layer_menu.addSeparator()
         for action in layers.actions_for_menu:
             layer_menu.addAction(action)
+        tool_letters = (tools.hand_action, tools.rectangle_action, tools.brush_action)
         for action in (*tools.actions, layers.new_layer_action, *layers.actions_for_menu):
+            if action in tool_letters:
+                continue
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             window.addAction(action)
+        # A plain letter is typing anywhere else: the tools take theirs only on the canvas.
+        for action in tool_letters:
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            action.setProperty("shortcutWhere", "with the photo focused")
+            self._parts.canvas.addAction(action)
 
     def _build_main_toolbar(self) -> QToolBar:
         window = self._window

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
+from instructir_desktop.editing.confidence import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
 from instructir_desktop.io import DEFAULT_MAX_PIXELS
@@ -22,6 +23,7 @@ RECENT_LIMIT = 10
 AUTOSAVE_KEY = "recovery/autosaveSeconds"
 DEFAULT_AUTOSAVE_SECONDS = 60
 MAX_PIXELS_KEY = "files/maxPixels"
+ASK_BELOW_KEY = "chat/askBelowPercent"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # Overrides where autosaves go (tests, or a portable install); otherwise AppDataLocation/recovery.
@@ -132,4 +134,12 @@ class Preferences:
 
     def set_max_pixels(self, limit: int) -> None:
         self.settings.setValue(MAX_PIXELS_KEY, max(1, int(limit)))
+
+    def ask_below(self) -> float:
+        """The confidence (0..1) below which the assistant asks instead of acting."""
+        default = round(DEFAULT_CONFIDENCE_THRESHOLD * 100)
+        return min(100, max(0, _int(self.settings.value(ASK_BELOW_KEY, default), default))) / 100
+
+    def set_ask_below(self, threshold: float) -> None:
+        self.settings.setValue(ASK_BELOW_KEY, min(100, max(0, round(threshold * 100))))
         self.settings.sync()

@@ -4,7 +4,8 @@ A finished drag becomes ``document.selection`` (the Qt-free ``Selection``) throu
 the conversation hands it to the engine as the restore mask, so the next instruction changes only
 the selected region. Shift adds to the selection, Alt takes away from it.
 
-The selection is drawn as a tinted overlay with a dashed outline. The overlay is built once per
+The selection is drawn as a dashed outline with the unselected part dimmed: the selected pixels,
+the ones a person judges the restoration on, are never tinted or washed out. The overlay is built once per
 selection (at most ``OVERLAY_SIDE`` pixels on its longer side, scaled up on the canvas), never
 per repaint, zoom or scroll; while dragging, only a vector outline of the new shape is drawn.
 """
@@ -30,7 +31,8 @@ HAND = "hand"
 RECTANGLE = "rectangle"
 BRUSH = "brush"
 OVERLAY_SIDE = 2048
-TINT = (70, 150, 255, 70)  # selected pixels, at full selection
+TINT = (70, 150, 255, 70)  # a drag's outline fill and the brush's stroke while painting
+DIM = (0, 0, 0, 80)  # unselected pixels: darker, never recoloured; selected ones are left clear
 # How far along a stroke the pointer must move before another point is kept (times the radius):
 # the stroke's mask costs per segment, and closer points add nothing visible.
 BRUSH_SPACING = 0.25
@@ -39,8 +41,9 @@ BRUSH_SPACING = 0.25
 def selection_overlay(mask: np.ndarray, max_side: int = OVERLAY_SIDE) -> tuple[np.ndarray, int]:
     """An RGBA uint8 picture of a selection mask and how many image pixels each of its pixels covers.
 
-    The selected area is tinted in proportion to the mask (a feathered edge fades out) and outlined
-    where the mask crosses one half, with black and white dashes that show on any photo.
+    The selected area stays clear; the rest is dimmed in proportion to how unselected it is (a
+    feathered edge fades in), and the edge, where the mask crosses one half, is outlined with black
+    and white dashes that show on any photo.
     """
     step = max(1, math.ceil(max(mask.shape) / max_side))
     small = np.asarray(mask[::step, ::step], dtype=np.float32)
@@ -50,8 +53,8 @@ def selection_overlay(mask: np.ndarray, max_side: int = OVERLAY_SIDE) -> tuple[n
     interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & padded[1:-1, 1:-1]
     edge = inside & ~interior
     rgba = np.zeros((height, width, 4), dtype=np.uint8)
-    rgba[..., 0], rgba[..., 1], rgba[..., 2] = TINT[0], TINT[1], TINT[2]
-    rgba[..., 3] = np.round(small * TINT[3]).astype(np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2] = DIM[0], DIM[1], DIM[2]
+    rgba[..., 3] = np.round((1.0 - small) * DIM[3]).astype(np.uint8)
     rows, cols = np.nonzero(edge)
     light = ((rows + cols) // 4) % 2 == 0
     rgba[rows, cols] = np.where(light[:, None], np.uint8(255), np.uint8(0))
@@ -90,7 +93,7 @@ class RectangleTool(_Tool):
         path = QPainterPath()
         path.addRect(self._rect(point))
         pen = QPen(QColor(255, 255, 255), 0, Qt.PenStyle.DashLine)  # cosmetic: one screen pixel at any zoom
-        self.tools.canvas.set_preview(path, pen, QBrush(QColor(*TINT)))
+        self.tools.canvas.set_preview(path, pen, QBrush(Qt.BrushStyle.NoBrush))
 
     def release(self, point: QPointF) -> None:
         rect = self._rect(point)

@@ -16,23 +16,68 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 def auto_white_balance(
     image: np.ndarray, mask: np.ndarray | None, params: Mapping[str, Any], context: ActionContext
 ) -> np.ndarray:
-    """Grey-world on the brighter half of the tones, where a cast is most visible and noise least.
+    """Neutralise a colour cast, measured on the surfaces that should be grey, keeping white white.
 
-    The gains are measured inside the selection when there is one, so a person can point at the
-    region whose colour should be neutral.
+    The cast is estimated from near-neutral pixels (``estimate_cast``), not from the average of the
+    scene: a snowfield beside sunlit trees averages green, yet the snow is white and needs no
+    correction. Near-white pixels keep their colour (``_protect_highlights``), so snow and clipped sky
+    never turn tinted. The gains are measured inside the selection when there is one, so a person
+    can point at the region whose colour should be neutral.
     """
     pixels = _weighted_pixels(image, mask)
-    luma = pixels @ _LUMA
-    bright = pixels[luma >= np.quantile(luma, 0.5)] if len(luma) > 16 else pixels
-    means = bright.mean(axis=0)
+    gains = estimate_cast(pixels)
     context.check_cancel()
-    gains = means.mean() / np.maximum(means, 1e-4)
-    gains = gains / gains.max() if (means * gains).max() > 1 else gains  # never push the brightest past white
     strength = float(params["strength"])
     gains = 1 + strength * (gains - 1)
     context.log(f"white balance gains R {gains[0]:.3f} G {gains[1]:.3f} B {gains[2]:.3f}")
+    corrected = image * gains.astype(np.float32)
     context.progress(1.0)
-    return np.clip(image * gains.astype(np.float32), 0, 1)
+    return np.clip(_protect_highlights(image, corrected), 0, 1).astype(np.float32)
+
+
+# A pixel counts as near-neutral when its channels differ by less than this share of the brightest.
+_NEUTRAL_CHROMA = 0.25
+_CAST_ROUNDS = 6
+
+
+def estimate_cast(pixels: np.ndarray) -> np.ndarray:
+    """Per-channel gains (brightness kept) that make neutral surfaces grey.
+
+    Iterated grey-pixel estimate: start from grey-world on the brighter half of the tones, then
+    repeatedly take the pixels that look neutral once corrected (low chroma, neither black nor
+    clipped) and move the gains so their average is grey. Surfaces that are really coloured drop
+    out after the first round; a scene without neutral surfaces keeps the grey-world estimate.
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
+    luma = pixels @ _LUMA
+    bright = pixels[luma >= np.quantile(luma, 0.5)] if len(luma) > 16 else pixels
+    means = np.maximum(bright.mean(axis=0), 1e-4)
+    gains = means.mean() / means
+    usable = (luma > 0.05) & (pixels.max(axis=1) < 0.999)  # black has no colour; clipped lost it
+    candidates = pixels[usable] if np.count_nonzero(usable) >= 16 else pixels
+    for _ in range(_CAST_ROUNDS):
+        corrected = candidates * gains
+        high = corrected.max(axis=1)
+        chroma = (high - corrected.min(axis=1)) / np.maximum(high, 1e-4)
+        neutral = corrected[chroma < _NEUTRAL_CHROMA]
+        if len(neutral) < max(16, len(candidates) // 200):
+            break  # too few grey surfaces to trust: keep what we have
+        average = np.maximum(neutral.mean(axis=0), 1e-4)
+        step = average.mean() / average
+        gains = gains * step
+        if np.abs(step - 1).max() < 1e-3:
+            break
+    # Keep the brightness: the gains' luma-weighted mean is 1 (near-white pixels are protected apart).
+    return (gains / float(gains @ _LUMA)).astype(np.float32)
+
+
+def _protect_highlights(image: np.ndarray, corrected: np.ndarray) -> np.ndarray:
+    """Fade the correction out over the near-white pixels (lowest channel from 0.85 to 1): white
+    stays white instead of taking the gains' tint."""
+    lowest = image.min(axis=-1, keepdims=True)
+    keep = np.clip((lowest - 0.85) / 0.15, 0.0, 1.0)
+    keep = keep * keep * (3 - 2 * keep)  # smoothstep: no visible edge where it starts
+    return corrected + keep * (image - corrected)
 
 
 def auto_levels(
