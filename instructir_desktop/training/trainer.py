@@ -318,8 +318,10 @@ class _Run:
         for param in model.parameters():
             # channels_last also restrides (1, C, 1, 1) scales and 1x1 kernels, whose gradients then
             # disagree with data-parallel's flat buckets; their layout does not matter for speed.
+            # contiguous() would keep a (1, C, 1, 1) tensor's channels-last strides (it already
+            # counts as contiguous), so the layout is rebuilt with a clone.
             if param.dim() == 4 and param.shape[-2:] == (1, 1):
-                param.data = param.data.contiguous()
+                param.data = param.data.clone(memory_format=torch.contiguous_format)
         self._initialise(model)
         ema = copy.deepcopy(model).eval()
         for param in ema.parameters():
