@@ -293,3 +293,19 @@ def test_recipe_and_instruction_together_are_a_usage_error(tmp_path, capsys):
     assert "-i/--instruction cannot be used with --recipe" in capsys.readouterr().err
     assert cli.main(["restore", "a.png", "-o", str(tmp_path / "o.png")]) == cli.EXIT_USAGE
     assert recipe_cli.recipe_request(str(recipe_path)) == load_recipe(recipe_path)
+
+
+def test_the_recipe_joins_the_photos_own_xmp_and_replaces_an_earlier_recipe():
+    from instructir_desktop.editing.recipe_runs import recipe_xmp
+
+    camera = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    first = Recipe((RecipeStep((RecipeTask("denoise", "remove the noise"),)),))
+    second = Recipe((RecipeStep((RecipeTask("dehaze", "clear the haze"),)),))
+    once = recipe_xmp(camera, first, "0123456789abcdef")
+    twice = recipe_xmp(once, second, "fedcba9876543210")
+    assert b'xmp:Rating="4"' in twice and b"clear the haze" in twice
+    assert b"remove the noise" not in twice and twice.count(b"irecipe:marker") == 1
