@@ -309,3 +309,36 @@ def test_the_recipe_joins_the_photos_own_xmp_and_replaces_an_earlier_recipe():
     twice = recipe_xmp(once, second, "fedcba9876543210")
     assert b'xmp:Rating="4"' in twice and b"clear the haze" in twice
     assert b"remove the noise" not in twice and twice.count(b"irecipe:marker") == 1
+
+
+def test_steps_from_before_plans_were_recorded_replay_in_canonical_words_with_their_upscale_factor():
+    from instructir_desktop.core.document import Document
+    from instructir_desktop.editing.recipes import recipe_from_history
+    from instructir_desktop.history import History, Restoration
+    from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS
+
+    photo = np.full((8, 10, 3), 0.5, np.float32)
+    history = History(Document.from_image(photo))
+    layer = history.document.active_layer
+    history.push_restoration(
+        layer.id, _whole(8, 10), Restoration(photo, photo * 0.9), label="a", tasks=["denoise"], model_id="old-model"
+    )
+    enlarged = np.repeat(np.repeat(history.document.layers[0].pixels, 3, axis=0), 3, axis=1)
+    history.push_layers(
+        [history.document.layers[0].with_content(enlarged, None)],
+        0,
+        restoration=Restoration(enlarged, enlarged, None, 1.0),
+        restored_layer_id=history.document.layers[0].id,
+        label="b",
+        tasks=["upscale"],
+    )
+    recipe = recipe_from_history(history).recipe
+    assert recipe.steps[0].tasks == (RecipeTask("denoise", CANONICAL_INSTRUCTIONS["denoise"]),)
+    assert recipe.steps[0].model_id == "old-model"
+    assert recipe.steps[1].tasks == (RecipeTask("upscale", CANONICAL_INSTRUCTIONS["upscale"], 3),)
+
+
+def _whole(height: int, width: int):
+    from instructir_desktop.core.geometry import Bounds
+
+    return Bounds.of_image(height, width)
