@@ -188,7 +188,7 @@ def test_a_local_step_stores_only_its_patch() -> None:
     assert step.nbytes == step.change.nbytes + step.thumbnail.nbytes
 
 
-def test_new_step_discards_the_redo_branch() -> None:
+def test_new_step_after_undo_ends_the_line_there() -> None:
     history = new_history()
     layer_id = history.document.active_layer.id
     for number in range(3):
@@ -201,6 +201,8 @@ def test_new_step_discards_the_redo_branch() -> None:
     assert not history.can_redo
     with pytest.raises(HistoryError):
         history.redo()
+    # The undone steps are kept as an alternative (tests/test_history_branches.py).
+    assert [[step.label for step in branch.steps] for branch in history.branches] == [["step 1", "step 2"]]
 
 
 # ---------------------------------------------------------------------------------------------- re-blending

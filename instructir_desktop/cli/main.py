@@ -48,7 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Restore image files (or every image in the given folders) following an instruction.",
     )
     restore.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
-    restore.add_argument("-i", "--instruction", required=True, help='what to fix, e.g. "remove the noise"')
+    restore.add_argument("-i", "--instruction", help='what to fix, e.g. "remove the noise"')
+    restore.add_argument(
+        "--recipe",
+        metavar="FILE|auto",
+        help="instead of -i: replay a recipe saved in the editor (auto: each photo's own analysis); "
+        "outputs an interrupted run finished are kept",
+    )
     restore.add_argument("-o", "--output", required=True, help="output file, or folder (required for several inputs)")
     restore.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     restore.add_argument(
@@ -198,6 +204,12 @@ def load_runtime_for(args: argparse.Namespace, tile: int = 0) -> Runtime:
 
 def restore_command(args: argparse.Namespace) -> int:
     """The built-in restore action on every input, through the plugin host like any action."""
+    if args.recipe is not None:
+        from instructir_desktop.cli.recipes import recipe_command
+
+        return recipe_command(args, plugin_host, lambda: load_runtime_for(args, args.tile))
+    if args.instruction is None:
+        raise UsageError("say what to fix with -i INSTRUCTION, or replay a recipe with --recipe FILE")
     if not 0.0 <= args.strength <= 1.0:
         raise UsageError("--strength must be between 0 and 1")
     if args.scale is not None and not 1 <= args.scale <= 8:

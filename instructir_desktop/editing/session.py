@@ -12,6 +12,7 @@ from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.engine_client import EngineClient, EngineJob
 from instructir_desktop.editing.events import DocumentOpened
 from instructir_desktop.editing.files import Files
+from instructir_desktop.editing.recipe_folder import RecipeFolders
 from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.inference.engine import EngineInterface
 from instructir_desktop.inference.requests import ActionRequest, JobContext
@@ -30,6 +31,8 @@ class EditingSession:
         # A plugin action's dialog: where it applies and a live preview of its values.
         self.previews = ActionPreviews(self.workspace, self.engine, self.events)
         self.previews.plugins = lambda: self.assistant.plugins
+        # Recipes: the open photo's steps saved to a file, and a recipe run on a folder of photos.
+        self.recipes = RecipeFolders(self.workspace, self.engine, lambda: self.assistant.plugins, self.events)
         # Work on the previous photo can no longer be applied (it would be stale): stop it, and
         # start this photo's conversation (a project brings its own back).
         self.events.subscribe(
@@ -61,6 +64,7 @@ class EditingSession:
         plugins' worker process."""
         self.files.close()
         self.previews.end()
+        self.recipes.cancel()
         self.assistant.cancel_all()
         self.engine.close()
         self.background.shutdown()

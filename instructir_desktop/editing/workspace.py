@@ -22,12 +22,20 @@ from instructir_desktop.editing.events import (
     SelectionChanged,
 )
 from instructir_desktop.editing.projects import OpenedFile
+from instructir_desktop.editing.recipes import recorded_plan
 from instructir_desktop.editing.transcript import TranscriptEntry
 from instructir_desktop.history import History, HistoryError, Restoration, SavedState, Step
 from instructir_desktop.io import ImageMetadata
 
 ImageKey = tuple[int, int]
 HistoryKey = tuple[int, int, int, int]
+
+
+def branch_name(history: History, number: int) -> str:
+    """How alternative ``number`` is called: its last step and where it forks."""
+    branch = history.branches[number]
+    where = "the original" if branch.fork == 0 else f"step {branch.fork}"
+    return f"Alternative after {where}: {branch.tip.label}"
 
 
 def _enlarge(values: np.ndarray, factor: int) -> np.ndarray:
@@ -242,7 +250,7 @@ class Workspace:
             return "There is no photo to compare."
         try:
             for index in (left, right):
-                history.check_reachable(index)
+                history.check_comparable(index)  # a line's state, or an alternative's end
         except (HistoryError, IndexError) as error:
             return str(error)
         return ""
@@ -252,7 +260,18 @@ class Workspace:
         history = self.history
         if history is None or index == 0:
             return "Original"
+        if index > len(history):
+            return branch_name(history, index - len(history) - 1)
         return f"{index}. {history.steps[index - 1].label}"
+
+    def switch_branch(self, number: int) -> None:
+        """Continue from alternative ``number`` instead of the steps after its fork, which become an
+        alternative in turn (HistoryError if it cannot be shown any more)."""
+        assert self.history is not None
+        try:
+            self.history.switch_branch(number)
+        finally:
+            self.changed()
 
     # ------------------------------------------------------------------ results
 
@@ -283,6 +302,8 @@ class Workspace:
             )
         else:
             step = self._enlarged(ready, layer_id, label=label)
+        if step is not None and outcome.plan:
+            step.plan = recorded_plan(outcome.plan)  # what the network was asked, for recipes
         self.changed()
         return step
 

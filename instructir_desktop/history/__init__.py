@@ -1,5 +1,6 @@
 """Undo history of a document (steps that store only what changed, capped by memory) and project files."""
 
+from instructir_desktop.history.branches import Branch
 from instructir_desktop.history.changes import (
     HistoryError,
     PatchChange,
@@ -9,7 +10,14 @@ from instructir_desktop.history.changes import (
     prepare_restoration,
     reblend,
 )
-from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, Recording, SavedState, Step
+from instructir_desktop.history.history import (
+    DEFAULT_MEMORY_LIMIT,
+    History,
+    PlannedTask,
+    Recording,
+    SavedState,
+    Step,
+)
 from instructir_desktop.history.project import (
     FORMAT_VERSION,
     ProjectContents,
@@ -23,9 +31,11 @@ from instructir_desktop.history.project import (
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "FORMAT_VERSION",
+    "Branch",
     "History",
     "HistoryError",
     "PatchChange",
+    "PlannedTask",
     "PreparedRestoration",
     "ProjectContents",
     "ProjectError",

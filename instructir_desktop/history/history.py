@@ -1,9 +1,10 @@
 """The undo history of one document: steps that store only what changed, capped by memory.
 
 It speaks QUndoStack's words, so the GUI can wrap it: ``index`` is the number of steps applied
-(0 = the photo as opened, ``len(history)`` = every step), ``push`` adds a step and discards the
-redo branch, ``undo``/``redo``/``set_index`` move through it, ``set_clean``/``is_clean`` track the
-saved state.
+(0 = the photo as opened, ``len(history)`` = every step), ``push`` adds a step, ``undo``/``redo``/
+``set_index`` move through it, ``set_clean``/``is_clean`` track the saved state. Unlike
+QUndoStack, a push after an undo keeps the undone steps as an alternative (``branches``) the
+person can switch back to (``switch_branch``) and compare against (``image_at(tip_state(n))``).
 
 A step's change is one of two kinds:
 
@@ -24,12 +25,21 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from instructir_desktop.core.document import Document, Flattened, Layer
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.history.branches import (
+    Branch,
+    all_branches,
+    detached_branch,
+    detached_step,
+    release_swapped,
+    split_at,
+    without,
+)
 from instructir_desktop.history.changes import (
     Change,
     HistoryError,
@@ -40,7 +50,6 @@ from instructir_desktop.history.changes import (
     StackSnapshot,
     StoredRestoration,
     decoded,
-    detached,
     layer_in,
     prepare_restoration,
     reblend,
@@ -56,6 +65,16 @@ SavedState = tuple[int, tuple[int, ...], tuple[float, ...]]
 
 
 # ---------------------------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task of a restoration step: the task, the words the network was conditioned on, and
+    the upscale factor (None for the other tasks). Plain data: the history knows no text model."""
+
+    task: str
+    instruction: str
+    factor: int | None = None
 
 
 @dataclass(eq=False)
@@ -74,6 +93,8 @@ class Step:
     seconds: float = 0.0
     model_id: str = ""
     created: float = field(default_factory=time.time)
+    # What the network was asked, task by task (a restoration from an instruction; empty otherwise).
+    plan: tuple[PlannedTask, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -125,6 +146,7 @@ class History:
         self._index = 0
         self._clean_index = 0
         self._memory_limit = int(memory_limit)
+        self._branches: list[Branch] = []
 
     # ------------------------------------------------------------------ state
 
@@ -159,6 +181,8 @@ class History:
         if not -1 <= index <= len(self._steps):
             raise IndexError(f"history index {index} is outside -1..{len(self._steps)}")
         self._clean_index = index
+        for branch in all_branches(self._branches):
+            branch.clean = None  # the saved state is on the line now (or nowhere)
 
     def saved_state(self) -> SavedState:
         """What identifies the current state for a save that finishes later: ``clean_after_save``."""
@@ -188,8 +212,13 @@ class History:
     def memory_used(self) -> int:
         """Bytes held by the steps: compressed changes and thumbnails. An array several steps share
         (a step's "before" is usually the step before's result) is held, and counted, once."""
-        unique = {id(array): array.nbytes for step in self._steps for array in stored_arrays(step.change)}
-        return sum(unique.values()) + sum(int(step.thumbnail.nbytes) for step in self._steps)
+        steps = self._every_step()
+        unique = {id(array): array.nbytes for step in steps for array in stored_arrays(step.change)}
+        return sum(unique.values()) + sum(int(step.thumbnail.nbytes) for step in steps)
+
+    def _every_step(self) -> list[Step]:
+        """The line's steps and every branch's."""
+        return self._steps + [step for branch in all_branches(self._branches) for step in branch.steps]
 
     @property
     def oldest_index(self) -> int:
@@ -257,9 +286,10 @@ class History:
         """A copy to save on another thread while editing goes on: it shares the stored changes
         and, copy-on-write, the layers' pixels (``Document.frozen_copy``), so it costs no pixel copy."""
         twin = History(self._document.frozen_copy(), self._memory_limit)
-        twin._steps = [replace(step, change=detached(step.change)) for step in self._steps]
+        twin._steps = [detached_step(step) for step in self._steps]
         twin._index = self._index
         twin._clean_index = self._clean_index
+        twin._branches = [detached_branch(branch) for branch in self._branches]
         return twin
 
     def state_at(self, index: int) -> Document:
@@ -279,10 +309,20 @@ class History:
         return state
 
     def image_at(self, index: int) -> Flattened:
-        """The flattened image with ``index`` steps applied (to compare any two steps)."""
+        """The flattened image with ``index`` steps applied (to compare any two steps); an index
+        from ``tip_state`` is the end of that branch."""
+        if index > len(self._steps):
+            return self._branch_tip(index - len(self._steps) - 1).flatten()
         if index == self._index:
             return self._document.flatten()
         return self.state_at(index).flatten()
+
+    def check_comparable(self, index: int) -> None:
+        """Like ``check_reachable``, also for an index from ``tip_state`` (a branch's end)."""
+        if index > len(self._steps):
+            self._branch_to_show(index - len(self._steps) - 1)
+        else:
+            self.check_reachable(index)
 
     def check_reachable(self, index: int) -> None:
         """Raise IndexError or HistoryError unless ``state_at(index)`` can be built."""
@@ -514,7 +554,7 @@ class History:
         step.thumbnail = self._document.thumbnail()
 
     def _push(self, step: Step) -> Step:
-        self._discard_redo_branch()
+        self._set_redo_branch_aside()
         self._keep_swapped_out_only_for(step)
         self._steps.append(step)
         self._index += 1
@@ -522,9 +562,80 @@ class History:
         return step
 
     def _discard_redo_branch(self) -> None:
+        """Forget the undone steps and the branches that grew from the current state or later (a
+        re-blend changed the state they were computed from, so they no longer apply to it)."""
         del self._steps[self._index :]
+        self._branches = [branch for branch in self._branches if branch.fork < self._index]
         if self._clean_index > self._index:
             self._clean_index = -1
+
+    def _set_redo_branch_aside(self) -> None:
+        """The undone steps become a branch forking at the current index, with the branches that
+        fork inside them; the line then ends here."""
+        if self._index == len(self._steps):
+            return
+        tail = self._steps[self._index :]
+        release_swapped(tail)
+        kept, later = split_at(self._branches, self._index)
+        clean = self._clean_index if self._clean_index > self._index else None
+        self._branches = [*kept, Branch(self._index, tail, later, clean=clean)]
+        del self._steps[self._index :]
+        if clean is not None:
+            self._clean_index = -1
+
+    # ------------------------------------------------------------------ branches
+
+    @property
+    def branches(self) -> tuple[Branch, ...]:
+        """The alternatives to the line: each forks after ``fork`` of its steps (oldest first)."""
+        return tuple(self._branches)
+
+    def tip_state(self, branch: int) -> int:
+        """An index naming the end of branch ``branch`` for ``image_at``/``check_comparable``: past
+        the line's own indices, so it is never mistaken for one."""
+        if not 0 <= branch < len(self._branches):
+            raise IndexError(f"there is no alternative {branch + 1}")
+        return len(self._steps) + 1 + branch
+
+    def _branch_to_show(self, number: int) -> Branch:
+        if not 0 <= number < len(self._branches):
+            raise IndexError(f"there is no alternative {number + 1}")
+        branch = self._branches[number]
+        self.check_reachable(branch.fork)
+        if not branch.kept:
+            raise HistoryError("this alternative was dropped to save memory")
+        return branch
+
+    def _branch_tip(self, number: int) -> Document:
+        """A copy of the document as it is at the end of branch ``number``; the document is untouched."""
+        branch = self._branch_to_show(number)
+        state = self.state_at(branch.fork)
+        for step in branch.steps:
+            assert step.change is not None
+            with _damage_named(step):
+                step.change.redo(state)
+        return state
+
+    def switch_branch(self, number: int) -> None:
+        """Make branch ``number`` the line and show its end; the line's steps after the fork become
+        a branch in its place, so switching back returns to them."""
+        branch = self._branch_to_show(number)
+        self.set_index(branch.fork)
+        fork = branch.fork
+        kept, later = split_at(self._branches, fork)
+        kept.remove(branch)
+        tail = self._steps[fork:]
+        release_swapped(tail)
+        clean = self._clean_index if self._clean_index > fork else None
+        if tail:
+            kept.append(Branch(fork, tail, later, clean=clean))
+        self._steps[fork:] = branch.steps
+        self._branches = kept + branch.branches
+        if branch.clean is not None:
+            self._clean_index = branch.clean
+        elif clean is not None:
+            self._clean_index = -1
+        self.set_index(len(self._steps))
 
     def _enforce_memory_limit(self) -> None:
         """Drop the oldest steps' changes until the history fits its memory limit.
@@ -532,6 +643,12 @@ class History:
         Thumbnails and labels stay (they are small), so dropped steps still show in the list.
         """
         used = self.memory_used
+        # Alternatives go first, the oldest first: the line is what the person is working on.
+        for branch in sorted(all_branches(self._branches), key=lambda branch: branch.created):
+            if used <= self._memory_limit:
+                return
+            without(self._branches, branch)
+            used = self.memory_used
         for step in self._steps:
             if used <= self._memory_limit:
                 break
@@ -549,12 +666,14 @@ class History:
         index: int,
         clean_index: int = -1,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        branches: Sequence[Branch] = (),
     ) -> History:
         """A history rebuilt from stored steps (a project file); ``document`` is the state at ``index``."""
         if not 0 <= index <= len(steps):
             raise ValueError(f"history index {index} is outside 0..{len(steps)}")
         history = cls(document, memory_limit)
         history._steps = list(steps)
+        history._branches = list(branches)
         history._index = index
         history._clean_index = clean_index if -1 <= clean_index <= len(steps) else -1
         history._enforce_memory_limit()

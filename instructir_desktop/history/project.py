@@ -41,6 +41,7 @@ import numpy as np
 from instructir_desktop.core.document import BLEND_MODES, Document, Layer
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.core.selection import Selection
+from instructir_desktop.history.branches import Branch, check_tree
 from instructir_desktop.history.changes import (
     Change,
     PatchChange,
@@ -50,7 +51,7 @@ from instructir_desktop.history.changes import (
     StoredStack,
 )
 from instructir_desktop.history.codec import ENCODINGS, ITEM_SIZE, EncodedArray, content_digest, decode, encode, shared
-from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, Step
+from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, PlannedTask, Step
 
 FORMAT_NAME = "instructir-desktop-project"
 FORMAT_VERSION = 2
@@ -140,6 +141,27 @@ class _Writer:
             ],
         }
 
+    def step(self, step: Step) -> dict[str, Any]:
+        return {
+            "label": step.label,
+            "tasks": list(step.tasks),
+            "strength": step.strength,
+            "seconds": step.seconds,
+            "model_id": step.model_id,
+            "created": step.created,
+            "thumbnail": self.thumbnail(step.thumbnail),
+            "change": self.change(step.change),
+            "plan": [[task.task, task.instruction, task.factor] for task in step.plan],
+        }
+
+    def branch(self, branch: Branch) -> dict[str, Any]:
+        return {
+            "fork": branch.fork,
+            "created": branch.created,
+            "steps": [self.step(step) for step in branch.steps],
+            "branches": [self.branch(nested) for nested in branch.branches],
+        }
+
     def change(self, change: Change | None) -> dict[str, Any] | None:
         if isinstance(change, PatchChange):
             bounds = change.bounds
@@ -210,19 +232,7 @@ def save_project(
                 }
                 for layer in document.layers
             ]
-            steps = [
-                {
-                    "label": step.label,
-                    "tasks": list(step.tasks),
-                    "strength": step.strength,
-                    "seconds": step.seconds,
-                    "model_id": step.model_id,
-                    "created": step.created,
-                    "thumbnail": writer.thumbnail(step.thumbnail),
-                    "change": writer.change(step.change),
-                }
-                for step in history.steps
-            ]
+            steps = [writer.step(step) for step in history.steps]
             manifest = {
                 "format": FORMAT_NAME,
                 "version": FORMAT_VERSION,
@@ -234,7 +244,12 @@ def save_project(
                     # The selection the person made is part of their work (older readers skip it).
                     "selection": writer.blob(None if document.selection is None else encode(document.selection.mask)),
                 },
-                "history": {"index": history.index, "steps": steps},
+                # Alternatives and plans are optional keys: older readers skip them.
+                "history": {
+                    "index": history.index,
+                    "steps": steps,
+                    "branches": [writer.branch(branch) for branch in history.branches],
+                },
             }
             if extra:
                 manifest["extra"] = {key: writer.attachment(key, data) for key, data in extra.items()}
@@ -462,7 +477,18 @@ class _Reader:
         tasks = self.field(record, "tasks", list, where)
         if any(not isinstance(task, str) for task in tasks):
             raise ProjectError(f"{where}.tasks must be text")
+        plan = []
+        for task in record.get("plan", []) if isinstance(record, dict) else []:  # older files have none
+            if (
+                not isinstance(task, list)
+                or len(task) != 3
+                or not all(isinstance(text, str) for text in task[:2])
+                or not (task[2] is None or (isinstance(task[2], int) and not isinstance(task[2], bool)))
+            ):
+                raise ProjectError(f"{where}.plan is damaged")
+            plan.append(PlannedTask(*task))
         return Step(
+            plan=tuple(plan),
             label=self.field(record, "label", str, where),
             change=self.optional(record, "change", self.change, where),
             thumbnail=self.thumbnail(self.field(record, "thumbnail", str, where), where),
@@ -472,6 +498,21 @@ class _Reader:
             model_id=self.field(record, "model_id", str, where),
             created=self.field(record, "created", float, where),
         )
+
+    def branch(self, record: Any, where: str) -> Branch:
+        entries = self.field(record, "steps", list, where)
+        return Branch(
+            fork=self.field(record, "fork", int, where),
+            steps=[self.step(entry, f"{where}.steps[{number}]") for number, entry in enumerate(entries)],
+            branches=self.branches(record, where),
+            created=self.field(record, "created", float, where),
+        )
+
+    def branches(self, record: Any, where: str) -> list[Branch]:
+        entries = record.get("branches", []) if isinstance(record, dict) else []  # older files have none
+        if not isinstance(entries, list):
+            raise ProjectError(f"{where}.branches is not a list")
+        return [self.branch(entry, f"{where}.branches[{number}]") for number, entry in enumerate(entries)]
 
     def document(self, record: Any, where: str) -> Document:
         height, width = self.side(record, "height", where), self.side(record, "width", where)
@@ -621,7 +662,12 @@ def _read(
     index = reader.field(record, "index", int, "history")
     if not 0 <= index <= len(steps):
         raise ProjectError(f"history.index {index} is outside 0..{len(steps)}")
+    branches = reader.branches(record, "history")
+    try:
+        check_tree(branches, 0, len(steps))
+    except ValueError as error:
+        raise ProjectError(f"history.branches: {error}") from None
     extra = _read_extra(reader, manifest)
     clean = index if clean_index is None else clean_index
-    history = History.restored(document, steps, index, clean_index=clean, memory_limit=memory_limit)
+    history = History.restored(document, steps, index, clean_index=clean, memory_limit=memory_limit, branches=branches)
     return ProjectContents(history, extra)

@@ -1,7 +1,9 @@
 """The history panel: every step with its thumbnail, instruction, tasks, strength and time; compare two steps.
 
 Row 0 is the photo as opened, row i the state after step i (the history's own index), so a row
-number can be handed straight to ``History.set_index`` and ``History.image_at``.
+number can be handed straight to ``History.set_index`` and ``History.image_at``. Alternatives
+(steps undone and then replaced by another instruction) are listed under the steps, to switch to;
+the compare choices offer their ends too (``History.tip_state``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from instructir_desktop.editing.workspace import branch_name
 from instructir_desktop.history import History, Step
 from instructir_desktop.model.tasks import TASK_TITLES
 from instructir_desktop.ui.qimages import rgba_to_qimage
@@ -42,6 +45,7 @@ class HistoryPanel(QWidget):
     index_chosen = Signal(int)  # show the state after this many steps
     compare_requested = Signal(int, int)
     compare_closed = Signal()
+    branch_chosen = Signal(int)  # continue from this alternative
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +58,20 @@ class HistoryPanel(QWidget):
         self.list.setWordWrap(True)
         self.list.itemClicked.connect(self._clicked)
         layout.addWidget(self.list, 1)
+
+        self.branches = QWidget()
+        branch_row = QHBoxLayout(self.branches)
+        branch_row.setContentsMargins(0, 0, 0, 0)
+        branch_row.addWidget(QLabel("Alternatives"))
+        self.branch_choice = QComboBox()
+        self.branch_choice.setToolTip("Steps you undid and then replaced with another instruction")
+        branch_row.addWidget(self.branch_choice, 1)
+        self.switch_button = QPushButton("Switch")
+        self.switch_button.setToolTip("Continue from this alternative; the current steps become one")
+        self.switch_button.clicked.connect(self._switch_clicked)
+        branch_row.addWidget(self.switch_button)
+        layout.addWidget(self.branches)
+        self.branches.setVisible(False)
 
         row = QHBoxLayout()
         row.addWidget(QLabel("Compare"))
@@ -83,7 +101,9 @@ class HistoryPanel(QWidget):
         left, right = self.left_choice.currentIndex(), self.right_choice.currentIndex()
         self.left_choice.clear()
         self.right_choice.clear()
+        self.branch_choice.clear()
         if history is None:
+            self.branches.setVisible(False)
             self.setEnabled(False)
             return
         self.setEnabled(True)
@@ -106,6 +126,12 @@ class HistoryPanel(QWidget):
             names.append(f"{number}. {step.label}")
         self._thumbnails = live
         self.list.setCurrentRow(history.index)
+        self.branch_choice.clear()
+        for number in range(len(history.branches)):
+            name = branch_name(history, number)
+            self.branch_choice.addItem(name, number)
+            names.append(name)  # its end, to compare: index ``history.tip_state(number)``
+        self.branches.setVisible(bool(history.branches))
         for index, name in enumerate(names):
             self.left_choice.addItem(name, index)
             self.right_choice.addItem(name, index)
@@ -144,6 +170,11 @@ class HistoryPanel(QWidget):
     def _clicked(self, item: QListWidgetItem) -> None:
         if not self._refreshing:
             self.index_chosen.emit(self.list.row(item))
+
+    def _switch_clicked(self) -> None:
+        number = self.branch_choice.currentIndex()
+        if number >= 0:
+            self.branch_chosen.emit(number)
 
     def _compare_toggled(self, on: bool) -> None:
         if on:

@@ -52,6 +52,7 @@ from instructir_desktop.ui.menus import WindowMenus, WindowParts
 from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
 from instructir_desktop.ui.preferences import Preferences, default_recovery_folder
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
+from instructir_desktop.ui.recipe_actions import RecipeActions
 from instructir_desktop.ui.recovery import RecoveryStore
 from instructir_desktop.ui.selection_tools import SelectionTools
 from instructir_desktop.ui.typing_router import TypingRouter
@@ -107,6 +108,7 @@ class MainWindow(QMainWindow):
         self.chat.message_sent.connect(self.session.assistant.send)
         self.history_panel = HistoryPanel()
         self.history_panel.index_chosen.connect(self.show_history_index)
+        self.history_panel.branch_chosen.connect(self.switch_branch)
         self.compare_view = CompareView(
             self.canvas, self.history_panel, self.session.workspace, self.session.background, self.warn
         )
@@ -155,6 +157,7 @@ class MainWindow(QMainWindow):
             self.open_help,
         )
         self.menus = WindowMenus(self, parts)
+        self.recipe_actions = RecipeActions(self, self.session, self.warn)
         # The chat box never claims the window's export and cancel keys; letters typed on the photo
         # while the box holds unsent text go to the box instead of switching tools.
         self.chat.input.window_shortcuts = [
@@ -338,6 +341,13 @@ class MainWindow(QMainWindow):
         except HistoryError as error:
             self.warn(str(error))
             self.history_panel.refresh(self.session.workspace.history, self.session.workspace.original_thumbnail)
+
+    def switch_branch(self, number: int) -> None:
+        """Continue from an alternative of the history (the steps it replaces become one)."""
+        try:
+            self.session.workspace.switch_branch(number)
+        except (HistoryError, IndexError) as error:
+            self.warn(str(error))
 
     # ------------------------------------------------------------------ the engine
 
