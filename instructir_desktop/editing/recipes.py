@@ -254,14 +254,24 @@ def _parse_task(entry: object, where: str) -> RecipeTask:
 
 # The photo analysis: given a photo's pixels (float RGB in [0, 1]), the steps that would fix it,
 # most important first (empty: nothing to fix). ``--recipe auto`` and the editor's folder runs ask
-# it for each photo's own recipe. The analysis module registers itself with ``set_photo_analysis``.
+# it for each photo's own recipe: ``editing.analysis`` unless another is registered with
+# ``set_photo_analysis``.
 PhotoAnalysis = Callable[[np.ndarray], Sequence[PlanStep]]
 AUTO = "auto"
 ANALYSIS_UNAVAILABLE = (
     "“auto” needs the photo analysis, which this installation does not have; save a recipe from the editor "
     "(File ▸ Save as recipe…) and pass its file instead."
 )
-_photo_analysis: list[PhotoAnalysis] = []
+
+
+def builtin_photo_analysis(rgb: np.ndarray) -> Sequence[PlanStep]:
+    """The editor's own analysis: the steps that fix this photo, in the order they should run."""
+    from instructir_desktop.editing.analysis import fix_plan  # numpy only, but not needed by every recipe
+
+    return fix_plan(rgb)
+
+
+_photo_analysis: list[PhotoAnalysis] = [builtin_photo_analysis]
 
 
 def set_photo_analysis(analysis: PhotoAnalysis | None) -> None:

@@ -39,6 +39,10 @@ class Measurements:
     softness_db: float
     # how far the fine spectrum rises again after a dip (dB): the mark of an enlarged small image
     rebound_db: float
+    # the same loss one octave lower (0.1-0.2 against 0.03-0.07 cycles/px): what blur takes first
+    blur_db: float
+    # spread of that loss between 8 directions (dB): camera shake blurs along its path only
+    blur_anisotropy_db: float
     # exposure, on the sRGB luminance in [0, 1]
     mean_luminance: float
     median_luminance: float
@@ -190,14 +194,16 @@ def _tile_spectra(plane: Array) -> Array:
 class SpectrumBands:
     softness_db: float
     rebound_db: float
+    blur_db: float
+    anisotropy_db: float
 
 
 # Radial bands 0.04 cycles/px wide from 0.02 to 0.5; index 1 (0.06-0.10) is the reference.
 _BAND_EDGES = np.arange(0.02, 0.5 + 1e-9, 0.04)
 
 
-def radial_profile(tiles: list[Array]) -> npt.NDArray[np.float64] | None:
-    """Whitened power (power × f²) per radial band in dB, relative to the 0.06-0.10 band."""
+def _whitened_spectrum(tiles: list[Array]) -> tuple[Array, Array, Array] | None:
+    """Mean power × f² of the crops' tiles, with each coefficient's radius and angle (0-π)."""
     n = SPECTRUM_TILE
     spectra = [_tile_spectra(luminance(tile)) for tile in tiles]
     spectra = [s for s in spectra if float(s.sum()) > 0]
@@ -207,31 +213,50 @@ def radial_profile(tiles: list[Array]) -> npt.NDArray[np.float64] | None:
     freq = (np.arange(n) - n // 2) / n
     fy, fx = np.meshgrid(freq, freq, indexing="ij")
     radius = np.sqrt(fx**2 + fy**2)
-    whitened = power * radius**2
-    levels = np.array(
-        [float(whitened[(radius >= low) & (radius < high)].mean()) + 1e-14 for low, high in pairwise(_BAND_EDGES)]
+    angle = np.mod(np.arctan2(fy, fx), np.pi)
+    return (
+        np.asarray(power * radius**2, dtype=np.float32),
+        np.asarray(radius, dtype=np.float32),
+        np.asarray(angle, dtype=np.float32),
     )
-    profile = 10 * np.log10(levels)
-    return np.asarray(profile - profile[1], dtype=np.float64)
 
 
 def spectrum_bands(tiles: list[Array]) -> SpectrumBands:
-    """How much fine detail the photo keeps, and whether its spectrum rises again past a dip.
+    """How much detail the photo keeps at two scales, whether its spectrum rises again past a dip,
+    and how unequal the loss is between directions.
 
-    Natural photos have power falling about as 1/f², so power × f² stays nearly flat up to the
-    finest detail when a photo is sharp; blur makes it fall smoothly and steadily. A photo enlarged
-    by interpolation has (almost) nothing between the small image's Nyquist frequency and the
-    interpolation kernel's first image of the spectrum, and then a little energy again: the profile
-    dips and rises. Blur never makes it rise (a rise of under 2 dB is what 8-bit noise alone gives).
+    Natural photos have power falling about as 1/f², so power × f² stays nearly flat when a photo
+    is sharp; blur makes it fall smoothly and steadily, camera shake only along the direction of
+    motion. A photo enlarged by interpolation keeps its middle frequencies but has (almost) nothing
+    between the small image's Nyquist frequency and the interpolation kernel's first image of the
+    spectrum, and then a little energy again: the fine profile dips and rises. Blur never makes it
+    rise (under 2 dB, which is what 8-bit noise alone gives).
     """
-    profile = radial_profile(tiles)
-    if profile is None:
-        return SpectrumBands(0.0, 0.0)
+    spectrum = _whitened_spectrum(tiles)
+    if spectrum is None:
+        return SpectrumBands(0.0, 0.0, 0.0, 0.0)
+    whitened, radius, angle = spectrum
+
+    def level(low: float, high: float, mask: npt.NDArray[np.bool_] | None = None) -> float:
+        select = (radius >= low) & (radius < high)
+        if mask is not None:
+            select &= mask
+        return float(whitened[select].mean()) + 1e-14
+
+    profile = 10 * np.log10([level(low, high) for low, high in pairwise(_BAND_EDGES)])
+    profile -= profile[1]
     centres = (_BAND_EDGES[:-1] + _BAND_EDGES[1:]) / 2
     softness = float(profile[(centres > 0.18) & (centres < 0.3)].mean())
     tail = profile[centres > 0.2]
     rebound = max(float(tail[j] - tail[:j].min()) for j in range(1, len(tail)))
-    return SpectrumBands(softness, max(0.0, rebound))
+    sectors = 8
+    directional = []
+    for index in range(sectors):
+        mask = (angle >= index * np.pi / sectors) & (angle < (index + 1) * np.pi / sectors)
+        directional.append(10 * np.log10(level(0.1, 0.2, mask) / level(0.03, 0.07, mask)))
+    return SpectrumBands(
+        softness, max(0.0, rebound), float(np.mean(directional)), float(max(directional) - min(directional))
+    )
 
 
 # ----------------------------------------------------------------------------- rain
@@ -296,6 +321,8 @@ def measure(rgb: Array) -> Measurements:
         noise_sigma=noise_sigma(detail),
         softness_db=bands.softness_db,
         rebound_db=bands.rebound_db,
+        blur_db=bands.blur_db,
+        blur_anisotropy_db=bands.anisotropy_db,
         mean_luminance=float(y.mean()),
         median_luminance=float(p50),
         bright_luminance=float(p99),

@@ -24,7 +24,9 @@ MENTION_AT = 0.2
 # Ramps: (value at confidence 0, value at confidence 1).
 NOISE_SIGMA = (3.0, 6.5)  # 8-bit levels; clean photos measure 0.4-2.7
 HIGH_ISO = 3200  # EXIF ISO from which grain is expected
-SOFTNESS_DB = (-6.5, -10.0)  # clean photos keep -7..+1.5 dB of fine detail
+SOFTNESS_DB = (-6.5, -10.0)  # clean photos keep -7..+1.5 dB of fine detail (0.18-0.3 cycles/px)
+BLUR_DB = (-5.5, -8.5)  # and -6..0 dB one octave lower, where any real blur already bites
+SHAKE_ANISOTROPY_DB = (9.0, 12.0)  # clean photos differ by under 8.5 dB between directions
 REBOUND_DB = (2.5, 4.5)  # enlarged photos rise 3-10 dB again, blurred ones under 2
 VERY_SOFT_DB = -18.0  # beyond any blur we model: enlarged 4x or more
 UNDEREXPOSED_EV = (0.55, 0.95)  # how far the brightest 1 % sits below 90 % of full scale, in stops
@@ -35,7 +37,9 @@ STREAK_STRENGTH = (7.0, 11.0)  # 8-bit levels of the thin bright residual
 STREAK_MAX_TILT = (30.0, 45.0)  # rain falls within ~35° of vertical
 DULL_COLOURFULNESS = (25.0, 12.0)  # Hasler-Süsstrunk: ~15 is "not colourful"
 MONOCHROME_COLOURFULNESS = 3.0  # a black-and-white photo is not "flat colour"
-FLAT_CONTRAST = (0.55, 0.35)
+FLAT_CONTRAST = (0.5, 0.3)
+# Under four 128-px spectrum tiles the spectrum scatters too much to judge sharpness at all.
+MIN_SIDE_FOR_SHARPNESS = 256
 SMALL_MEGAPIXELS = (1.0, 0.3)
 SIZE_ONLY_CAP = 0.35  # pixel count alone says little about quality: never a suggestion by itself
 DISPLAY_PIXELS = 1920 * 1080
@@ -152,7 +156,9 @@ def _softness(m: Measurements, camera: CameraInfo | None) -> list[Finding]:
     # that is quiet says anything about its sharpness this way.
     quiet = ramp(m.noise_sigma, NOISE_SIGMA[0], 1.5)
     findings = []
-    very_soft = m.softness_db < VERY_SOFT_DB
+    if min(m.width, m.height) < MIN_SIDE_FOR_SHARPNESS:
+        soft = enlarged = quiet = 0.0
+    very_soft = m.softness_db < VERY_SOFT_DB and quiet > 0
     enlargement = max(enlarged * soft, 1.0 if very_soft else 0.0) * quiet
     if enlargement > 0:
         factor = 4 if very_soft else 2
@@ -161,10 +167,14 @@ def _softness(m: Measurements, camera: CameraInfo | None) -> list[Finding]:
             f"({m.softness_db:.0f} dB) in the pattern interpolation leaves"
         )
         findings.append(_finding("upscale", enlargement, reason, factor))
-    blur = soft * (1 - enlarged) * (0.0 if very_soft else 1.0) * quiet
+    blurred = ramp(m.blur_db, *BLUR_DB)
+    shaken = ramp(m.blur_anisotropy_db, *SHAKE_ANISOTROPY_DB) * ramp(m.blur_db, -3.0, -5.0)
+    blur = (1 - (1 - blurred) * (1 - shaken)) * (1 - enlarged) * (0.0 if very_soft else 1.0) * quiet
     if blur > 0:
-        word = "Slightly soft" if m.softness_db > -9 else "Blurry"
-        reason = f"{word}: fine detail is {-m.softness_db:.0f} dB below a sharp photo's"
+        word = "Slightly soft" if m.blur_db > -8 else "Blurry"
+        reason = f"{word}: detail is {-m.blur_db:.0f} dB below a sharp photo's"
+        if shaken > blurred:
+            reason += ", more in one direction (camera shake)"
         if camera is not None and camera.exposure_time and camera.exposure_time >= 1 / 30:
             reason += f" (1/{round(1 / camera.exposure_time)} s exposure: camera shake is likely)"
             blur = min(1.0, blur + 0.1)
@@ -182,6 +192,7 @@ def _colour(m: Measurements, explained: float) -> Finding:
         return _finding("enhance", 0.0, "black and white")
     dull = ramp(m.colourfulness, *DULL_COLOURFULNESS)
     flat = ramp(m.contrast, *FLAT_CONTRAST)
-    confidence = max(dull * 0.8 + flat * 0.2, flat * 0.6) * (1 - explained)
+    # Muted colours alone are often the scene (fog, snow, an overcast street): both must be flat.
+    confidence = min(dull, flat) * (1 - explained)
     reason = f"Flat, dull colours (colourfulness {m.colourfulness:.0f}, contrast {m.contrast * 100:.0f} %)"
     return _finding("enhance", confidence, reason)
