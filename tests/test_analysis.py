@@ -142,3 +142,15 @@ def test_analyze_in_words_lists_each_suggestion_with_its_reason(tmp_path, photo,
     assert cli.main(["analyze", str(path)]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert f"{path}: 384×384" in out and "denoise" in out and "grain" in out
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 3, 3), (12, 40, 4)])
+def test_a_tiny_picture_is_only_called_small(shape):
+    tiny = np.random.default_rng(0).random(shape).astype(np.float32)
+    assert [f.task for f in analyse(tiny).findings] == ["upscale"]
+    assert analyse(tiny).suggestions() == ()
+
+
+def test_a_featureless_white_frame_is_not_haze():
+    white = np.ones((300, 300, 3), np.float32)
+    assert analyse(white).suggestions() == ()

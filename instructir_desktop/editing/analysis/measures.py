@@ -275,6 +275,8 @@ def streaks(tiles: list[Array]) -> Streaks:
     jxx = jyy = jxy = 0.0
     energy = []
     for tile in tiles:
+        if min(tile.shape[:2]) < 3:  # no gradient to take
+            continue
         y = luminance(tile)
         residual = np.clip(y - box_mean(y, 3), 0, None)
         gy, gx = np.gradient(residual)

@@ -32,12 +32,14 @@ VERY_SOFT_DB = -18.0  # beyond any blur we model: enlarged 4x or more
 UNDEREXPOSED_EV = (0.55, 0.95)  # how far the brightest 1 % sits below 90 % of full scale, in stops
 HAZE_DARK_CHANNEL = (0.2, 0.32)  # 10th percentile of the dark channel: clean ≤ 0.23
 HAZE_SATURATION = (0.45, 0.25)  # hazy scenes are washed out
+HAZE_MIN_CONTRAST = (0.05, 0.15)  # but still show a scene: hazy photos keep 0.3-0.6 of luminance spread
 STREAK_COHERENCE = (0.3, 0.5)
 STREAK_STRENGTH = (7.0, 11.0)  # 8-bit levels of the thin bright residual
 STREAK_MAX_TILT = (30.0, 45.0)  # rain falls within ~35° of vertical
 DULL_COLOURFULNESS = (25.0, 12.0)  # Hasler-Süsstrunk: ~15 is "not colourful"
 MONOCHROME_COLOURFULNESS = 3.0  # a black-and-white photo is not "flat colour"
 FLAT_CONTRAST = (0.5, 0.3)
+MIN_SIDE_TO_JUDGE = 16
 # Under four 128-px spectrum tiles the spectrum scatters too much to judge sharpness at all.
 MIN_SIDE_FOR_SHARPNESS = 256
 SMALL_MEGAPIXELS = (1.0, 0.3)
@@ -74,6 +76,8 @@ def ramp(value: float, zero: float, one: float) -> float:
 
 def judge(m: Measurements, camera: CameraInfo | None = None) -> list[Finding]:
     """Every problem seen with confidence ≥ MENTION_AT, most confident first."""
+    if min(m.width, m.height) < MIN_SIDE_TO_JUDGE:  # a thumbnail or an icon: only its size says anything
+        return [f for f in _softness(m, camera) if f.confidence >= MENTION_AT]
     lowlight = _lowlight(m)
     rain = _rain(m)
     haze = _haze(m, rain.confidence, lowlight.confidence)
@@ -140,6 +144,8 @@ def _rain(m: Measurements) -> Finding:
 
 def _haze(m: Measurements, rain: float, lowlight: float) -> Finding:
     confidence = ramp(m.dark_channel_low, *HAZE_DARK_CHANNEL) * max(0.5, ramp(m.saturation, *HAZE_SATURATION))
+    # A featureless bright frame (a white wall, snow, an overexposed sky) has no scene to be hazy.
+    confidence *= ramp(m.contrast, *HAZE_MIN_CONTRAST)
     # Heavy rain scatters a veil over the frame: that is the rain's, not haze.
     confidence *= (1 - 0.8 * rain) * (1 - lowlight)
     reason = (
