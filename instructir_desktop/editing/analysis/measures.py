@@ -59,6 +59,8 @@ class Measurements:
     streak_coherence: float
     streak_angle_deg: float  # the lines' angle from vertical
     streak_strength: float  # energy of the positive thin-line residual, in 8-bit levels
+    streak_peak: float  # the strongest 5° orientation bin of line-like pixels against the mean bin
+    streak_peak_angle_deg: float
 
     @property
     def megapixels(self) -> float:
@@ -267,13 +269,21 @@ class Streaks:
     coherence: float
     angle_deg: float
     strength: float
+    peak: float
+    peak_angle_deg: float
+
+
+_ORIENTATION_BINS = 36  # 5° each
 
 
 def streaks(tiles: list[Array]) -> Streaks:
     """Thin bright lines: the positive part of luminance minus its local mean, and how much its
-    edges agree on one orientation (structure tensor summed over the crops)."""
+    edges agree on one orientation, over the whole crop (the structure tensor summed: heavy rain)
+    and pixel by pixel (a histogram of the orientations where the local structure is line-like:
+    sparse rain still piles up in one 5° bin, a scene spreads over many)."""
     jxx = jyy = jxy = 0.0
     energy = []
+    histogram = np.zeros(_ORIENTATION_BINS)
     for tile in tiles:
         if min(tile.shape[:2]) < 3:  # no gradient to take
             continue
@@ -284,13 +294,22 @@ def streaks(tiles: list[Array]) -> Streaks:
         jyy += float((gy * gy).sum())
         jxy += float((gx * gy).sum())
         energy.append(float(np.sqrt((residual**2).mean())) * 255)
+        local_xx, local_yy, local_xy = box_mean(gx * gx, 3), box_mean(gy * gy, 3), box_mean(gx * gy, 3)
+        local_trace = local_xx + local_yy + 1e-12
+        line_like = np.hypot(local_xx - local_yy, 2 * local_xy) / local_trace > 0.6
+        angles = 0.5 * np.degrees(np.arctan2(2 * local_xy, local_xx - local_yy))
+        counts, _ = np.histogram(angles[line_like], _ORIENTATION_BINS, (-90, 90), weights=local_trace[line_like])
+        histogram += counts
     trace = jxx + jyy
     if trace <= 0:
-        return Streaks(0.0, 0.0, 0.0)
+        return Streaks(0.0, 0.0, 0.0, 0.0, 0.0)
     coherence = float(np.hypot(jxx - jyy, 2 * jxy) / trace)
-    # Dominant gradient direction; the lines run perpendicular to it.
+    # Dominant gradient direction; the lines run perpendicular to it, so 0° is a vertical line.
     gradient_angle = 0.5 * np.degrees(np.arctan2(2 * jxy, jxx - jyy))
-    return Streaks(coherence, float(gradient_angle), float(np.median(energy)))
+    peak_bin = int(np.argmax(histogram))
+    peak = float(histogram[peak_bin] / max(float(histogram.mean()), 1e-12))
+    peak_angle = -90 + (peak_bin + 0.5) * 180 / _ORIENTATION_BINS
+    return Streaks(coherence, float(gradient_angle), float(np.median(energy)), peak, peak_angle)
 
 
 # ----------------------------------------------------------------------------- all of it
@@ -337,4 +356,6 @@ def measure(rgb: Array) -> Measurements:
         streak_coherence=lines.coherence,
         streak_angle_deg=lines.angle_deg,
         streak_strength=lines.strength,
+        streak_peak=lines.peak,
+        streak_peak_angle_deg=lines.peak_angle_deg,
     )

@@ -34,6 +34,7 @@ HAZE_DARK_CHANNEL = (0.2, 0.32)  # 10th percentile of the dark channel: clean �
 HAZE_SATURATION = (0.45, 0.25)  # hazy scenes are washed out
 HAZE_MIN_CONTRAST = (0.05, 0.15)  # but still show a scene: hazy photos keep 0.3-0.6 of luminance spread
 STREAK_COHERENCE = (0.3, 0.5)
+STREAK_PEAK = (7.0, 11.0)  # clean photos' line-like pixels peak at 2-8x the mean 5° bin, rain's at 8-25x
 STREAK_STRENGTH = (7.0, 11.0)  # 8-bit levels of the thin bright residual
 STREAK_MAX_TILT = (30.0, 45.0)  # rain falls within ~35° of vertical
 DULL_COLOURFULNESS = (25.0, 12.0)  # Hasler-Süsstrunk: ~15 is "not colourful"
@@ -132,12 +133,15 @@ def _lowlight(m: Measurements) -> Finding:
 
 
 def _rain(m: Measurements) -> Finding:
-    tilt = abs(m.streak_angle_deg)
-    confidence = (
-        ramp(m.streak_coherence, *STREAK_COHERENCE)
-        * ramp(m.streak_strength, *STREAK_STRENGTH)
-        * ramp(tilt, STREAK_MAX_TILT[1], STREAK_MAX_TILT[0])
+    bright_lines = ramp(m.streak_strength, *STREAK_STRENGTH)
+    heavy = ramp(m.streak_coherence, *STREAK_COHERENCE) * ramp(
+        abs(m.streak_angle_deg), STREAK_MAX_TILT[1], STREAK_MAX_TILT[0]
     )
+    sparse = ramp(m.streak_peak, *STREAK_PEAK) * ramp(
+        abs(m.streak_peak_angle_deg), STREAK_MAX_TILT[1], STREAK_MAX_TILT[0]
+    )
+    confidence = max(heavy, sparse) * bright_lines
+    tilt = abs(m.streak_angle_deg if heavy >= sparse else m.streak_peak_angle_deg)
     reason = f"Thin bright streaks running one way ({tilt:.0f}° from vertical): looks like rain"
     return _finding("derain", confidence, reason)
 
