@@ -51,12 +51,14 @@ class Analysis:
         found = self.suggestions()
         if not found:
             return "This photo looks fine to me: no noise, blur, haze, rain or exposure problem stands out."
-        return "; ".join(_short(f.reason) for f in found) + "."
+        heads = [_short(f.reason) for f in found]
+        return "; ".join([heads[0], *(head[:1].lower() + head[1:] for head in heads[1:])]) + "."
 
 
 def _short(reason: str) -> str:
-    """The head of a reason, before its colon: "Noticeable grain (noise about 14 of 255)"."""
-    return reason.split(":")[0] if ":" in reason and not reason.startswith(("Small", "Hazy")) else reason
+    """The head of a reason, before its colon: "Noticeable grain (noise about 14 of 255)"; a size
+    says its numbers ("Small: 480×320 (0.15 MP) …")."""
+    return reason.split(":")[0] if ":" in reason and not reason.startswith("Small") else reason
 
 
 def analyse(rgb: np.ndarray, camera: CameraInfo | None = None) -> Analysis:

@@ -126,8 +126,8 @@ def _lowlight(m: Measurements) -> Finding:
     stops = math.log2(0.9 / max(m.bright_luminance, 1e-3))
     confidence = ramp(stops, *UNDEREXPOSED_EV)
     reason = (
-        f"Too dark: under-exposed by about {stops:.1f} stops "
-        f"(the brightest parts reach only {m.bright_luminance * 100:.0f} %)"
+        f"Too dark (under-exposed by about {stops:.1f} stops): "
+        f"the brightest parts reach only {m.bright_luminance * 100:.0f} %"
     )
     return _finding("lowlight", confidence, reason)
 
@@ -142,7 +142,7 @@ def _rain(m: Measurements) -> Finding:
     )
     confidence = max(heavy, sparse) * bright_lines
     tilt = abs(m.streak_angle_deg if heavy >= sparse else m.streak_peak_angle_deg)
-    reason = f"Thin bright streaks running one way ({tilt:.0f}° from vertical): looks like rain"
+    reason = f"Rain streaks: thin bright lines running one way, {tilt:.0f}° from vertical"
     return _finding("derain", confidence, reason)
 
 
@@ -153,8 +153,8 @@ def _haze(m: Measurements, rain: float, lowlight: float) -> Finding:
     # Heavy rain scatters a veil over the frame: that is the rain's, not haze.
     confidence *= (1 - 0.8 * rain) * (1 - lowlight)
     reason = (
-        f"Hazy: even the darkest parts are lifted to {m.dark_channel_low * 100:.0f} % grey, "
-        f"colours washed out (saturation {m.saturation * 100:.0f} %)"
+        f"Hazy (even the darkest parts are lifted to {m.dark_channel_low * 100:.0f} % grey): "
+        f"colours washed out, saturation {m.saturation * 100:.0f} %"
     )
     return _finding("dehaze", confidence, reason)
 
