@@ -278,7 +278,7 @@ def test_recipe_auto_says_clearly_when_there_is_no_analysis_and_runs_it_when_the
     assert "needs the photo analysis" in capsys.readouterr().err
     seen: list[tuple[int, ...]] = []
 
-    def analysis(rgb: np.ndarray) -> list[PlanStep]:
+    def analysis(rgb: np.ndarray, camera: object) -> list[PlanStep]:
         seen.append(rgb.shape)
         return [PlanStep("denoise", 0.9, "remove the noise")]
 
@@ -312,6 +312,31 @@ def test_recipe_auto_runs_each_photos_own_analysis_and_leaves_a_clean_photo_alon
     assert "Remove the noise from this photo" in grainy and "haze" not in grainy
     assert "Remove the haze and fog from this image" in hazy and "noise" not in hazy
     assert runtime.restorations == 2
+
+
+def test_recipe_auto_gives_the_analysis_the_photos_exif(tmp_path, capsys):
+    from PIL import Image
+
+    from instructir_desktop.io import CameraInfo
+    from instructir_desktop.io.metadata import exif_with_camera
+
+    source = tmp_path / "night.jpg"
+    exif = exif_with_camera(None, CameraInfo(make="Sony", model="A7 III", iso=12800))
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(source, exif=exif)
+    cameras: list[object] = []
+
+    def analysis(rgb: np.ndarray, camera: object) -> list[PlanStep]:
+        cameras.append(camera)
+        return []
+
+    set_photo_analysis(analysis)
+    try:
+        command = ["restore", "--recipe", "auto", str(source), "-o", str(tmp_path / "out.jpg")]
+        assert cli.main(command) == cli.EXIT_OK
+    finally:
+        set_photo_analysis(builtin_photo_analysis)
+    assert [(c.model, c.iso) for c in cameras] == [("A7 III", 12800)]
+    assert "night.jpg: nothing to do" in capsys.readouterr().err
 
 
 def test_recipe_and_instruction_together_are_a_usage_error(tmp_path, capsys):

@@ -79,6 +79,6 @@ def analyse_file(path: str | os.PathLike[str]) -> Analysis:
     return analyse(image.rgb, image.metadata.camera)
 
 
-def fix_plan(rgb: np.ndarray) -> tuple[PlanStep, ...]:
+def fix_plan(rgb: np.ndarray, camera: CameraInfo | None = None) -> tuple[PlanStep, ...]:
     """The steps that fix this photo, in order (what ``--recipe auto`` runs)."""
-    return analyse(rgb).fix_plan()
+    return analyse(rgb, camera).fix_plan()
