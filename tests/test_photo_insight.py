@@ -152,3 +152,17 @@ def test_interpret_json_gives_a_question_no_step_and_says_where_to_ask(capsys):
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["steps"] for r in records] == [[], []]
     assert all("instructir-desktop analyze PHOTO" in r["reply"] for r in records)
+
+
+def test_the_analysis_reads_a_single_layer_in_place_and_flattens_a_stack():
+    import numpy as np
+
+    from instructir_desktop.core.document import Document, Layer
+    from instructir_desktop.editing.insight import visible_pixels
+
+    base = np.full((8, 8, 3), 0.2, np.float32)
+    single = Document(8, 8, [Layer(base)])
+    assert visible_pixels(single) is base  # a big photo is not copied to be looked at
+    top = Layer(np.full((8, 8, 3), 1.0, np.float32), opacity=0.5)
+    stacked = Document(8, 8, [Layer(base), top])
+    np.testing.assert_allclose(visible_pixels(stacked), 0.6)  # what the person sees: half of each

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from instructir_desktop.core.document import Document
 from instructir_desktop.core.logs import record_failure
 from instructir_desktop.editing import replies
 from instructir_desktop.editing.analysis import Analysis, analyse
@@ -48,6 +51,15 @@ class PhotoAnalysed(SessionEvent):
     greeting: Greeting
 
 
+def visible_pixels(document: Document) -> np.ndarray:
+    """What the photo shows: its one opaque layer's own array (a 50 MP photo is not copied), or the
+    layers flattened."""
+    shown = [layer for layer in document.layers if layer.visible and layer.opacity > 0]
+    if len(shown) == 1 and shown[0].opaque and shown[0].blend_mode == "normal":
+        return shown[0].pixels
+    return document.flatten().rgb
+
+
 class PhotoInsight:
     def __init__(
         self, workspace: Workspace, background: Background, assistant: Assistant, dispatcher: Dispatcher
@@ -83,7 +95,7 @@ class PhotoInsight:
         if document is None:
             return
         snapshot, camera = document.shared_copy(), self.camera
-        self.background.submit(LANE, lambda: analyse(snapshot.flatten().rgb, camera), lambda o: self._done(opened, o))
+        self.background.submit(LANE, lambda: analyse(visible_pixels(snapshot), camera), lambda o: self._done(opened, o))
 
     def _done(self, opened: int, outcome: Outcome[Analysis]) -> None:
         if opened != self._opened_count:
