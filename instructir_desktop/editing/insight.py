@@ -95,9 +95,15 @@ class PhotoInsight:
         if document is None:
             return
         snapshot, camera = document.shared_copy(), self.camera
-        self.background.submit(LANE, lambda: analyse(visible_pixels(snapshot), camera), lambda o: self._done(opened, o))
 
-    def _done(self, opened: int, outcome: Outcome[Analysis]) -> None:
+        def work() -> Analysis | None:
+            if opened != self._opened_count:
+                return None  # another photo opened while this one waited its turn: skip it
+            return analyse(visible_pixels(snapshot), camera)
+
+        self.background.submit(LANE, work, lambda outcome: self._done(opened, outcome))
+
+    def _done(self, opened: int, outcome: Outcome[Analysis | None]) -> None:
         if opened != self._opened_count:
             return  # another photo opened meanwhile: this one's analysis says nothing about it
         if outcome.error is not None or outcome.value is None:
