@@ -28,6 +28,9 @@ from instructir_desktop.io import read_image
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "val"
 SETS = {"mcmaster": ("mcmaster", "*.png"), "rain100h": ("rain100h/target", "*.png")}
 REAL_RAIN = ("rain100h/input", "*.png")
+# Clean photos the thresholds never saw (the network's training photos; the analysis learnt nothing
+# from them): a blind check that clean photos are left alone.
+BLIND_CLEAN = ("sunhays80", "urban50", "bsds432")
 TASKS = ("denoise", "deblur", "derain", "dehaze", "lowlight", "upscale")
 LEVELS = (0.2, 0.5, 0.8)
 
@@ -77,6 +80,19 @@ def real_rain(limit: int) -> tuple[int, int]:
     return hits, len(files)
 
 
+def blind_clean(limit: int) -> list[str]:
+    lines = []
+    for name in BLIND_CLEAN:
+        files = sorted(p for p in (DATA.parent / "train" / name).iterdir() if p.is_file())[:limit]
+        found = Counter(first_suggestion(read_image(path).rgb) for path in files)
+        spurious = ", ".join(f"{task} {count}" for task, count in sorted(found.items()) if task != "none")
+        lines.append(
+            f"| train/{name} | {100 * found['none'] / max(1, len(files)):.0f} % ({found['none']}/{len(files)}) "
+            f"| {spurious or '-'} |"
+        )
+    return lines
+
+
 def timing() -> str:
     rng = np.random.default_rng(0)
     small = read_image(sorted((DATA / "mcmaster").glob("*.png"))[0]).rgb
@@ -97,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=18, help="photos per set (default 18)")
     parser.add_argument("--timing", action="store_true", help="also time a 12 MP photo")
     parser.add_argument("--confusions", action="store_true", help="also print what each miss was taken for")
+    parser.add_argument(
+        "--blind", type=int, default=0, metavar="N", help="also check N clean photos of each training set"
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -122,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, counter in confusions.items():
             misses = {k: v for k, v in counter.items() if k.split("→")[0] != k.split("→")[1]}
             print(f"\n{name} misses: " + ", ".join(f"{k} ×{v}" for k, v in sorted(misses.items())))
+    if args.blind:
+        print("\nClean photos never used for tuning: no suggestion at >= 0.5\n")
+        print("| set | no suggestion | first suggestion otherwise |\n|---|---|---|")
+        print("\n".join(blind_clean(args.blind)))
     if args.timing:
         print("\n" + timing())
     return 0

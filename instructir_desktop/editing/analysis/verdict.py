@@ -2,9 +2,10 @@
 
 Each confidence is a ramp between the value a clean photo shows and the value a clearly degraded
 one shows; the ramps' ends were set on the McMaster validation photos degraded by the training
-degradations and checked on held-out Rain100H photos (``benchmarks/calibrate_analysis.py``,
-``docs/analysis.md``). Where two problems leave the same traces (a dark photo is also noisy, rain
-leaves a veil like haze) the one that explains both takes the lead.
+degradations and checked on Rain100H photos and on clean training photos the thresholds never saw
+(``benchmarks/calibrate_analysis.py``, ``docs/analysis.md``, which says how blind each check is).
+Where two problems leave the same traces (a dark photo is also noisy, rain leaves a veil like
+haze) the one that explains both takes the lead.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ STREAK_MAX_TILT = (30.0, 45.0)  # rain falls within ~35° of vertical
 DULL_COLOURFULNESS = (25.0, 12.0)  # Hasler-Süsstrunk: ~15 is "not colourful"
 MONOCHROME_COLOURFULNESS = 3.0  # a black-and-white photo is not "flat colour"
 FLAT_CONTRAST = (0.5, 0.3)
-MIN_SIDE_TO_JUDGE = 16
+MIN_SIDE_TO_JUDGE = 16  # under this (an icon, a thumbnail) no statistic of the pixels means much
 # Under four 128-px spectrum tiles the spectrum scatters too much to judge sharpness at all.
 MIN_SIDE_FOR_SHARPNESS = 256
 SMALL_MEGAPIXELS = (1.0, 0.3)
