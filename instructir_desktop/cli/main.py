@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "ProgressBar", "UsageError", "main"]
 
-SUBCOMMANDS = ("restore", "interpret", "train", "evaluate", "plugins", "apply", "desktop-entry")
+SUBCOMMANDS = ("restore", "interpret", "train", "evaluate", "plugins", "apply", "desktop-entry", "models")
 
 
 # ----------------------------------------------------------------------------- argument parsing
@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--weights", help="image-model weights (.safetensors or .pt) instead of the bundled model")
     restore.add_argument("--text-head", help="text-head weights to go with --weights")
-    restore.add_argument("--model", help="a model folder (image.safetensors + text_head.safetensors + model.json)")
+    restore.add_argument(
+        "--model",
+        help="a model from `models list` (id or name) for the steps of its tasks, or an InstructIR model folder "
+        "(image.safetensors + text_head.safetensors + model.json)",
+    )
     restore.add_argument("--encoder", help="a sentence-transformers folder to use as the text encoder")
     restore.add_argument("--tile", type=int, default=0, help="tile size in pixels (default: chosen per device)")
     restore.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
@@ -170,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_argument(
         "--data-home", type=Path, default=None, help="instead of $XDG_DATA_HOME (normally ~/.local/share)"
     )
+    from instructir_desktop.cli.models import add_models_parser
+
+    add_models_parser(commands)
     return parser
 
 
@@ -494,6 +501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def models_command(args: argparse.Namespace) -> int:
+    from instructir_desktop.cli.models import models_command as run
+
+    return run(args)
+
+
 def _run_command(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -505,6 +518,7 @@ def _run_command(argv: list[str]) -> int:
         "plugins": plugins_command,
         "apply": apply_command,
         "desktop-entry": desktop_entry_command,
+        "models": models_command,
     }
     try:
         check_text_arguments(args)

@@ -21,7 +21,7 @@ from torch import Tensor
 SAFETENSORS_SUFFIXES = frozenset({".safetensors"})
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".bin"})
 # Keys under which training scripts commonly nest the real state dict.
-_NESTED_KEYS = ("state_dict", "params_ema", "params", "model", "ema")
+_NESTED_KEYS = ("state_dict", "params_ema", "params-ema", "params", "model", "model_state_dict", "net", "ema")
 
 
 class WeightsError(Exception):

@@ -1,0 +1,171 @@
+"""Plan steps run on their task's model; any model is tiled seam-free, padded, scaled and cancellable."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from instructir_desktop.cli import main as cli
+from instructir_desktop.inference.engine import JobCancelled
+from instructir_desktop.inference.expert_tiling import ExpertTiler, ExpertTiling, tile_for_memory
+from instructir_desktop.inference.requests import RestoreRequest
+from instructir_desktop.inference.runtime import Runtime
+from instructir_desktop.instructions.interpret import parse_plan
+from instructir_desktop.model.experts import load_expert_file
+from instructir_desktop.model.store import STORE_FOLDER_ENV, ModelStore
+from tests.expert_fixtures import dncnn, retinexformer, save_checkpoint, span_x
+from tests.test_cli import KeywordEncoder, photo, tiny_runtime
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv(STORE_FOLDER_ENV, str(tmp_path / "store"))
+    return ModelStore()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return 10 * math.log10(1 / max(mse, 1e-12))
+
+
+def direct(network: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    """The network on the whole image by itself, padded by hand to a multiple of 8: the reference."""
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
+    height, width = image.shape[:2]
+    padded = F.pad(tensor, (0, (-width) % 8, 0, (-height) % 8), mode="reflect")
+    with torch.inference_mode():
+        output = network(padded).clamp(0, 1)
+    scale = output.shape[-2] // padded.shape[-2]
+    return output[0, :, : height * scale, : width * scale].permute(1, 2, 0).numpy()
+
+
+def runtime_with(store: ModelStore, forced=None, tile_size: int | None = None) -> Runtime:
+    base = tiny_runtime()
+    return Runtime(
+        base.model, KeywordEncoder(), torch.device("cpu"), torch.float32, tile_size, store=store, forced_model=forced
+    )
+
+
+def test_each_step_runs_on_its_tasks_default_and_the_result_names_them(store, tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 48, 3), dtype=np.float32)
+    denoiser = store.add(save_checkpoint(dncnn(), tmp_path / "dn.pth"), make_default=True)
+    upscaler = store.add(save_checkpoint(span_x(2), tmp_path / "span.pth"), make_default=True)
+    runtime = runtime_with(store)
+    result = runtime.restore(RestoreRequest(image, parse_plan("denoise, upscale x2, deblur")))
+    assert result.step_models == (denoiser.id, upscaler.id, "")  # deblur: the bundled network
+    assert result.model_id == f"{denoiser.id}+{upscaler.id}+{runtime.model_id}"
+    assert result.restored.shape == (80, 96, 3)
+    assert any(denoiser.name in notice and "Remove noise" in notice for notice in result.notices)
+    # The first two steps are exactly the two networks applied by themselves.
+    only_experts = runtime.restore(RestoreRequest(image, parse_plan("denoise, upscale x2")))
+    expected = direct(span_x(2), direct(dncnn(), image))
+    assert psnr(only_experts.restored, expected) > 50
+
+
+def test_a_x4_network_serves_a_x2_request_by_a_high_quality_reduction(store, tmp_path):
+    image = np.random.default_rng(1).random((24, 32, 3), dtype=np.float32)
+    store.add(save_checkpoint(span_x(4), tmp_path / "span4.pth"), make_default=True)
+    result = runtime_with(store).restore(RestoreRequest(image, parse_plan("upscale x2")))
+    assert result.restored.shape == (48, 64, 3)
+    x4 = torch.from_numpy(direct(span_x(4), image)).permute(2, 0, 1)[None]
+    expected = F.interpolate(x4, size=(48, 64), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    assert psnr(result.restored, expected[0].permute(1, 2, 0).numpy()) > 50
+
+
+def test_a_step_naming_a_model_and_a_forced_model_override_the_defaults(store, tmp_path):
+    image = np.random.default_rng(2).random((32, 32, 3), dtype=np.float32)
+    denoiser = store.add(save_checkpoint(dncnn(), tmp_path / "dn.pth"))  # not the default
+    plain = runtime_with(store).restore(RestoreRequest(image, parse_plan("denoise")))
+    assert plain.step_models == ("",)
+    named = runtime_with(store).restore(RestoreRequest(image, parse_plan(f"denoise @{denoiser.id}")))
+    assert named.step_models == (denoiser.id,)
+    forced = runtime_with(store, forced=denoiser).restore(RestoreRequest(image, parse_plan("denoise, deblur")))
+    assert forced.step_models == (denoiser.id, "")  # forced only for the steps of its tasks
+    assert psnr(named.restored, direct(dncnn(), image)) > 50
+
+
+@pytest.mark.parametrize(
+    ("make", "suffix"),
+    [(lambda: span_x(2), ".pth"), (dncnn, ".safetensors"), (retinexformer, ".pth")],
+    ids=["span-x2", "dncnn", "retinexformer-pads-to-8"],
+)
+def test_tiled_matches_untiled_within_half_a_db_for_any_architecture(tmp_path, make, suffix):
+    network = make()
+    expert = load_expert_file(save_checkpoint(network, tmp_path / f"net{suffix}"))
+    rng = np.random.default_rng(3)
+    clean = rng.random((1, 3, 72, 100), dtype=np.float32)
+    clean = F.avg_pool2d(torch.from_numpy(clean), 5, 1, 2)  # smooth content, like a photo
+    shapes: list[tuple[int, int]] = []
+    call = expert._call
+
+    def recording(tile, level):
+        shapes.append(tuple(tile.shape[-2:]))
+        return call(tile, level)
+
+    expert._call = recording
+    whole = ExpertTiler(expert, ExpertTiling(tile=512)).restore(clean)
+    assert len(shapes) == 1
+    shapes.clear()
+    tiled = ExpertTiler(expert, ExpertTiling(tile=40, overlap=16)).restore(clean)
+    assert len(shapes) > 4  # larger than one tile: really tiled
+    assert all(h % expert.size_multiple == 0 and w % expert.size_multiple == 0 for h, w in shapes)
+    assert tiled.shape == whole.shape == (1, 3, 72 * expert.scale, 100 * expert.scale)
+    reference = F.interpolate(clean, scale_factor=expert.scale, mode="bicubic") if expert.scale > 1 else clean
+    as_image = lambda t: t[0].permute(1, 2, 0).numpy()  # noqa: E731
+    assert abs(psnr(as_image(tiled), as_image(reference)) - psnr(as_image(whole), as_image(reference))) < 0.5
+    assert psnr(as_image(tiled), as_image(whole)) > 40  # no seams
+
+
+def test_padding_to_the_size_multiple_is_cropped_away(tmp_path):
+    expert = load_expert_file(save_checkpoint(retinexformer(), tmp_path / "r.pth"))
+    assert expert.size_multiple == 8
+    image = torch.rand(1, 3, 37, 53)
+    assert ExpertTiler(expert).restore(image).shape == (1, 3, 37, 53)
+
+
+def test_cancel_is_checked_between_tiles(tmp_path):
+    expert = load_expert_file(save_checkpoint(dncnn(), tmp_path / "d.pth"))
+    calls = []
+    call = expert._call
+    expert._call = lambda tile, level: calls.append(1) or call(tile, level)
+    checks = []
+
+    def check_cancel():
+        checks.append(1)
+        if len(checks) == 3:
+            raise JobCancelled
+
+    with pytest.raises(JobCancelled):
+        ExpertTiler(expert, ExpertTiling(tile=32, overlap=8)).restore(
+            torch.rand(1, 3, 96, 96), check_cancel=check_cancel
+        )
+    assert len(calls) == 2
+
+
+def test_the_tile_follows_the_memory_there_is(tmp_path):
+    expert = load_expert_file(save_checkpoint(retinexformer(), tmp_path / "r.pth"))
+    small, large = tile_for_memory(expert, 2e8), tile_for_memory(expert, 8e9)
+    assert small < large
+    assert small % 8 == 0 and large % 8 == 0
+    upscaler = load_expert_file(save_checkpoint(span_x(4), tmp_path / "s.pth"))
+    same_width = load_expert_file(save_checkpoint(span_x(2), tmp_path / "s2.pth"))
+    assert tile_for_memory(upscaler, 2e9) < tile_for_memory(same_width, 2e9)  # x4 outputs are 4 times larger
+
+
+def test_restore_from_the_command_line_names_the_model_and_remove_ends_it(store, tmp_path, monkeypatch, capsys):
+    denoiser = store.add(save_checkpoint(dncnn(), tmp_path / "dn.pth"), make_default=True)
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime_with(ModelStore()))
+    source = photo(tmp_path / "in.png")
+    assert cli.main(["restore", str(source), "-i", "remove the noise", "-o", str(tmp_path / "a.png")]) == 0
+    errors = capsys.readouterr().err
+    assert f"@{denoiser.id}" in errors and f"ran on {denoiser.label}" in errors
+    assert cli.main(["models", "remove", denoiser.id]) == 0
+    assert cli.main(["restore", str(source), "-i", "remove the noise", "-o", str(tmp_path / "b.png")]) == 0
+    assert "@" not in capsys.readouterr().err.split("→")[-1]
