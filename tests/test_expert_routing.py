@@ -169,3 +169,33 @@ def test_restore_from_the_command_line_names_the_model_and_remove_ends_it(store,
     assert cli.main(["models", "remove", denoiser.id]) == 0
     assert cli.main(["restore", str(source), "-i", "remove the noise", "-o", str(tmp_path / "b.png")]) == 0
     assert "@" not in capsys.readouterr().err.split("→")[-1]
+
+
+def test_models_check_measures_the_model_against_the_bundled_one(store, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from instructir_desktop.inference import runtime as runtime_module
+    from instructir_desktop.training.evaluation import EVAL_SETTINGS, degrade_with_clue
+
+    data = tmp_path / "val"
+    (data / "mcmaster").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    clean_u8 = (F.avg_pool2d(torch.from_numpy(rng.random((1, 3, 48, 48), dtype=np.float32)), 5, 1, 2) * 255).round()
+    Image.fromarray(clean_u8[0].permute(1, 2, 0).numpy().astype(np.uint8)).save(data / "mcmaster" / "1.png")
+    denoiser = store.add(save_checkpoint(dncnn(), tmp_path / "dn.pth"))
+    monkeypatch.setattr(runtime_module, "load_runtime", lambda settings: runtime_with(ModelStore()))
+    capsys.readouterr()
+    assert cli.main(["models", "check", denoiser.id, "--data", str(data), "--sigma", "25"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| denoise")]
+    assert len(rows) == 1 and "σ=25" in rows[0]
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    # The expert's number, computed here from the same seeded degradation without the command.
+    clean = clean_u8 / 255
+    setting = next(s for s in EVAL_SETTINGS if s.key == "denoise_25")
+    degraded, _ = degrade_with_clue(clean, setting, seed=1000)
+    restored = direct(dncnn(), degraded[0].permute(1, 2, 0).numpy())
+    expected = psnr((np.round(restored * 255) / 255), clean[0].permute(1, 2, 0).numpy())
+    theirs = float(cells[4].split("/")[0])
+    ours = float(cells[3].split("/")[0])
+    assert theirs == pytest.approx(expected, abs=0.02)
+    assert float(cells[5]) == pytest.approx(theirs - ours, abs=0.011)
