@@ -71,7 +71,7 @@ def check_command(store: ModelStore, args: argparse.Namespace) -> int:
             restored, _ = runtime.router.run(model, as_image(image), step)
             result = as_tensor(restored, degraded)
             if result.shape != degraded.shape:  # sides that were not multiples of the factor
-                result = resize_bicubic(result, tuple(degraded.shape[-2:]))
+                result = resize_bicubic(result, (degraded.shape[-2], degraded.shape[-1]))
             return result
 
         ours = evaluate(bundled, data, limit=args.limit, settings=(setting,))
