@@ -18,18 +18,21 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from instructir_desktop.model.experts import ExpertNetwork, check_tasks, expert_from_state_dict
-from instructir_desktop.model.registry import BUNDLED_MODEL_ID, ModelSpec
+from instructir_desktop.model.errors import WeightsError
 from instructir_desktop.model.tasks import TASKS
-from instructir_desktop.model.weights import WeightsError, load_state_dict, save_state_dict
+
+if TYPE_CHECKING:  # torch comes with them: imported when a model is added or loaded, not by the editor's window
+    from instructir_desktop.model.experts import ExpertNetwork
+    from instructir_desktop.model.registry import ModelSpec
 
 STORE_FOLDER_ENV = "INSTRUCTIR_DESKTOP_MODELS"
 APP_NAME = "instructir-desktop"
 MANIFEST = "manifest.json"
 SOURCE_BUNDLED = "bundled"
 SOURCE_USER = "user"
+BUNDLED_MODEL_ID = "bundled"  # the id of the built-in model, here and in model.registry
 
 
 def store_folder() -> Path:
@@ -176,6 +179,9 @@ class ModelStore:
     def load(self, model: StoredModel) -> ExpertNetwork:
         if model.bundled:
             raise ValueError("the bundled model is loaded by the runtime, not the store")
+        from instructir_desktop.model.experts import expert_from_state_dict
+        from instructir_desktop.model.weights import load_state_dict
+
         path = self.path_of(model)
         state, _ = load_state_dict(path)
         return expert_from_state_dict(state, f"{model.name} ({path.name})")
@@ -195,6 +201,9 @@ class ModelStore:
 
         WeightsError for an unsafe, damaged or unknown file (nothing is added); ValueError when the
         task cannot be inferred or does not fit the network."""
+        from instructir_desktop.model.experts import check_tasks, expert_from_state_dict
+        from instructir_desktop.model.weights import load_state_dict, save_state_dict
+
         source = Path(path)
         if not source.is_file():
             raise WeightsError(f"{source}: no such file")
@@ -252,7 +261,8 @@ class ModelStore:
         return model
 
     def set_default(self, task: str, reference: str) -> StoredModel:
-        check_tasks([task])
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
         model = self.find(reference)
         if task not in model.tasks:
             raise ValueError(f"{model.name} does not do {task} (it does {', '.join(model.tasks)})")
