@@ -49,6 +49,7 @@ from instructir_desktop.ui.help_dialog import HelpDialog
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
 from instructir_desktop.ui.layers_panel import LayersPanel
 from instructir_desktop.ui.menus import WindowMenus, WindowParts
+from instructir_desktop.ui.models_window import ModelsWindow
 from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
 from instructir_desktop.ui.preferences import Preferences, default_recovery_folder
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         self.plugin_manager: PluginManagerDialog | None = None
         self.action_dialog: ActionDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.models_window: ModelsWindow | None = None
         self.about_dialog: AboutDialog | None = None
         self.help_dialog: HelpDialog | None = None
 
@@ -150,6 +152,7 @@ class MainWindow(QMainWindow):
             self.selection_tools,
             self.file_actions,
             self.open_settings,
+            self.open_models,
             self.open_about,
             self.undo,
             self.redo,
@@ -380,6 +383,15 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ settings and about
 
+    def open_models(self) -> ModelsWindow:
+        """Settings → Models: the model store, and the model for each task."""
+        if self.models_window is None:
+            self.models_window = ModelsWindow(self.session.assistant.models, self)
+        else:
+            self.models_window.refresh()
+        self.models_window.open()
+        return self.models_window
+
     def open_settings(self) -> SettingsDialog:
         if self.settings_dialog is not None:
             self.settings_dialog.deleteLater()
@@ -395,6 +407,7 @@ class MainWindow(QMainWindow):
         )
         dialog.accepted.connect(lambda: self.set_max_pixels(dialog.max_pixels()))
         dialog.accepted.connect(lambda: self.set_ask_below(dialog.ask_below()))
+        dialog.models_button.clicked.connect(self.open_models)
         self.settings_dialog = dialog
         dialog.open()
         return dialog
