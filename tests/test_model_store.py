@@ -164,3 +164,27 @@ def test_a_model_is_found_by_name_and_by_id_prefix(store_folder, tmp_path, capsy
     with pytest.raises(KeyError):
         store.find("no such model")
     assert np.isfinite(store.list()[1].size) and store.list()[1].source_file == "dn.pth"
+
+
+def test_spandrel_imports_without_torchvision_and_leaves_no_stand_in_behind():
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys\n"
+        "from instructir_desktop.model.spandrel_import import import_spandrel\n"
+        "spandrel = import_spandrel()\n"
+        "print(importlib.util.find_spec('torchvision') is None, 'torchvision' in sys.modules,"
+        " len(spandrel.MAIN_REGISTRY) > 30)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    installed_torchvision = out.split()[0] == "False"
+    assert out.split()[1:] == [str(installed_torchvision), "True"]
+
+
+def test_the_stand_in_normalize_is_torchvisions_formula():
+    from instructir_desktop.model.spandrel_import import normalize
+
+    image = torch.tensor([[[0.5]], [[0.25]], [[1.0]]])
+    result = normalize(image, [0.5, 0.5, 0.5], [0.5, 0.25, 0.5])
+    assert result.flatten().tolist() == [0.0, -1.0, 1.0]

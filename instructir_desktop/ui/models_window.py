@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -111,7 +112,7 @@ class ModelsWindow(QDialog):
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setData(0x0100, model.id)  # Qt.UserRole
+                item.setData(Qt.ItemDataRole.UserRole, model.id)
                 self.table.setItem(row, column, item)
         for task, combo in self.default_choices.items():
             combo.blockSignals(True)
@@ -133,12 +134,12 @@ class ModelsWindow(QDialog):
         if not rows:
             return None
         item = self.table.item(rows[0].row(), 0)
-        return None if item is None else str(item.data(0x0100))
+        return None if item is None else str(item.data(Qt.ItemDataRole.UserRole))
 
     def row_of(self, model_id: str) -> int:
         for row in range(self.table.rowCount()):
             item = self.table.item(row, 0)
-            if item is not None and item.data(0x0100) == model_id:
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == model_id:
                 return row
         raise KeyError(model_id)
 
