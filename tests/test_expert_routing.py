@@ -199,3 +199,13 @@ def test_models_check_measures_the_model_against_the_bundled_one(store, tmp_path
     ours = float(cells[3].split("/")[0])
     assert theirs == pytest.approx(expected, abs=0.02)
     assert float(cells[5]) == pytest.approx(theirs - ours, abs=0.011)
+
+
+def test_evaluate_points_a_store_model_to_models_check(store, tmp_path, monkeypatch, capsys):
+    denoiser = store.add(save_checkpoint(dncnn(), tmp_path / "dn.pth"))
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime_with(store, forced=denoiser))
+    data = tmp_path / "val" / "mcmaster"
+    data.mkdir(parents=True)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", denoiser.id, "--data", str(data.parent)]) == cli.EXIT_USAGE
+    assert f"models check {denoiser.id}" in capsys.readouterr().err

@@ -384,6 +384,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         say(f"error: {error}")
         return EXIT_USAGE
 
+    if runtime.router.forced is not None:
+        raise UsageError(
+            f"{args.model} is a model from the store: measure it against the bundled one with "
+            f"`instructir-desktop models check {runtime.router.forced.id}`"
+        )
+
     def restore(degraded: torch.Tensor, task: str) -> torch.Tensor:
         # The evaluation's upscale inputs are already resized back, so the network runs as is.
         image = degraded[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
