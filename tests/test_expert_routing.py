@@ -209,3 +209,29 @@ def test_evaluate_points_a_store_model_to_models_check(store, tmp_path, monkeypa
     capsys.readouterr()
     assert cli.main(["evaluate", "--model", denoiser.id, "--data", str(data.parent)]) == cli.EXIT_USAGE
     assert f"models check {denoiser.id}" in capsys.readouterr().err
+
+
+def test_models_check_gives_an_upscaler_the_small_photo_itself(store, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from instructir_desktop.inference import runtime as runtime_module
+    from instructir_desktop.training.evaluation import EVAL_SETTINGS, degrade_with_clue
+
+    data = tmp_path / "val"
+    (data / "mcmaster").mkdir(parents=True)
+    rng = np.random.default_rng(6)
+    clean_u8 = (F.avg_pool2d(torch.from_numpy(rng.random((1, 3, 40, 48), dtype=np.float32)), 5, 1, 2) * 255).round()
+    Image.fromarray(clean_u8[0].permute(1, 2, 0).numpy().astype(np.uint8)).save(data / "mcmaster" / "1.png")
+    upscaler = store.add(save_checkpoint(span_x(2), tmp_path / "up.pth"))
+    monkeypatch.setattr(runtime_module, "load_runtime", lambda settings: runtime_with(ModelStore()))
+    capsys.readouterr()
+    assert cli.main(["models", "check", upscaler.id, "--data", str(data)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| upscale")]
+    assert len(rows) == 2  # x2 and x4
+    clean = clean_u8 / 255
+    setting = next(s for s in EVAL_SETTINGS if s.key == "upscale_2")
+    _, clue = degrade_with_clue(clean, setting, seed=1000)
+    restored = direct(span_x(2), clue.small)
+    expected = psnr(np.round(restored * 255) / 255, clean[0].permute(1, 2, 0).numpy())
+    theirs = float(rows[0].strip("|").split("|")[4].split("/")[0])
+    assert theirs == pytest.approx(expected, abs=0.02)

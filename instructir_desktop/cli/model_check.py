@@ -28,7 +28,14 @@ def check_command(store: ModelStore, args: argparse.Namespace) -> int:
     from instructir_desktop.instructions.interpret import PlanStep
     from instructir_desktop.model.resampling import resize_bicubic
     from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS
-    from instructir_desktop.training.evaluation import EvalRow, evaluate, resolve_eval_data, select_settings
+    from instructir_desktop.training.evaluation import (
+        EvalRow,
+        degrade_with_clue,
+        evaluate,
+        resolve_eval_data,
+        select_settings,
+    )
+    from instructir_desktop.training.patches import list_images, load_rgb_uint8
 
     model = store.find(args.model)
     if model.bundled:
@@ -55,20 +62,34 @@ def check_command(store: ModelStore, args: argparse.Namespace) -> int:
     def as_tensor(image: Any, like: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(like.device)
 
+    clean_images = [load_rgb_uint8(path) for path in list_images([data / "mcmaster"])[: args.limit]]
     table: list[tuple[EvalRow, EvalRow]] = []
     for setting in settings:
         factor = int(setting.key.split("_")[1]) if setting.task == "upscale" else 1
+        # An upscaler is given the small photo each enlarged input was made from: the evaluation's
+        # own seeded reduction, recomputed here and found again by the input's bytes.
+        small_of: dict[bytes, Any] = {}
+        if factor > 1:
+            for index, image in enumerate(clean_images):
+                clean = image.float().div(255).unsqueeze(0)
+                degraded, clue = degrade_with_clue(clean, setting, seed=1000 + index)
+                small_of[degraded.numpy().tobytes()] = clue.small
 
         def bundled(degraded: torch.Tensor, task: str) -> torch.Tensor:
             return as_tensor(runtime.run_network(as_image(degraded), CANONICAL_INSTRUCTIONS[task]), degraded)
 
-        def chosen(degraded: torch.Tensor, task: str, factor: int = factor) -> torch.Tensor:
+        def chosen(
+            degraded: torch.Tensor, task: str, factor: int = factor, small_of: dict[bytes, Any] = small_of
+        ) -> torch.Tensor:
             step = PlanStep(task, 1.0, CANONICAL_INSTRUCTIONS[task], factor if task == "upscale" else None)
-            image = degraded
+            image = as_image(degraded)
             if factor > 1:  # the expert enlarges by itself: give it the small image
-                size = (degraded.shape[-2] // factor, degraded.shape[-1] // factor)
-                image = resize_bicubic(degraded, size)
-            restored, _ = runtime.router.run(model, as_image(image), step)
+                small = small_of.get(degraded.cpu().numpy().tobytes())
+                if small is None:  # not one of ours: the nearest thing, a bicubic reduction
+                    size = (degraded.shape[-2] // factor, degraded.shape[-1] // factor)
+                    small = as_image(resize_bicubic(degraded, size))
+                image = small
+            restored, _ = runtime.router.run(model, image, step)
             result = as_tensor(restored, degraded)
             if result.shape != degraded.shape:  # sides that were not multiples of the factor
                 result = resize_bicubic(result, (degraded.shape[-2], degraded.shape[-1]))
