@@ -157,6 +157,10 @@ def test_the_tile_follows_the_memory_there_is(tmp_path):
     upscaler = load_expert_file(save_checkpoint(span_x(4), tmp_path / "s.pth"))
     same_width = load_expert_file(save_checkpoint(span_x(2), tmp_path / "s2.pth"))
     assert tile_for_memory(upscaler, 2e9) < tile_for_memory(same_width, 2e9)  # x4 outputs are 4 times larger
+    # A network whose output depends on the whole photo (global attention) gets larger tiles.
+    local = load_expert_file(save_checkpoint(dncnn(), tmp_path / "d.pth"))
+    assert expert.tiling_discouraged and not local.tiling_discouraged
+    assert tile_for_memory(local, 1e13) == 1024 < tile_for_memory(expert, 1e13)
 
 
 def test_restore_from_the_command_line_names_the_model_and_remove_ends_it(store, tmp_path, monkeypatch, capsys):
@@ -235,3 +239,32 @@ def test_models_check_gives_an_upscaler_the_small_photo_itself(store, tmp_path, 
     expected = psnr(np.round(restored * 255) / 255, clean[0].permute(1, 2, 0).numpy())
     theirs = float(rows[0].strip("|").split("|")[4].split("/")[0])
     assert theirs == pytest.approx(expected, abs=0.02)
+
+
+def test_three_architectures_added_routed_tiled_seam_free_and_removed(store, tmp_path, capsys):
+    """The issue's whole round trip: add an x2 upscaler, a denoiser and a network that needs padding
+    from the command line, run a plan on them in tiles and whole, then remove them again."""
+    files = {
+        "upscale": save_checkpoint(span_x(2), tmp_path / "span.pth"),
+        "denoise": save_checkpoint(dncnn(), tmp_path / "dncnn.safetensors"),
+        "lowlight": save_checkpoint(retinexformer(), tmp_path / "retinex.pth"),
+    }
+    ids = {}
+    for task, path in files.items():
+        capsys.readouterr()
+        assert cli.main(["models", "add", str(path), "--default"]) == 0
+        ids[task] = capsys.readouterr().out.strip()
+    plan = parse_plan("denoise, lowlight, upscale x2")
+    clean = F.avg_pool2d(torch.from_numpy(np.random.default_rng(7).random((1, 3, 70, 90), dtype=np.float32)), 5, 1, 2)
+    image = clean[0].permute(1, 2, 0).numpy()
+    tiled = runtime_with(ModelStore(), tile_size=32).restore(RestoreRequest(image, plan))
+    whole = runtime_with(ModelStore()).restore(RestoreRequest(image, plan))
+    assert tiled.step_models == whole.step_models == (ids["denoise"], ids["lowlight"], ids["upscale"])
+    assert tiled.restored.shape == whole.restored.shape == (140, 180, 3)
+    reference = F.interpolate(clean, scale_factor=2, mode="bicubic")[0].permute(1, 2, 0).numpy()
+    assert abs(psnr(tiled.restored, reference) - psnr(whole.restored, reference)) < 0.5
+    assert psnr(tiled.restored, whole.restored) > 40
+    for model_id in ids.values():
+        assert cli.main(["models", "remove", model_id]) == 0
+    after = runtime_with(ModelStore()).restore(RestoreRequest(image, plan))
+    assert after.step_models == ("", "", "")  # the bundled network again

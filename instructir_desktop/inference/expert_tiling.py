@@ -27,6 +27,9 @@ from instructir_desktop.model.experts import ExpertNetwork, NoiseLevel
 
 MIN_EXPERT_TILE = 64
 MAX_EXPERT_TILE = 1024
+# Networks with global attention or statistics (spandrel marks them: SwinIR, SCUNet, RetinexFormer,
+# ...) differ between a tile and the whole photo: they get as large a tile as memory allows.
+MAX_WHOLE_TILE = 4096
 DEFAULT_OVERLAP = 32
 # Live activations per input pixel, in units of (widest layer's channels x bytes per value x
 # scale^2): a few feature maps of the widest layer at once, the output's upsampled maps beside.
@@ -60,7 +63,8 @@ def tile_for_memory(expert: ExpertNetwork, memory_bytes: float, bytes_per_value:
     quarter of ``memory_bytes``, between MIN_EXPERT_TILE and MAX_EXPERT_TILE."""
     per_pixel = _widest_layer(expert.module) * bytes_per_value * _LIVE_MAPS * expert.scale**2
     side = int(math.sqrt(max(1.0, memory_bytes / 4) / per_pixel))
-    side = min(MAX_EXPERT_TILE, max(MIN_EXPERT_TILE, side, expert.minimum_size))
+    largest = MAX_WHOLE_TILE if expert.tiling_discouraged else MAX_EXPERT_TILE
+    side = min(largest, max(MIN_EXPERT_TILE, side, expert.minimum_size))
     return _round_to(side, expert.size_multiple)
 
 
@@ -118,8 +122,10 @@ class ExpertTiler:
         expert, scale = self.expert, self.expert.scale
         multiple = expert.size_multiple
         height, width = image.shape[-2:]
-        overlap = -(-self.settings.overlap // multiple) * multiple
-        tile = max(_round_to(self.settings.tile, multiple), overlap + multiple, expert.minimum_size)
+        tile = max(_round_to(self.settings.tile, multiple), expert.minimum_size, 2 * multiple)
+        # At most two tiles meet anywhere (the blend ramps pair neighbours): the overlap stays
+        # within a quarter of the tile, rounded to the size multiple.
+        overlap = min(-(-self.settings.overlap // multiple) * multiple, tile // 4 // multiple * multiple)
         full_h = max(-(-height // multiple) * multiple, expert.minimum_size)
         full_w = max(-(-width // multiple) * multiple, expert.minimum_size)
         padded = _pad(image, full_h, full_w)
@@ -137,6 +143,9 @@ class ExpertTiler:
             full_h * scale, full_w * scale, tile * scale, overlap * scale, (overlap // 2) * scale, multiple * scale
         )
         output = torch.zeros((1, 3, full_h * scale, full_w * scale), dtype=torch.float32)
+        # The weights of a plan sum to one; dividing by what was laid down keeps that exact at the
+        # borders of the padded photo too.
+        laid = torch.zeros((full_h * scale, full_w * scale), dtype=torch.float32)
         for done, planned in enumerate(tiles, 1):
             if check_cancel is not None:
                 check_cancel()
@@ -148,8 +157,10 @@ class ExpertTiler:
                 ..., planned.top : planned.top + planned.height, planned.left : planned.left + planned.width
             ]
             region.add_(restored * weight)
+            laid[planned.top : planned.top + planned.height, planned.left : planned.left + planned.width].add_(weight)
             if progress is not None:
                 elapsed = time.monotonic() - started
                 fraction = done / len(tiles)
                 progress(TileProgress(done, len(tiles), fraction, elapsed * (1 - fraction) / fraction))
+        output /= laid.clamp_min(1e-6)
         return output[..., : height * scale, : width * scale]

@@ -57,6 +57,8 @@ class ExpertNetwork:
     tasks: tuple[str, ...]  # what it restores by its architecture alone (empty: the person says)
     takes_noise_level: bool
     _call: Callable[[Tensor, NoiseLevel], Tensor]
+    # Its output near a tile differs from the whole photo's (global attention or statistics).
+    tiling_discouraged: bool = False
 
     def __call__(self, image: Tensor, noise_level: NoiseLevel = None) -> Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, H*scale, W*scale) in [0, 1]; sides must meet the size
@@ -147,6 +149,7 @@ def expert_from_state_dict(state: Mapping[str, Tensor], label: str) -> ExpertNet
         tasks=tasks,
         takes_noise_level=False,
         _call=lambda image, _level: descriptor(image),
+        tiling_discouraged=descriptor.tiling != spandrel.ModelTiling.SUPPORTED,
     )
 
 
