@@ -124,7 +124,8 @@ class FakeRuntime:
         scale = restored.shape[0] // request.pixels.shape[0]
         # The model each step names is the one that "ran" it ("": the default).
         step_models = tuple(step.model or "" for step in request.plan)
-        return RestoreResult(restored, scale, 0.25, self.device_description, self.model_id, step_models=step_models)
+        model_id = "+".join(dict.fromkeys(model or self.model_id for model in step_models))  # as the real one
+        return RestoreResult(restored, scale, 0.25, self.device_description, model_id, step_models=step_models)
 
     def preview(
         self,

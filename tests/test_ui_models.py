@@ -113,6 +113,8 @@ def test_a_chip_reruns_its_step_on_another_model_and_history_compares_them(qtbot
     assert expert.label in window.chat.reply_for(again).chip_widgets[0].text()
     history = window.session.workspace.history
     assert history.steps[-1].label == f"Remove noise on {expert.label}"
+    rows_text = [window.history_panel.list.item(row).text() for row in range(window.history_panel.list.count())]
+    assert f"on {expert.id}" in rows_text[-1]  # the history names the added model that ran it
 
     # The history compares the two models' results side by side.
     shown: list[np.ndarray] = []

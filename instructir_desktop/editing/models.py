@@ -8,6 +8,7 @@ failure is one sentence for the person (``ModelChoiceError``), never a traceback
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,16 @@ from instructir_desktop.model.tasks import TASK_TITLES
 
 # Files a person may drop on the Models window or pick in its file dialog.
 MODEL_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+
+
+# The ids the store gives (``<architecture>-<8 hex digits of the file's hash>``); a history step's
+# ``model_id`` joins the ids of the models that ran its plan with "+".
+_STORE_ID = re.compile(r"^[a-z0-9_]+-[0-9a-f]{8}$")
+
+
+def added_models_in(model_id: str) -> list[str]:
+    """The store's models among those that made a history step (the bundled one is not named)."""
+    return [part for part in model_id.split("+") if _STORE_ID.match(part)]
 
 
 class ModelChoiceError(Exception):
