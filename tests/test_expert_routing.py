@@ -268,3 +268,22 @@ def test_three_architectures_added_routed_tiled_seam_free_and_removed(store, tmp
         assert cli.main(["models", "remove", model_id]) == 0
     after = runtime_with(ModelStore()).restore(RestoreRequest(image, plan))
     assert after.step_models == ("", "", "")  # the bundled network again
+
+
+def test_restore_model_resolves_an_id_a_name_bundled_or_says_what_it_is_not(store, tmp_path):
+    from instructir_desktop.inference.requests import EngineSettings
+    from instructir_desktop.inference.runtime import load_runtime
+    from instructir_desktop.model.weights import WeightsError
+
+    denoiser = store.add(save_checkpoint(dncnn(), tmp_path / "dn.pth"), name="Grain Away", make_default=True)
+    image = np.random.default_rng(8).random((24, 24, 3), dtype=np.float32)
+    plan = parse_plan("denoise")
+    for reference in (denoiser.id, "grain away"):
+        runtime = load_runtime(EngineSettings(model_folder=reference, backend="torch"), encoder=KeywordEncoder())
+        assert runtime.router.forced is not None and runtime.router.forced.id == denoiser.id
+    bundled = load_runtime(EngineSettings(model_folder="bundled", backend="torch"), encoder=KeywordEncoder())
+    assert bundled.restore(RestoreRequest(image, plan)).step_models == ("",)  # forced over the default
+    default = load_runtime(EngineSettings(backend="torch"), encoder=KeywordEncoder())
+    assert default.restore(RestoreRequest(image, plan)).step_models == (denoiser.id,)
+    with pytest.raises(WeightsError, match="neither a model folder nor a model in the store"):
+        load_runtime(EngineSettings(model_folder="no-such-model", backend="torch"), encoder=KeywordEncoder())
