@@ -170,6 +170,10 @@ def test_restore_from_the_command_line_names_the_model_and_remove_ends_it(store,
     assert cli.main(["restore", str(source), "-i", "remove the noise", "-o", str(tmp_path / "a.png")]) == 0
     errors = capsys.readouterr().err
     assert f"@{denoiser.id}" in errors and f"ran on {denoiser.label}" in errors
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime_with(ModelStore(), forced=denoiser))
+    assert cli.main(["restore", str(source), "-i", "remove the noise", "-o", str(tmp_path / "c.png")]) == 0
+    assert f"model for denoise: {denoiser.label}" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime_with(ModelStore()))
     assert cli.main(["models", "remove", denoiser.id]) == 0
     assert cli.main(["restore", str(source), "-i", "remove the noise", "-o", str(tmp_path / "b.png")]) == 0
     assert "@" not in capsys.readouterr().err.split("→")[-1]

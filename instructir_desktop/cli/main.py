@@ -243,6 +243,10 @@ def restore_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     load_seconds = time.perf_counter() - started
     say(f"model: {runtime.model_name} on {runtime.device_description} (loaded in {load_seconds:.1f}s)")
+    router = getattr(runtime, "router", None)  # a test's stand-in runtime may have none
+    forced = router.forced if router is not None else None
+    if forced is not None and not forced.bundled:
+        say(f"model for {', '.join(forced.tasks)}: {forced.label}")
     params = {"instruction": args.instruction, "strength": args.strength, "scale": args.scale or 0}
     output = OutputOptions(args.format, args.quality, args.bit_depth, not args.strip_metadata, args.profile == "srgb")
     host = plugin_host()
