@@ -86,3 +86,17 @@ def test_a_step_run_again_on_another_model_replaces_it_from_the_same_photo(store
         np.testing.assert_allclose(harness.pixels(), original * 0.5, atol=1e-4)
     finally:
         harness.close()
+
+
+def test_listing_the_models_does_not_import_torch(store):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from instructir_desktop.editing.models import ModelChoices\n"
+        "models = ModelChoices().models()\n"
+        "print(models[0].id, models[0].name != '', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["bundled", "True", "False"]

@@ -122,15 +122,7 @@ class ModelStore:
         os.replace(temporary, path)
 
     def bundled(self) -> StoredModel:
-        spec = self._bundled_spec
-        if spec is None:
-            from instructir_desktop.model.registry import default_model_spec
-
-            try:
-                spec = default_model_spec()
-            except WeightsError:
-                spec = None
-        name = spec.name if spec is not None else "InstructIR (bundled)"
+        name = self._bundled_spec.name if self._bundled_spec is not None else _bundled_name()
         return StoredModel(BUNDLED_MODEL_ID, name, "InstructIR", TASKS, 1, SOURCE_BUNDLED)
 
     def list(self) -> list[StoredModel]:
@@ -273,6 +265,19 @@ class ModelStore:
             manifest["defaults"][task] = model.id
         self._write(manifest)
         return self.find(model.id)
+
+
+def _bundled_name() -> str:
+    """The bundled model's name from its model.json, read without torch (the editor's window lists
+    the models before any model is loaded)."""
+    from importlib import resources
+
+    description = Path(str(resources.files("instructir_desktop.model") / "bundled" / "model.json"))
+    try:
+        name = json.loads(description.read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else "InstructIR (bundled)"
 
 
 def _file_hash(path: Path) -> str:
