@@ -38,6 +38,13 @@ def dropped(window, *paths) -> QDropEvent:
     return event
 
 
+def added(qtbot, models_window, start) -> list[str]:
+    """Start adding (``start()``), wait for the worker to finish, return the ids added."""
+    with qtbot.waitSignal(models_window.added, timeout=20000) as blocker:
+        start()
+    return list(blocker.args[0].added)
+
+
 def rows(models_window) -> list[str]:
     return [models_window.table.item(row, 0).text() for row in range(models_window.table.rowCount())]
 
@@ -49,20 +56,24 @@ def test_the_models_window_adds_drops_removes_and_chooses_per_task(qtbot, prefs,
     assert models is not None and models.isVisible()
     assert len(rows(models)) == 1 and not models.remove_button.isEnabled()  # the built-in model only
 
-    denoiser = models.add_files([save_checkpoint(dncnn(), tmp_path / "my-dncnn.pth")])
+    dn_path = save_checkpoint(dncnn(), tmp_path / "my-dncnn.pth")
+    denoiser = added(qtbot, models, lambda: models.add_files([dn_path]))
     assert len(denoiser) == 1 and rows(models)[1] == "my-dncnn"
     assert "Added" in models.status.text()
     # Dropping a file on the window adds it too; a file that is not weights is not taken.
     notes = tmp_path / "notes.txt"
     notes.write_text("not a model")
     assert not dropped(models, notes).isAccepted()
-    assert dropped(models, save_checkpoint(span_x(2), tmp_path / "span-x2.pth")).isAccepted()
+    span_path = save_checkpoint(span_x(2), tmp_path / "span-x2.pth")
+    events = []
+    assert len(added(qtbot, models, lambda: events.append(dropped(models, span_path)))) == 1
+    assert events[0].isAccepted()
     assert rows(models)[2] == "span-x2"
     assert models.table.item(2, 2).text() == "×2"
     # A damaged file: one sentence, nothing added.
     damaged = tmp_path / "broken.pth"
     damaged.write_bytes(b"\x00" * 300)
-    assert models.add_files([damaged]) == []
+    assert added(qtbot, models, lambda: models.add_files([damaged])) == []
     assert "broken.pth" in models.status.text() and len(rows(models)) == 3
 
     models.choose_default("denoise", denoiser[0])

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from instructir_desktop.editing.engine_client import EngineClient
+from instructir_desktop.inference.requests import ActionRequest, Finished, JobContext, JobEnd
 from instructir_desktop.instructions.interpret import PlanStep
 from instructir_desktop.model.errors import WeightsError
 from instructir_desktop.model.store import BUNDLED_MODEL_ID, ModelStore, StoredModel
@@ -107,6 +109,53 @@ class ModelChoices:
             raise ModelChoiceError(str(error.args[0])) from None
         except (WeightsError, ValueError) as error:
             raise ModelChoiceError(str(error)) from None
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """What adding some files did: the ids added, and one line per file."""
+
+    added: tuple[str, ...]
+    lines: tuple[str, ...]
+
+
+def add_files(choices: ModelChoices, paths: Sequence[str | os.PathLike[str]], tasks: Sequence[str]) -> AddReport:
+    added: list[str] = []
+    lines: list[str] = []
+    for path in paths:
+        try:
+            model = choices.add(path, tasks)
+        except ModelChoiceError as error:
+            lines.append(str(error))
+            continue
+        added.append(model.id)
+        titles = ", ".join(TASK_TITLES[task] for task in model.tasks)
+        lines.append(f"Added {model.label} for {titles}; choose it below to make it the default.")
+    return AddReport(tuple(added), tuple(lines))
+
+
+def add_files_on_worker(
+    client: EngineClient,
+    choices: ModelChoices,
+    paths: Sequence[str | os.PathLike[str]],
+    tasks: Sequence[str],
+    then: Callable[[AddReport], None],
+) -> None:
+    """``add_files`` on the engine's worker (reading a file and building its network takes torch and
+    seconds: never on the window's thread); ``then`` gets the report on the loop's thread."""
+    paths, tasks = tuple(paths), tuple(tasks)
+
+    def work(_context: JobContext) -> AddReport:
+        return add_files(choices, paths, tasks)
+
+    def finished(end: JobEnd[AddReport]) -> None:
+        if isinstance(end, Finished):
+            then(end.result)
+        else:
+            then(AddReport((), (f"Adding was stopped: {getattr(end, 'message', 'cancelled')}",)))
+
+    job = client.submit(ActionRequest(run=work, label="Adding a model"))
+    job.end.add_done_callback(lambda done: finished(done.result()))
 
 
 def rerun_label(step: PlanStep, model_label: str) -> str:

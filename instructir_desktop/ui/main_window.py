@@ -386,7 +386,8 @@ class MainWindow(QMainWindow):
     def open_models(self) -> ModelsWindow:
         """Settings → Models: the model store, and the model for each task."""
         if self.models_window is None:
-            self.models_window = ModelsWindow(self.session.assistant.models, self)
+            assistant = self.session.assistant
+            self.models_window = ModelsWindow(assistant.models, self, assistant.client)
         else:
             self.models_window.refresh()
         self.models_window.open()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -28,7 +28,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from instructir_desktop.editing.models import MODEL_FILE_SUFFIXES, ModelChoiceError, ModelChoices
+from instructir_desktop.editing.engine_client import EngineClient
+from instructir_desktop.editing.models import (
+    MODEL_FILE_SUFFIXES,
+    AddReport,
+    ModelChoiceError,
+    ModelChoices,
+    add_files,
+    add_files_on_worker,
+)
 from instructir_desktop.model.tasks import TASK_TITLES, TASKS
 
 COLUMNS = ("Name", "Architecture", "Scale", "Tasks", "Default for", "Source")
@@ -36,9 +44,16 @@ DETECT = ""  # the task combo's "detect it from the file"
 
 
 class ModelsWindow(QDialog):
-    def __init__(self, choices: ModelChoices, parent: QWidget | None = None) -> None:
+    added = Signal(object)  # the AddReport of files added (from the dialog or dropped)
+
+    def __init__(
+        self, choices: ModelChoices, parent: QWidget | None = None, client: EngineClient | None = None
+    ) -> None:
         super().__init__(parent)
         self.choices = choices
+        # Files are read on the engine's worker when there is one (they take torch and seconds).
+        self.client = client
+        self.adding = False
         self.setWindowTitle("Models")
         self.setAcceptDrops(True)
         self.resize(760, 480)
@@ -154,23 +169,25 @@ class ModelsWindow(QDialog):
         if paths:
             self.add_files(paths)
 
-    def add_files(self, paths: Sequence[str | Path]) -> list[str]:
-        """Add each file; the status line says what happened to each. Returns the ids added."""
+    def add_files(self, paths: Sequence[str | Path]) -> None:
+        """Add each file; when done, the list is redrawn and the status line says what happened to
+        each (``added`` is emitted with the report)."""
         task = str(self.task_choice.currentData() or DETECT)
-        added: list[str] = []
-        lines: list[str] = []
-        for path in paths:
-            try:
-                model = self.choices.add(path, (task,) if task else ())
-            except ModelChoiceError as error:
-                lines.append(str(error))
-                continue
-            added.append(model.id)
-            tasks = ", ".join(TASK_TITLES[t] for t in model.tasks)
-            lines.append(f"Added {model.label} for {tasks}; choose it below to make it the default.")
+        tasks = (task,) if task else ()
+        self.adding = True
+        self.add_button.setEnabled(False)
+        self.say("Reading " + ", ".join(Path(path).name for path in paths) + "…")
+        if self.client is None:
+            self._added(add_files(self.choices, paths, tasks))
+        else:
+            add_files_on_worker(self.client, self.choices, paths, tasks, self._added)
+
+    def _added(self, report: AddReport) -> None:
+        self.adding = False
+        self.add_button.setEnabled(True)
         self.refresh()
-        self.say("\n".join(lines))
-        return added
+        self.say("\n".join(report.lines))
+        self.added.emit(report)
 
     def remove_selected(self) -> None:
         model_id = self.selected_id
