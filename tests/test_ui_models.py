@@ -87,6 +87,11 @@ def test_the_models_window_adds_drops_removes_and_chooses_per_task(qtbot, prefs,
     models.remove_button.click()
     assert rows(models) == [rows(models)[0], "span-x2"]
     assert store.default_for("denoise").id == "bundled"
+    # A model file dropped on the editor's window opens this window and adds it.
+    models.close()
+    again = save_checkpoint(dncnn(), tmp_path / "again.safetensors")
+    assert len(added(qtbot, models, lambda: dropped(window, again))) == 1
+    assert models.isVisible() and rows(models)[-1] == "again"
     # Settings → Models opens the same window.
     models.close()
     settings = window.open_settings()

@@ -511,7 +511,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ drag and drop, closing
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self.file_actions.dropped_path(event) is not None:
+        if self.file_actions.dropped_path(event) is not None or ModelsWindow.dropped_files(event):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
@@ -519,6 +519,9 @@ class MainWindow(QMainWindow):
         if path is not None:
             event.acceptProposedAction()
             self.open_path(path)
+        elif models := ModelsWindow.dropped_files(event):  # a model file: the Models window adds it
+            event.acceptProposedAction()
+            self.open_models().add_files(models)
 
     def interrupt(self) -> None:
         """Ctrl-C in the terminal that started the window: close at once, without asking; unsaved

@@ -226,7 +226,8 @@ class ModelsWindow(QDialog):
     # ------------------------------------------------------------------ drop a file on the window
 
     @staticmethod
-    def _dropped_files(event: QDragEnterEvent | QDropEvent) -> list[str]:
+    def dropped_files(event: QDragEnterEvent | QDropEvent) -> list[str]:
+        """The model files among what is dragged (the main window sends them here too)."""
         mime = event.mimeData()
         if not mime.hasUrls():
             return []
@@ -237,13 +238,13 @@ class ModelsWindow(QDialog):
         ]
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self._dropped_files(event):
+        if self.dropped_files(event):
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        files = self._dropped_files(event)
+        files = self.dropped_files(event)
         if files:
             event.acceptProposedAction()
             self.add_files(files)
