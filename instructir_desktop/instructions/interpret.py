@@ -8,10 +8,9 @@ class for requests the network cannot do.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,7 +42,7 @@ class PlanStep:
 
     def on_model(self, model: str | None) -> PlanStep:
         """The same step, run on ``model`` (None: the task's default)."""
-        return dataclasses.replace(self, model=model)
+        return replace(self, model=model)
 
     def with_task(self, task: str) -> PlanStep:
         """The same step switched to another task by hand (full confidence, canonical wording)."""
