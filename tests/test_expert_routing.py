@@ -291,3 +291,17 @@ def test_restore_model_resolves_an_id_a_name_bundled_or_says_what_it_is_not(stor
     assert default.restore(RestoreRequest(image, plan)).step_models == (denoiser.id,)
     with pytest.raises(WeightsError, match="neither a model folder nor a model in the store"):
         load_runtime(EngineSettings(model_folder="no-such-model", backend="torch"), encoder=KeywordEncoder())
+
+
+def test_half_precision_only_where_the_network_allows_it(tmp_path):
+    half_ok = load_expert_file(save_checkpoint(span_x(2), tmp_path / "s.pth"))
+    full_only = load_expert_file(save_checkpoint(dncnn(), tmp_path / "d.pth"))
+    assert half_ok.supports_half and not full_only.supports_half  # as spandrel describes them
+    cpu = torch.device("cpu")
+    assert half_ok.to(cpu, torch.float16).dtype == torch.float16
+    assert full_only.to(cpu, torch.float16).dtype == torch.float32
+    from instructir_desktop.inference.expert_routing import ExpertRouter
+
+    router = ExpertRouter(None)
+    router.place(cpu, torch.float16, None)
+    assert router.dtype == torch.float32  # the CPU always runs float32
