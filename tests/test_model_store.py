@@ -188,3 +188,12 @@ def test_the_stand_in_normalize_is_torchvisions_formula():
     image = torch.tensor([[[0.5]], [[0.25]], [[1.0]]])
     result = normalize(image, [0.5, 0.5, 0.5], [0.5, 0.25, 0.5])
     assert result.flatten().tolist() == [0.0, -1.0, 1.0]
+
+
+def test_a_damaged_manifest_is_one_line_naming_the_file(store_folder, capsys):
+    store_folder.mkdir(parents=True)
+    (store_folder / "manifest.json").write_text("{ not json")
+    capsys.readouterr()
+    assert cli.main(["models", "list", "--json"]) == cli.EXIT_FAILED
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "manifest.json" in errors[0] and "fix or delete it" in errors[0]
