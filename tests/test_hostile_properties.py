@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_history import build_project
+from test_history_projects import build_project
 from test_plugins import GOOD_MANIFEST
 
 from instructir_desktop.history import HistoryError, ProjectError, read_project

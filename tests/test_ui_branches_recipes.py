@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fake_engine import FakeEngine
 from PySide6.QtCore import Qt
-from test_ui_files import make_png, new_window
+from ui_file_helpers import make_png, new_window
 
 from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.editing.recipe_folder import FolderState

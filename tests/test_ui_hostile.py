@@ -146,7 +146,7 @@ def test_undoing_a_step_whose_stored_pixels_are_damaged_is_said_and_changes_noth
     import json
     import zlib
 
-    from test_history import build_project, manifest_of, rewrite
+    from test_history_projects import build_project, manifest_of, rewrite
 
     path, _ = build_project(tmp_path)
     project = path.with_suffix(".irproject")

@@ -14,7 +14,7 @@ from fake_engine import FakeEngine
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from test_editing_models import darkening_by_model
-from test_ui_files import make_png, new_window
+from ui_file_helpers import make_png, new_window
 
 from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.model.store import STORE_FOLDER_ENV, ModelStore
