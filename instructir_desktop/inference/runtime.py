@@ -32,6 +32,7 @@ from instructir_desktop.inference.requests import (
     RestoreResult,
 )
 from instructir_desktop.inference.tiling import TiledRestorer, TileProgress, TilingSettings, tiling_for_memory
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.instructions.interpret import Interpretation, Interpreter, PlanStep, compose_caveat
 from instructir_desktop.model.registry import (
     LoadedModel,
@@ -108,9 +109,11 @@ class Runtime:
     def model_name(self) -> str:
         return self.model.spec.name
 
-    def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation:
+    def interpret(
+        self, text: str, image_size: tuple[int, int] | None = None, threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    ) -> Interpretation:
         """The plan for ``text``; the reply also says when the model barely does a planned step."""
-        interpretation = self.interpreter.interpret(text, image_size)
+        interpretation = self.interpreter.interpret(text, image_size, threshold)
         caveat = compose_caveat(interpretation.steps, weak_tasks(self.model.spec))
         return dataclasses.replace(interpretation, reply=interpretation.reply + caveat) if caveat else interpretation
 
