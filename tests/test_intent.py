@@ -96,6 +96,10 @@ def test_requests_even_when_phrased_as_questions(text):
         ("tell me a story about dragons", WRITING),
         ("what is the capital of France", GENERAL_QUESTION),
         ("how many megapixels is it", QUESTION),
+        ("what can you do?", intent.HELP),
+        ("make my nose smaller", OBJECTS),
+        ("make the image bigger", None),
+        ("what can you do about the noise?", None),
         # Restoration wording that looks like these on the surface
         ("make the blue sky deeper", None),
         ("the sensor noise is visible at a 100% crop", None),
@@ -215,6 +219,17 @@ OFF_TOPIC = [
     "tell me a joke",
     "thanks a lot",
     "make her look younger",
+    "make my nose smaller",
+    "colour the door bright red",
+    "put sunglasses on the dog",
+    "erase the date stamp",
+    "how many pixels wide is this",
+    "is this overexposed?",
+    "who invented photography",
+    "draft a message to my mum",
+    "flip the image vertically",
+    "make it grayscale",
+    "what can you do",
 ]
 
 # Restoration requests, many phrased as questions, and the plan each must produce.
@@ -279,6 +294,7 @@ def test_plausible_tasks_are_offered_not_run(bundled_interpreter):
     assert car.reply.startswith("I can't change the colour of things in a photo")
     megapixels = bundled_interpreter.interpret("how many megapixels is it")
     assert megapixels.steps == () and [s.task for s in megapixels.suggestions] == ["upscale"]
+    assert bundled_interpreter.interpret("what can you do").reply == "Here is what I can do. " + CAPABILITIES_REPLY
     france = bundled_interpreter.interpret("what is the capital of France")
     assert france.steps == () and france.suggestions == ()
     assert france.reply.startswith("I can't answer general questions")

@@ -42,6 +42,7 @@ CAPABILITIES = (
 
 QUESTION = "question"
 GENERAL_QUESTION = "general-question"
+HELP = "help"  # "what can you do?": the answer is the list of what it can do
 RECOLOUR = "recolour"
 OBJECTS = "objects"
 GEOMETRY = "geometry"
@@ -54,7 +55,7 @@ CANNOT: dict[str, str] = {
     OBJECTS: "add, remove or replace things in a photo",
     GEOMETRY: "crop, rotate, flip or straighten a photo",
     STYLE: "apply styles, filters or local effects",
-    WRITING: "write, translate or tell stories",
+    WRITING: "write, translate, look things up or do errands",
 }
 
 _SUBJECT = (
@@ -85,7 +86,7 @@ _REQUEST_QUESTION = re.compile(
     r"|(?:is|are)\s+(?:it|there|this|that)\s+(?:even\s+)?(?:possible|a\s+way|any\s+way|any\s+chance|something)"
     r"|(?:is|are)\s+(?:this|it|that)\s+too\s+\w+\s+to\s+(?:fix|rescue|save|recover|repair|restore)"
     r"|are\s+you\s+able|any\s+(?:way|chance|hope)|how\s+about|what\s+about|why\s+not|mind\s+"
-    r"|what\s+(?:can|could)\s+(?:you|we|i|u)\s+do|how\s+(?:to|do\s+(?:i|we|you)\s+(?:fix|remove|get\s+rid|"
+    r"|what\s+(?:can|could)\s+(?:you|we|i|u)\s+do\s+(?:about|with|for)|how\s+(?:to|do\s+(?:i|we|you)\s+(?:fix|remove|get\s+rid|"
     r"clean|reduce|sharpen|brighten|lighten|clear|enlarge|upscale|improve|make|restore|repair|lose))"
     r"|would\s+an?\s+\w+(?:\s+\w+)?\s+(?:work|help|fix)"
     r"|how\s+(?:\w+\s+){0,2}(?:can|could)\s+(?:you|u)\s+(?!tell|explain|say|know|see)"
@@ -97,7 +98,7 @@ _ABOUT_THE_PHOTO = re.compile(
     r"\b(?:it|its|it's|this|that|these|photo|photos|picture|pictures|pic|pics|image|images|shot|shots|file|"
     r"scan|frame|one|i|my|me|you|everything|subject|colou?rs?|focus|exposure|sharp\w*|nois\w*|blur\w*|grain\w*|"
     r"haze|hazy|fog\w*|rain|flash|white\s+balance|iso|aperture|f-stop|shutter|lens|camera|resolution|"
-    r"megapixels?|pixels|composition|horizon|sky|background|faces?|dark|bright\w*)\b",
+    r"megapixels?|pixels|focal\s+length|settings|composition|horizon|sky|background|faces?|dark|bright\w*)\b",
     re.IGNORECASE,
 )
 _COLOURS = (
@@ -121,7 +122,10 @@ _THINGS = (
     r"hat|glasses|beard|moustache|mustache|tattoo|red[\s-]?eye|blemish(?:es)?|pimples?|spots|wrinkles?|"
     r"scar|moon|sun|rainbow|snow|clouds?|flowers?|smile|face|faces|head|hair|teeth|fish|boat|plane|bird"
 )
+_BODY = r"nose|eyes|ears|lips|mouth|chin|jaw|waist|belly|stomach|legs|arms|head|face|teeth|forehead"
 _OBJECT_EDIT = re.compile(
+    rf"\bmake\s+(?:my|his|her|their|your|the)\s+(?:{_BODY})\s+(?:look\s+)?(?:smaller|bigger|larger|thinner|slimmer|"
+    r"wider|narrower|longer|shorter)\b|"
     rf"\b(?:remove|erase|delete|take\s+(?:out|away)|get\s+rid\s+of|cut\s+out|crop\s+out|hide|replace|swap|"
     rf"add|put|insert|place|paste|draw)\b(?:\s+\w+){{0,3}}?\s+(?:{_THINGS})\b"
     r"|\bgive\s+(?:him|her|them|us)\s+(?:a|an|some)\b"
@@ -157,10 +161,19 @@ _WRITING = re.compile(
 )
 
 
+_HELP = re.compile(
+    r"^(?:so\s+)?(?:what\s+(?:can|could|do)\s+(?:you|u)\s+(?:do|help\s+with)|what\s+are\s+you\s+(?:for|able\s+to\s+do)|"
+    r"what\s+do\s+you\s+do|how\s+(?:do|does)\s+(?:this|it|you)\s+work)\s*[?!.]*$",
+    re.IGNORECASE,
+)
+
+
 def aside_of(clause: str) -> str | None:
     """The kind of clause that is not a restoration request (a question, an edit the network cannot
     do), or None when it may be one and the text model decides."""
     text = " ".join(clause.split())
+    if _HELP.match(text):
+        return HELP
     if is_question(text):
         return QUESTION if _ABOUT_THE_PHOTO.search(text) else GENERAL_QUESTION
     for kind, pattern in ((WRITING, _WRITING), (STYLE, _STYLE), (RECOLOUR, _RECOLOUR), (GEOMETRY, _GEOMETRY)):
@@ -200,7 +213,7 @@ def decline(clause: str, kind: str, label: str, probability: float, threshold: f
     general question or writing."""
     from instructir_desktop.instructions.interpret import MIN_TASK_PROBABILITY
 
-    if label not in TASKS or kind in (GENERAL_QUESTION, WRITING):
+    if label not in TASKS or kind in (GENERAL_QUESTION, WRITING, HELP):
         return Declined(clause, kind)
     floor = max(threshold, MIN_TASK_PROBABILITY) if kind == QUESTION else MIN_TASK_PROBABILITY
     return Declined(clause, kind, label if probability >= floor else None)
@@ -261,7 +274,9 @@ def caveat_of(reply: str) -> str:
 def declined_reply(declined: Sequence[Declined], offered: Sequence[Suggestion]) -> str:
     """Nothing to run: say why in plain words, offer the closest task, and say what can be done."""
     kinds = [item.kind for item in declined]
-    if kinds and all(kind in (QUESTION, GENERAL_QUESTION) for kind in kinds):
+    if kinds and all(kind == HELP for kind in kinds):
+        return f"Here is what I can do. {CAPABILITIES}"
+    if kinds and all(kind in (QUESTION, GENERAL_QUESTION, HELP) for kind in kinds):
         if QUESTION in kinds:
             opening = "That sounds like a question, so I left the photo as it is: I only change it when you ask me to."
         else:
