@@ -206,16 +206,20 @@ class Declined:
     task: str | None = None
 
 
-def decline(clause: str, kind: str, label: str, probability: float, threshold: float) -> Declined:
-    """A declined clause, keeping the head's task when it is plausible: for an edit request (a
-    recolouring may really want livelier colours) any task the head would have taken; for a
-    question about the photo only a confident one ("is it sharp?" → remove blur); never for a
-    general question or writing."""
-    from instructir_desktop.instructions.interpret import MIN_TASK_PROBABILITY
+# A question suggests a task only when the head is fairly sure that is what it is about ("is it
+# sharp?" reads as remove blur at 70 %; "what ISO was this shot at" as brighten at 36 %: no chip).
+QUESTION_SUGGESTION_FLOOR = 0.5
 
+
+def decline(clause: str, kind: str, label: str, probability: float, floor: float) -> Declined:
+    """A declined clause, keeping the head's task when it is plausible: for an edit request (a
+    recolouring may really want livelier colours) any task the head would have planned (at or above
+    ``floor``); for a question about the photo only a confident one; never for a general question,
+    writing or a request for help."""
     if label not in TASKS or kind in (GENERAL_QUESTION, WRITING, HELP):
         return Declined(clause, kind)
-    floor = max(threshold, MIN_TASK_PROBABILITY) if kind == QUESTION else MIN_TASK_PROBABILITY
+    if kind == QUESTION:
+        floor = max(floor, QUESTION_SUGGESTION_FLOOR)
     return Declined(clause, kind, label if probability >= floor else None)
 
 

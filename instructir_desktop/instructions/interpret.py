@@ -216,7 +216,7 @@ class Interpreter:
         for clause, clause_encoding in zip(clauses, parts, strict=True):
             label, probability = self.classify(clause_encoding)
             if (aside := intent.aside_of(clause)) is not None:
-                declined.append(intent.decline(clause, aside, label, probability, threshold))
+                declined.append(intent.decline(clause, aside, label, probability, MIN_TASK_PROBABILITY))
                 continue
             if label == NONE_CLASS or probability < MIN_TASK_PROBABILITY:
                 ignored.append(clause)
