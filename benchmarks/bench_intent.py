@@ -1,7 +1,7 @@
 """How the interpreter decides on the corpus's held-out lines: the plan it makes for each line, not
 the text head's argmax. A restoration line is right when the plan is exactly its task; a ``none``
-line is right when there is no step. The same decision serves the chat, ``interpret --json`` and
-``restore`` (``instructions/intent.py``).
+line is right when there is no step; a multi-step message when the plan is its steps in order. The
+same decision serves the chat, ``interpret --json`` and ``restore`` (``instructions/intent.py``).
 
     python benchmarks/bench_intent.py                    # bundled model, default threshold
     python benchmarks/bench_intent.py --threshold 0.5    # another "ask below" setting
@@ -53,6 +53,18 @@ def main() -> int:
         print(f"| {label} | {total[label]} | {right[label] / total[label] * 100:.1f} % |")
     overall = sum(right.values()) / sum(total.values()) * 100
     print(f"| **all** | {sum(total.values())} | **{overall:.1f} %** ({sum(right.values())} lines) |")
+
+    # Messages with several requests (and parts it cannot do): the plan must be the steps, in order.
+    examples = load_corpus().select_multistep(split=args.split)
+    exact = 0
+    for example in examples:
+        tasks = tuple(step.task for step in interpreter.interpret(example.text, **options).steps)
+        exact += tasks == example.steps
+        if args.wrong and tasks != example.steps:
+            print(f"  {' → '.join(example.steps):>30} ≠ {' → '.join(tasks) or 'no step':<30} {example.text}")
+    if examples:
+        share = exact / len(examples) * 100
+        print(f"multi-step {args.split} messages: {exact}/{len(examples)} plans exact ({share:.1f} %)")
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0
 

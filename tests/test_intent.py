@@ -92,6 +92,7 @@ def test_requests_even_when_phrased_as_questions(text):
         ("make it look like a painting", STYLE),
         ("make it black and white", STYLE),
         ("blur the background", STYLE),
+        ("blur", None),
         ("write me a poem", WRITING),
         ("tell me a story about dragons", WRITING),
         ("what is the capital of France", GENERAL_QUESTION),
@@ -133,6 +134,18 @@ def test_no_restoration_line_of_the_corpus_is_declined_except_why_complaints():
                 declined.append(clause)
     assert declined and all(clause.lower().startswith("why ") for clause in declined), declined
     assert len(declined) <= 8
+
+
+def test_in_multi_step_messages_only_what_the_corpus_calls_impossible_is_declined():
+    from instructir_desktop.training.corpus import load_corpus
+
+    declined, expected = [], []
+    for example in load_corpus().multistep:
+        for clause in split_clauses(example.text):
+            if aside_of(clause) is not None:
+                declined.append(clause)
+                expected.append(clause if clause in example.ignored else f"not ignored in the corpus: {clause}")
+    assert declined == expected and len(declined) >= 8  # "add a cat", "crop it to a square", ...
 
 
 def test_the_reply_says_why_and_what_can_be_done():
@@ -258,6 +271,8 @@ REQUESTS = [
     # A question next to a request: the request runs, the question changes nothing.
     ("why is this so noisy, get rid of the noise", ["denoise"]),
     ("remove the rain and make the car red", ["derain"]),
+    ("do the defog before the colour boost", ["dehaze", "enhance"]),
+    ("rain, noise, blur", ["derain", "denoise", "deblur"]),
 ]
 
 

@@ -74,7 +74,7 @@ _QUESTION_WORD = re.compile(
     rf"|(?:when|where|why|how)\s+{_AUXILIARY}\b"
     r"|(?:is|isn't|are|aren't|was|wasn't|were|does|doesn't|did|didn't|has|hasn't|have|had|am|should|shall|may|"
     rf"might)\s+{_SUBJECT}\b"
-    r"|(?:do|don't)\s+(?:you|u|i|we|they|my|these|those|the|your|he|she)\b)",
+    r"|(?:do|don't)\s+(?:you|u|i|we|they|he|she)\b)",
     re.IGNORECASE,
 )
 # Questions that ask for something to be done: these are requests ("can you remove the noise?",
@@ -151,7 +151,9 @@ _STYLE_WORDS = (
 _STYLE = re.compile(
     rf"\b(?:make|turn|give|apply|add|convert|change|render|put|style|into|look\s+like|as\s+a)\b.*\b(?:{_STYLE_WORDS})\b"
     rf"|^(?:please\s+)?(?:{_STYLE_WORDS})\b|\bin\s+(?:the\s+)?style\s+of\b"
-    r"|^(?:please\s+)?blur\b|\bblur\s+(?:out\s+)?(?:the\s+)?(?:background|face|faces|plate|licen[cs]e)",
+    # Blurring as an effect ("blur the background"), not "blur" named as the problem ("rain, noise, blur").
+    r"|^(?:please\s+)?blur\s+(?:it|this|that|the|out|my|his|her|their|everything|him|them)\b"
+    r"|\bblur\s+(?:out\s+)?(?:the\s+)?(?:background|face|faces|plate|licen[cs]e)",
     re.IGNORECASE,
 )
 _WRITING = re.compile(
