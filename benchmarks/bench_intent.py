@@ -58,10 +58,10 @@ def main() -> int:
     examples = load_corpus().select_multistep(split=args.split)
     exact = 0
     for example in examples:
-        tasks = tuple(step.task for step in interpreter.interpret(example.text, **options).steps)
-        exact += tasks == example.steps
-        if args.wrong and tasks != example.steps:
-            print(f"  {' → '.join(example.steps):>30} ≠ {' → '.join(tasks) or 'no step':<30} {example.text}")
+        planned = tuple(step.task for step in interpreter.interpret(example.text, **options).steps)
+        exact += planned == example.steps
+        if args.wrong and planned != example.steps:
+            print(f"  {' → '.join(example.steps):>30} ≠ {' → '.join(planned) or 'no step':<30} {example.text}")
     if examples:
         share = exact / len(examples) * 100
         print(f"multi-step {args.split} messages: {exact}/{len(examples)} plans exact ({share:.1f} %)")
