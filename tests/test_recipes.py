@@ -21,6 +21,7 @@ from instructir_desktop.editing.recipes import (
     RecipeError,
     RecipeStep,
     RecipeTask,
+    builtin_photo_analysis,
     load_recipe,
     parse_recipe,
     save_recipe,
@@ -269,11 +270,15 @@ def test_recipe_auto_says_clearly_when_there_is_no_analysis_and_runs_it_when_the
     runtime = CountingRuntime()
     monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime)
     command = ["restore", "--recipe", "auto", str(source), "-o", str(tmp_path / "out.png")]
-    assert cli.main(command) == cli.EXIT_USAGE
+    set_photo_analysis(None)
+    try:
+        assert cli.main(command) == cli.EXIT_USAGE
+    finally:
+        set_photo_analysis(builtin_photo_analysis)
     assert "needs the photo analysis" in capsys.readouterr().err
     seen: list[tuple[int, ...]] = []
 
-    def analysis(rgb: np.ndarray) -> list[PlanStep]:
+    def analysis(rgb: np.ndarray, camera: object) -> list[PlanStep]:
         seen.append(rgb.shape)
         return [PlanStep("denoise", 0.9, "remove the noise")]
 
@@ -281,9 +286,57 @@ def test_recipe_auto_says_clearly_when_there_is_no_analysis_and_runs_it_when_the
     try:
         assert cli.main(command) == cli.EXIT_OK
     finally:
-        set_photo_analysis(None)
+        set_photo_analysis(builtin_photo_analysis)
     assert seen == [(SIDE, SIDE, 3)] and runtime.restorations == 1
     assert b"remove the noise" in (read_image(tmp_path / "out.png").metadata.xmp or b"")
+
+
+def test_recipe_auto_runs_each_photos_own_analysis_and_leaves_a_clean_photo_alone(tmp_path, capsys, monkeypatch):
+    from analysis_photos import degraded, natural_photo, with_noise
+
+    photos = tmp_path / "in"
+    photos.mkdir()
+    scene = natural_photo(256, seed=2)
+    write_image(photos / "grainy.png", with_noise(scene, 20))
+    write_image(photos / "hazy.png", degraded(scene, "dehaze", 0.8))
+    write_image(photos / "clean.png", scene)
+    runtime = CountingRuntime()
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime)
+    out = tmp_path / "out"
+    assert cli.main(["restore", "--recipe", "auto", str(photos), "-o", str(out)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "clean.png: nothing to do" in err and "2 written" in err
+    assert not (out / "clean.png").exists()
+    grainy = (read_image(out / "grainy.png").metadata.xmp or b"").decode()
+    hazy = (read_image(out / "hazy.png").metadata.xmp or b"").decode()
+    assert "Remove the noise from this photo" in grainy and "haze" not in grainy
+    assert "Remove the haze and fog from this image" in hazy and "noise" not in hazy
+    assert runtime.restorations == 2
+
+
+def test_recipe_auto_gives_the_analysis_the_photos_exif(tmp_path, capsys):
+    from PIL import Image
+
+    from instructir_desktop.io import CameraInfo
+    from instructir_desktop.io.metadata import exif_with_camera
+
+    source = tmp_path / "night.jpg"
+    exif = exif_with_camera(None, CameraInfo(make="Sony", model="A7 III", iso=12800))
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(source, exif=exif)
+    cameras: list[object] = []
+
+    def analysis(rgb: np.ndarray, camera: object) -> list[PlanStep]:
+        cameras.append(camera)
+        return []
+
+    set_photo_analysis(analysis)
+    try:
+        command = ["restore", "--recipe", "auto", str(source), "-o", str(tmp_path / "out.jpg")]
+        assert cli.main(command) == cli.EXIT_OK
+    finally:
+        set_photo_analysis(builtin_photo_analysis)
+    assert [(c.model, c.iso) for c in cameras] == [("A7 III", 12800)]
+    assert "night.jpg: nothing to do" in capsys.readouterr().err
 
 
 def test_recipe_and_instruction_together_are_a_usage_error(tmp_path, capsys):

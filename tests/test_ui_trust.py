@@ -169,7 +169,7 @@ def test_1_a_question_about_the_photo_gets_its_answer_and_changes_nothing(qtbot,
         text, (), (text,), answer, suggestions=(Suggestion("lowlight", "brighten the photo"),)
     )
     window = open_window(qtbot, tmp_path, path, engine)
-    run = send(qtbot, window, "is this photo too dark?", NOTHING)
+    run = send(qtbot, window, "can you describe this photo?", NOTHING)
     reply = window.chat.reply_for(run)
     assert reply.text == answer and reply.chip_texts == []
     assert [chip.text() for chip in reply.suggestion_widgets] == ["Did you mean: Brighten low light?"]

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from instructir_desktop.cli.analyze import add_analyze_parser, analyze_command
 from instructir_desktop.cli.batch import Batch, OutputOptions, describe, plan_batch
 from instructir_desktop.cli.progress import ProgressBar, say
 from instructir_desktop.cli.usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "ProgressBar", "UsageError", "main"]
 
-SUBCOMMANDS = ("restore", "interpret", "train", "evaluate", "plugins", "apply", "desktop-entry")
+SUBCOMMANDS = ("restore", "interpret", "analyze", "train", "evaluate", "plugins", "apply", "desktop-entry")
 
 
 # ----------------------------------------------------------------------------- argument parsing
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     interpret.add_argument("--json", action="store_true", help="one JSON object per line")
     interpret.add_argument("--text-head", help="text-head weights instead of the bundled model's")
     interpret.add_argument("--encoder", help="a sentence-transformers folder to use as the text encoder")
+
+    add_analyze_parser(commands)
 
     train = commands.add_parser("train", help="train a model", description="Train the image model and text head.")
     train.add_argument("--config", required=True, help="a training configuration (.toml)")
@@ -500,6 +503,7 @@ def _run_command(argv: list[str]) -> int:
     handlers = {
         "restore": restore_command,
         "interpret": interpret_command,
+        "analyze": analyze_command,
         "train": train_command,
         "evaluate": evaluate_command,
         "plugins": plugins_command,

@@ -58,7 +58,13 @@ from instructir_desktop.inference.requests import (
 )
 from instructir_desktop.instructions.followups import parse_followup
 from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, plan_reply
-from instructir_desktop.instructions.interpret import Interpretation, PlanStep, compose_reply, step_for_task
+from instructir_desktop.instructions.interpret import (
+    Interpretation,
+    PlanStep,
+    Suggestion,
+    compose_reply,
+    step_for_task,
+)
 from instructir_desktop.plugins.api import ActionInfo, ParameterValue, PluginError
 from instructir_desktop.plugins.host import PluginHost
 from instructir_desktop.plugins.jobs import action_request
@@ -120,6 +126,9 @@ class Assistant:
         # What was said about the open photo before it was opened (a project's saved conversation).
         self.earlier: tuple[TranscriptEntry, ...] = ()
         self._told_busy = False
+        # Answers questions about the photo ("is it sharp?", "fix it") before the text model sees
+        # them; True: it took the message (``editing.insight``).
+        self.photo_questions: Callable[[Run, str], bool] | None = None
         dispatcher.subscribe(Progress, self._on_progress)
         dispatcher.subscribe(Preview, self._on_preview)
         dispatcher.subscribe(Notice, self._on_notice)
@@ -270,17 +279,25 @@ class Assistant:
         return again
 
     def take_suggestion(self, run: Run, index: int) -> Run | None:
-        """The person pressed ``run``'s suggestion ``index``: run that task now, as a new message (the
-        person chose it, so it runs whatever the text model thought). None: it can no longer be taken."""
+        """The person pressed ``run``'s suggestion ``index``: run that task (or the suggestion's own
+        steps, "Fix all") now, as a new message (the person chose it, so it runs whatever the text
+        model thought). None: it can no longer be taken."""
         suggestions = run.reply.suggestions
         if run.archived or not 0 <= index < len(suggestions):
             return None
         suggestion = suggestions[index]
+        if suggestion.steps:
+            return self.run_plan(suggestion.steps, suggestion.label or replies.plan_line(suggestion.steps), run.action)
         step = replace(step_for_task(suggestion.task), instruction=suggestion.instruction or run.text)
-        title = replies.suggestion_title(suggestion)
-        taken = self._new_run(title)
+        return self.run_plan((step,), replies.suggestion_title(suggestion), run.action)
+
+    def run_plan(
+        self, steps: tuple[PlanStep, ...], title: str, action: ActionInfo | None = None, run: Run | None = None
+    ) -> Run:
+        """Run ``steps`` as the person's choice, in ``run`` or in a new message titled ``title``,
+        through ``action`` or the action that takes the chat's plans."""
+        taken = run if run is not None else self._new_run(title)
         if not taken.ended:
-            action = run.action
             if action is None and self.plugins is not None:
                 try:
                     action = self.plugins.message_action()
@@ -292,9 +309,19 @@ class Assistant:
             else:
                 taken.action = action
                 taken.label = title
-                self._planned(taken, Interpretation(title, (step,), (), compose_reply((step,), ())))
+                self._planned(taken, Interpretation(title, steps, (), compose_reply(steps, ())))
         self._update_busy()
         return taken
+
+    def answer(self, run: Run, text: str, suggestions: tuple[Suggestion, ...] = ()) -> None:
+        """Reply to ``run`` in words (a question about the photo), offering ``suggestions`` as chips."""
+        if run.ended:
+            return
+        run.reply.text = text
+        run.reply.progress = None
+        run.reply.suggestions = suggestions
+        self.end_run(run, RunState.NOTHING, "")
+        self._update_busy()
 
     def set_run_strength(self, run: Run, strength: float) -> bool:
         if run.archived:
@@ -340,6 +367,8 @@ class Assistant:
         """A plain message goes to the action that takes the chat's messages, in its text parameter.
         An action that takes a plan gets it read first (chips); with no such action enabled, the
         reply says how to turn restoration back on."""
+        if self.photo_questions is not None and self.photo_questions(run, text):
+            return
         problem = ""
         action = None
         if self.plugins is not None:

@@ -270,7 +270,11 @@ class RecipeBatch:
 
         try:
             image = read_image(job.source, max_pixels=self.max_pixels)
-            recipe = self.request if isinstance(self.request, Recipe) else auto_recipe(image.rgb, job.source.name)
+            recipe = (
+                self.request
+                if isinstance(self.request, Recipe)
+                else auto_recipe(image.rgb, job.source.name, image.metadata.camera)
+            )
             if not recipe.steps:
                 with tally.lock:
                     tally.nothing_to_do.append(job.source)

@@ -33,6 +33,7 @@ import tomli_w
 
 from instructir_desktop.history import History, PlannedTask, StackChange, Step
 from instructir_desktop.instructions.interpret import MAX_UPSCALE_FACTOR, PlanStep
+from instructir_desktop.io.metadata import CameraInfo
 from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, TASKS
 
 RECIPE_FORMAT = "instructir-desktop-recipe"
@@ -254,14 +255,25 @@ def _parse_task(entry: object, where: str) -> RecipeTask:
 
 # The photo analysis: given a photo's pixels (float RGB in [0, 1]), the steps that would fix it,
 # most important first (empty: nothing to fix). ``--recipe auto`` and the editor's folder runs ask
-# it for each photo's own recipe. The analysis module registers itself with ``set_photo_analysis``.
-PhotoAnalysis = Callable[[np.ndarray], Sequence[PlanStep]]
+# it for each photo's own recipe: ``editing.analysis`` unless another is registered with
+# ``set_photo_analysis``.
+# The camera's record (EXIF ISO, exposure time) is evidence too, when the file has one.
+PhotoAnalysis = Callable[[np.ndarray, CameraInfo | None], Sequence[PlanStep]]
 AUTO = "auto"
 ANALYSIS_UNAVAILABLE = (
     "“auto” needs the photo analysis, which this installation does not have; save a recipe from the editor "
     "(File ▸ Save as recipe…) and pass its file instead."
 )
-_photo_analysis: list[PhotoAnalysis] = []
+
+
+def builtin_photo_analysis(rgb: np.ndarray, camera: CameraInfo | None = None) -> Sequence[PlanStep]:
+    """The editor's own analysis: the steps that fix this photo, in the order they should run."""
+    from instructir_desktop.editing.analysis import fix_plan  # numpy only, but not needed by every recipe
+
+    return fix_plan(rgb, camera)
+
+
+_photo_analysis: list[PhotoAnalysis] = [builtin_photo_analysis]
 
 
 def set_photo_analysis(analysis: PhotoAnalysis | None) -> None:
@@ -275,12 +287,12 @@ def photo_analysis_available() -> bool:
     return bool(_photo_analysis)
 
 
-def auto_recipe(rgb: np.ndarray, name: str = "") -> Recipe:
+def auto_recipe(rgb: np.ndarray, name: str = "", camera: CameraInfo | None = None) -> Recipe:
     """This photo's own recipe, from the analysis: one step of every task it suggests (no steps:
     nothing to fix). RecipeError when there is no analysis."""
     if not _photo_analysis:
         raise RecipeError(ANALYSIS_UNAVAILABLE)
-    plan = tuple(_photo_analysis[0](rgb))
+    plan = tuple(_photo_analysis[0](rgb, camera))
     if not plan:
         return Recipe((), name)
     tasks = tuple(RecipeTask(step.task, step.instruction, step.factor) for step in plan)

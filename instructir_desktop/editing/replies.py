@@ -103,7 +103,18 @@ def confidence_words(confidence: float) -> str:
 
 
 def suggestion_title(suggestion: Suggestion) -> str:
-    return TASK_TITLES.get(suggestion.task, suggestion.task)
+    return suggestion.label or TASK_TITLES.get(suggestion.task, suggestion.task)
+
+
+def suggestion_chip_text(suggestion: Suggestion) -> str:
+    """An offer from the analysis says what it does ("Remove noise", "Fix all"); a guess about the
+    person's words asks ("Did you mean: Remove noise?")."""
+    return suggestion.label or f"Did you mean: {suggestion_title(suggestion)}?"
+
+
+def suggestion_tooltip(suggestion: Suggestion) -> str:
+    press = f"Press to {suggestion_title(suggestion).lower()} now, as a new step."
+    return f"{suggestion.reason} {press}" if suggestion.reason else press
 
 
 def plan_line(steps: Sequence[PlanStep]) -> str:

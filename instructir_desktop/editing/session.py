@@ -12,6 +12,7 @@ from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.engine_client import EngineClient, EngineJob
 from instructir_desktop.editing.events import DocumentOpened
 from instructir_desktop.editing.files import Files
+from instructir_desktop.editing.insight import PhotoInsight
 from instructir_desktop.editing.recipe_folder import RecipeFolders
 from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.inference.engine import EngineInterface
@@ -38,6 +39,9 @@ class EditingSession:
         self.events.subscribe(
             DocumentOpened, lambda _event: self.assistant.start_conversation(self.workspace.transcript)
         )
+        # What the photo needs, measured in the background when it opens (after the line above, so
+        # the new conversation has started when the greeting arrives).
+        self.insight = PhotoInsight(self.workspace, self.background, self.assistant, self.events)
         # A project keeps the conversation about its photo.
         self.files.transcript = self.assistant.transcript
 

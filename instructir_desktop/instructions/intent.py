@@ -93,6 +93,13 @@ _REQUEST_QUESTION = re.compile(
     r")",
     re.IGNORECASE,
 )
+# "the image is with noise, you can delete it?", "remove it, could you?": a request anywhere.
+_POLITE_ANYWHERE = re.compile(
+    r"\b(?:(?:can|could|would|will)\s+(?:you|u)|(?:you|u)\s+(?:can|could))\s+(?:please\s+)?"
+    r"(?!tell|explain|say|guess|describe|identify|recogni[sz]e|see|read|name|count|answer|know|think|believe|"
+    r"imagine|remember)\w+",
+    re.IGNORECASE,
+)
 # A question that mentions the photo is about it; one that does not is general knowledge.
 _ABOUT_THE_PHOTO = re.compile(
     r"\b(?:it|its|it's|this|that|these|photo|photos|picture|pictures|pic|pics|image|images|shot|shots|file|"
@@ -186,11 +193,18 @@ def aside_of(clause: str) -> str | None:
     return None
 
 
+def asks_for_a_change(text: str) -> bool:
+    """A request phrased as a question: "can you remove the noise?", "is there a way to fix the
+    blur?", "the image is with noise, you can delete it?"."""
+    text = text.strip()
+    return bool(_REQUEST_QUESTION.search(text) or _POLITE_ANYWHERE.search(text))
+
+
 def is_question(text: str) -> bool:
     """A question asking for an answer ("is it sharp?", "how many megapixels is it"), not one asking
     for something to be done ("can you remove the noise?")."""
     text = text.strip()
-    if _REQUEST_QUESTION.search(text):
+    if asks_for_a_change(text):
         return False
     if _QUESTION_WORD.search(text):
         return True

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from instructir_desktop.instructions import intent
+from instructir_desktop.instructions.questions import question_reply, read_photo_question
 from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, NONE_CLASS, TASK_TITLES, TASK_WORDS, TASKS
 
 if TYPE_CHECKING:  # model.text imports torch; this module is imported on the GUI thread
@@ -55,6 +56,12 @@ class Suggestion:
 
     task: str
     instruction: str
+    # An offer that is not a guess about the person's words (the photo analysis): the chip says
+    # ``label`` ("Remove noise", "Fix all"), ``reason`` explains it, and ``steps`` (when given) is
+    # the plan it runs, several steps in order.
+    label: str = ""
+    reason: str = ""
+    steps: tuple[PlanStep, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,9 @@ class Interpreter:
     ) -> Interpretation:
         """The plan for ``message``: steps sure at ``threshold`` run; weaker guesses, questions and edits
         the network cannot do are only offered or explained (``intent.gate``)."""
+        question = read_photo_question(message)
+        if question is not None:  # asks about the photo: an answer in words, never a step
+            return Interpretation(message, (), (), question_reply(question))
         clauses = split_clauses(message)
         if not clauses:
             return Interpretation(message, (), (), CAPABILITIES_REPLY)

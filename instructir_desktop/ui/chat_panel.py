@@ -35,6 +35,7 @@ from instructir_desktop.editing.assistant import Assistant
 from instructir_desktop.editing.conversation import Reply, Run
 from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.events import AssistantNote, ConversationStarted, RunAdded, RunChanged
+from instructir_desktop.editing.insight import Greeting, PhotoAnalysed
 from instructir_desktop.editing.transcript import TranscriptEntry
 from instructir_desktop.instructions.interpret import PlanStep, Suggestion
 from instructir_desktop.ui import icons
@@ -397,12 +398,16 @@ class ChatInput(QLineEdit):
 
 class ChatPanel(QWidget):
     message_sent = Signal(str)
+    # A chip of the greeting was pressed: the greeting (editing.insight.Greeting) and the chip's position.
+    greeting_suggestion_taken = Signal(object, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("chatPanel")
         self.messages: list[MessageWidget] = []
         self._assistant: Assistant | None = None
+        self._conversation_start = 0  # where this photo's own messages begin (after earlier ones)
+        self.greeting: MessageWidget | None = None
         self._replies: dict[int, tuple[Run, MessageWidget]] = {}  # by id(run); the run kept alive
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -494,6 +499,19 @@ class ChatPanel(QWidget):
         events.subscribe(RunChanged, lambda event: self._render(event.run))
         events.subscribe(AssistantNote, lambda event: self._note(event.text))
         events.subscribe(ConversationStarted, lambda event: self.start_conversation(event.earlier))
+        events.subscribe(PhotoAnalysed, lambda event: self.show_greeting(event.greeting))
+
+    def show_greeting(self, greeting: Greeting) -> None:
+        """What the assistant saw in the photo, at the top of its conversation (however much was said
+        since it opened), with a chip per fix and "Fix all"."""
+        self.examples.setVisible(False)
+        message = MessageWidget("assistant", greeting.text)
+        message.set_suggestions(greeting.suggestions)
+        message.suggestion_taken.connect(lambda position: self.greeting_suggestion_taken.emit(greeting, position))
+        at = min(self._conversation_start, len(self.messages))
+        self._list.insertWidget(at + 1, message)  # the examples widget sits first in the list
+        self.messages.insert(at, message)
+        self.greeting = message
 
     def _note(self, text: str) -> None:
         self.add_message("assistant", text)
@@ -536,6 +554,7 @@ class ChatPanel(QWidget):
         self.clear()
         if not earlier:
             return
+        self._conversation_start = 1 + 2 * len(earlier)
         self.add_message("assistant", "Earlier, about this photo (saved with the project):").archive()
         for entry in earlier:
             self.add_message("user", entry.message).archive()
@@ -550,6 +569,8 @@ class ChatPanel(QWidget):
             message.deleteLater()
         self.messages.clear()
         self._replies.clear()
+        self._conversation_start = 0
+        self.greeting = None
         self.examples.setVisible(True)
         self.following = True
         self.new_messages_button.setVisible(False)

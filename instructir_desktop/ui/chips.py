@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QToolButton, QWidget
 
-from instructir_desktop.editing.replies import confidence_words, suggestion_title
+from instructir_desktop.editing.replies import confidence_words, suggestion_chip_text, suggestion_tooltip
 from instructir_desktop.instructions.interpret import PlanStep, Suggestion, describe_step
 from instructir_desktop.model.tasks import TASK_TITLES, TASKS
 
@@ -95,7 +95,7 @@ class SuggestionChip(QToolButton):
     def __init__(self, suggestion: Suggestion, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.suggestion = suggestion
-        self.setText(f"Did you mean: {suggestion_title(suggestion)}?")
+        self.setText(suggestion_chip_text(suggestion))
         self.setStyleSheet(SUGGESTION_STYLE)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setToolTip(wrapped_tooltip(f"Press to {suggestion_title(suggestion).lower()} now, as a new step."))
+        self.setToolTip(wrapped_tooltip(suggestion_tooltip(suggestion)))

@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         self.chat = ChatPanel()
         self.chat.bind(self.session.assistant, events)
         self.chat.message_sent.connect(self.session.assistant.send)
+        self.chat.greeting_suggestion_taken.connect(self.session.insight.take_greeting_suggestion)
         self.history_panel = HistoryPanel()
         self.history_panel.index_chosen.connect(self.show_history_index)
         self.history_panel.branch_chosen.connect(self.switch_branch)
