@@ -115,6 +115,30 @@ def test_what_a_clause_is(text, kind):
     assert aside_of(text) == kind
 
 
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("can we lose the grain?", None),
+        ("is there a way to fix the blur?", None),
+        ("is it possible to increase the resolution?", None),
+        ("the image is with noise, you can delete it?", None),
+        ("why is this so noisy, get rid of the noise", None),
+        ("is very noisy my picture", None),
+        ("is it sharp?", "sharpness"),
+        ("how many megapixels is it", "size"),
+        ("what ISO was this", "iso"),
+        ("is this photo too dark?", "exposure"),
+    ],
+)
+def test_the_photo_questions_the_analysis_answers_follow_the_same_rules(text, question):
+    """The chat answers questions about the photo from its analysis; a request worded as a question
+    must not be taken for one, or it would be answered instead of done."""
+    from instructir_desktop.instructions.questions import read_photo_question
+
+    read = read_photo_question(text)
+    assert (read.value if read is not None else None) == question
+
+
 def _corpus_lines():
     from instructir_desktop.training.corpus import load_corpus
 
