@@ -6,6 +6,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+# Loads third-party restoration networks (models add); without its dependencies, because its
+# torchvision requirement pulls a multi-GB CUDA torch (model/spandrel_import.py stands in for the
+# three torchvision functions it imports). Its own small dependencies are in pyproject.toml.
+SPANDREL ?= spandrel==0.4.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -15,6 +19,7 @@ $(STAMP): pyproject.toml plugins/photo_tools/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --no-deps "$(SPANDREL)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet -e plugins/photo_tools
 	touch $(STAMP)

@@ -81,3 +81,17 @@ def prefs(tmp_path):
     from PySide6.QtCore import QSettings
 
     return QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Models added by tests go to a temporary store, never the user's data folder."""
+    from instructir_desktop.model.store import STORE_FOLDER_ENV
+
+    previous = os.environ.get(STORE_FOLDER_ENV)
+    os.environ[STORE_FOLDER_ENV] = str(tmp_path_factory.mktemp("models"))
+    yield
+    if previous is None:
+        os.environ.pop(STORE_FOLDER_ENV, None)
+    else:
+        os.environ[STORE_FOLDER_ENV] = previous

@@ -125,7 +125,10 @@ class FakeRuntime:
         if progress is not None:
             progress(RestoreProgress(0, 1, 1.0, 2, 2, 0.0))
         scale = restored.shape[0] // request.pixels.shape[0]
-        return RestoreResult(restored, scale, 0.25, self.device_description, self.model_id)
+        # The model each step names is the one that "ran" it ("": the default).
+        step_models = tuple(step.model or "" for step in request.plan)
+        model_id = "+".join(dict.fromkeys(model or self.model_id for model in step_models))  # as the real one
+        return RestoreResult(restored, scale, 0.25, self.device_description, model_id, step_models=step_models)
 
     def preview(
         self,

@@ -29,7 +29,17 @@ if TYPE_CHECKING:
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "ProgressBar", "UsageError", "main"]
 
-SUBCOMMANDS = ("restore", "interpret", "analyze", "train", "evaluate", "plugins", "apply", "desktop-entry")
+SUBCOMMANDS = (
+    "restore",
+    "interpret",
+    "analyze",
+    "train",
+    "evaluate",
+    "plugins",
+    "apply",
+    "desktop-entry",
+    "models",
+)
 
 
 # ----------------------------------------------------------------------------- argument parsing
@@ -70,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--weights", help="image-model weights (.safetensors or .pt) instead of the bundled model")
     restore.add_argument("--text-head", help="text-head weights to go with --weights")
-    restore.add_argument("--model", help="a model folder (image.safetensors + text_head.safetensors + model.json)")
+    restore.add_argument(
+        "--model",
+        help="a model from `models list` (id or name) for the steps of its tasks, or an InstructIR model folder "
+        "(image.safetensors + text_head.safetensors + model.json)",
+    )
     restore.add_argument("--encoder", help="a sentence-transformers folder to use as the text encoder")
     restore.add_argument("--tile", type=int, default=0, help="tile size in pixels (default: chosen per device)")
     restore.add_argument("--overwrite", action="store_true", help="allow writing over an input file")
@@ -173,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_argument(
         "--data-home", type=Path, default=None, help="instead of $XDG_DATA_HOME (normally ~/.local/share)"
     )
+    from instructir_desktop.cli.models import add_models_parser
+
+    add_models_parser(commands)
     return parser
 
 
@@ -239,6 +256,10 @@ def restore_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     load_seconds = time.perf_counter() - started
     say(f"model: {runtime.model_name} on {runtime.device_description} (loaded in {load_seconds:.1f}s)")
+    router = getattr(runtime, "router", None)  # a test's stand-in runtime may have none
+    forced = router.forced if router is not None else None
+    if forced is not None and not forced.bundled:
+        say(f"model for {', '.join(forced.tasks)}: {forced.label}")
     params = {"instruction": args.instruction, "strength": args.strength, "scale": args.scale or 0}
     output = OutputOptions(args.format, args.quality, args.bit_depth, not args.strip_metadata, args.profile == "srgb")
     host = plugin_host()
@@ -380,6 +401,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         say(f"error: {error}")
         return EXIT_USAGE
 
+    if runtime.router.forced is not None:
+        raise UsageError(
+            f"{args.model} is a model from the store: measure it against the bundled one with "
+            f"`instructir-desktop models check {runtime.router.forced.id}`"
+        )
+
     def restore(degraded: torch.Tensor, task: str) -> torch.Tensor:
         # The evaluation's upscale inputs are already resized back, so the network runs as is.
         image = degraded[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
@@ -497,6 +524,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def models_command(args: argparse.Namespace) -> int:
+    from instructir_desktop.cli.models import models_command as run
+
+    return run(args)
+
+
 def _run_command(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -509,6 +542,7 @@ def _run_command(argv: list[str]) -> int:
         "plugins": plugins_command,
         "apply": apply_command,
         "desktop-entry": desktop_entry_command,
+        "models": models_command,
     }
     try:
         check_text_arguments(args)

@@ -45,6 +45,7 @@ from instructir_desktop.editing.events import (
     RunEnded,
 )
 from instructir_desktop.editing.followups import FollowUps
+from instructir_desktop.editing.models import ModelChoices, rerun_label
 from instructir_desktop.editing.transcript import TranscriptEntry, transcript_of
 from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.inference.requests import (
@@ -121,6 +122,8 @@ class Assistant:
         # whoever draws the photo. Without one, no previews are asked for.
         self.viewport: Viewport | None = None
         self.followups = FollowUps(self)
+        # The model store as the Models window and the chips' "Run this step on" menus see it.
+        self.models = ModelChoices()
         # A planned step the text model is less sure of than this is offered, not run (0 runs all).
         self.confidence_threshold = DEFAULT_CONFIDENCE_THRESHOLD
         # What was said about the open photo before it was opened (a project's saved conversation).
@@ -274,6 +277,27 @@ class Assistant:
             again.label = label
             again.action = run.action
             again.strength = run.step.strength if run.step is not None else run.strength
+            self._planned(again, Interpretation(label, steps, (), compose_reply(steps, ())))
+        self._update_busy()
+        return again
+
+    def rerun_on_model(self, run: Run, position: int, model_id: str) -> Run | None:
+        """Run ``run``'s plan again with step ``position`` on ``model_id`` (the others on the models
+        they ran on), as a new message and step. When ``run``'s step is still the latest, the new
+        one takes its place from the same photo and the old one stays as an alternative in the
+        history, so the two results can be compared. None: it can no longer be run again."""
+        ran = run.reply.ran_plan or run.reply.plan
+        if run.archived or not run.ended or run.action is None or not 0 <= position < len(ran):
+            return None
+        steps = tuple(step.on_model(model_id) if index == position else step for index, step in enumerate(ran))
+        label = rerun_label(ran[position], self.models.label(model_id))
+        again = self._new_run(f"Run again: {label}")
+        if not again.ended:
+            again.label = label
+            again.action = run.action
+            again.strength = run.step.strength if run.step is not None else run.strength
+            if run.step is not None and run.step is self.workspace.latest_step:
+                again.replaces, again.replaces_layer = run.step, run.layer_id
             self._planned(again, Interpretation(label, steps, (), compose_reply(steps, ())))
         self._update_busy()
         return again
@@ -541,6 +565,8 @@ class Assistant:
         if step is not None and step.can_reblend:
             run.reply.strength = step.strength
         outcome = ready.outcome
+        if outcome.plan and len(outcome.plan) == len(run.reply.plan):
+            run.reply.ran_plan = tuple(outcome.plan)
         self.end_run(run, RunState.DONE, replies.done(outcome.seconds, outcome.device, outcome.notices))
 
     def _job_failed_or_cancelled(self, run: Run, end: Finished[object] | Cancelled | Failed) -> None:

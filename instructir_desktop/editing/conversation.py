@@ -57,6 +57,8 @@ class Reply:
     strength: float | None = None  # the slider of the step it made (None: no slider)
     strength_blocked: str = ""  # why the slider cannot be moved now ("" : it can)
     can_run_again: bool = False
+    # The plan as it ran, each step naming its model (``PlanStep.model``; None: the bundled one).
+    ran_plan: tuple[PlanStep, ...] = ()
     # What the assistant only offers (a guess too unsure to act on): chips that run it when pressed.
     suggestions: tuple[Suggestion, ...] = ()
     # The conversation of a photo that is no longer open: shown as it was, nothing in it can be pressed.

@@ -83,6 +83,8 @@ class RestoreResult:
     model_id: str
     step_seconds: tuple[float, ...] = ()
     notices: tuple[str, ...] = ()  # things the person should know (a smaller tile, a fallback to the CPU)
+    # The store's model that ran each step of the plan ("": the bundled network).
+    step_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from instructir_desktop.inference.devices import (
     resolve_device,
     resolve_dtype,
 )
+from instructir_desktop.inference.expert_routing import ExpertRouter
 from instructir_desktop.inference.requests import (
     CancelCheck,
     EngineSettings,
@@ -44,6 +46,8 @@ from instructir_desktop.model.registry import (
     weak_tasks,
 )
 from instructir_desktop.model.resampling import resize_image, resize_plane
+from instructir_desktop.model.store import ModelStore, StoredModel
+from instructir_desktop.model.tasks import TASK_TITLES
 from instructir_desktop.model.text import InstructionEncoder, SentenceEncoder, SentenceTransformerEncoder
 from instructir_desktop.model.weights import WeightsError
 
@@ -67,8 +71,12 @@ class Runtime:
         *,
         backend: str = "auto",
         progress: PrepareProgress | None = None,
+        store: ModelStore | None = None,
+        forced_model: StoredModel | None = None,
     ) -> None:
         self.model = model
+        # Which network runs each step: the task's default in the store, or ``forced_model``.
+        self.router = ExpertRouter(store, forced_model)
         self.instruction_encoder = InstructionEncoder(encoder, model.head)
         self.interpreter = Interpreter(self.instruction_encoder, model.classes)
         self.notices: list[str] = []
@@ -88,6 +96,7 @@ class Runtime:
         prepared = prepare_instructir(self.model.network, backend, device, dtype, progress=progress)
         self.load_notices.extend(prepared.notices)
         self.executor = prepared.runner
+        self.router.place(device, dtype, tile_size)
         tile = tile_size or self.executor.preferred_tile or default_tile_size(device)
         self.tiling = tiling_for_memory(self._tile_side(tile), self.model.network.config.width)
 
@@ -114,7 +123,9 @@ class Runtime:
     ) -> Interpretation:
         """The plan for ``text``; the reply also says when the model barely does a planned step."""
         interpretation = self.interpreter.interpret(text, image_size, threshold)
-        caveat = compose_caveat(interpretation.steps, weak_tasks(self.model.spec))
+        # A task another model serves is not the bundled model's weakness.
+        weak = {task: gain for task, gain in weak_tasks(self.model.spec).items() if self.router.serves_bundled(task)}
+        caveat = compose_caveat(interpretation.steps, weak)
         return dataclasses.replace(interpretation, reply=interpretation.reply + caveat) if caveat else interpretation
 
     def restore_step(
@@ -125,7 +136,13 @@ class Runtime:
         progress: Callable[[TileProgress], None] | None = None,
         check_cancel: CancelCheck | None = None,
     ) -> np.ndarray:
-        """One step on an (H, W, 3) float image; an upscale step returns the larger image."""
+        """One step on an (H, W, 3) float image; an upscale step returns the larger image. The step
+        runs on its task's model: an expert from the store, or the bundled network."""
+        expert = self.router.model_for(step)
+        if expert is not None:
+            restored, notices = self.router.run(expert, image, step, progress=progress, check_cancel=check_cancel)
+            self.notices.extend(notices)
+            return restored
         if step.task == "upscale":
             factor = step.factor or 2
             image = resize_image(image, image.shape[0] * factor, image.shape[1] * factor)
@@ -189,6 +206,7 @@ class Runtime:
         self.notices = []
         current = np.array(request.pixels, dtype=np.float32)
         step_seconds = []
+        used: list[StoredModel | None] = []
         count = len(request.plan)
         for index, step in enumerate(request.plan):
             step_started = time.perf_counter()
@@ -201,7 +219,11 @@ class Runtime:
                         )
                     )
 
+            expert = self.router.model_for(step)
+            used.append(expert)
             current = self.restore_step(current, step, progress=report, check_cancel=check_cancel)
+            if expert is not None:
+                self.notices.append(f"{TASK_TITLES[step.task]} ran on {expert.label}.")
             step_seconds.append(time.perf_counter() - step_started)
         if self.device.type == "cpu":
             release_cpu_memory()
@@ -210,9 +232,10 @@ class Runtime:
             scale=current.shape[0] // request.pixels.shape[0],
             seconds=time.perf_counter() - started,
             device=self.device_description,
-            model_id=self.model_id,
+            model_id="+".join(dict.fromkeys(self.model_id if model is None else model.id for model in used)),
             step_seconds=tuple(step_seconds),
             notices=tuple(self.notices),
+            step_models=tuple("" if model is None else model.id for model in used),
         )
 
     def preview(
@@ -246,19 +269,38 @@ def load_runtime(
 ) -> Runtime:
     """Load the model the settings name (the bundled one by default) onto the chosen device and
     backend; ``progress`` hears about a first-time export for ONNX Runtime."""
+    store = ModelStore()
+    forced: StoredModel | None = None
     if settings.weights:
         spec = spec_from_files(settings.weights, settings.text_head)
-    elif settings.model_folder:
+    elif settings.model_folder and Path(settings.model_folder).is_dir():
         spec = spec_from_folder(settings.model_folder)
     else:
         spec = default_model_spec()
+        if settings.model_folder:  # not a folder: a model from the store, by id or name
+            try:
+                forced = store.find(settings.model_folder)
+            except KeyError as error:
+                raise WeightsError(
+                    f"{settings.model_folder}: neither a model folder nor a model in the store "
+                    "(`instructir-desktop models list` shows them)"
+                ) from error
+
     model = load_model(spec)
     if encoder is None:
         encoder = SentenceTransformerEncoder(settings.encoder or spec.encoder)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(device, settings.precision)
     return Runtime(
-        model, encoder, device, dtype, settings.tile_size or None, backend=settings.backend, progress=progress
+        model,
+        encoder,
+        device,
+        dtype,
+        settings.tile_size or None,
+        backend=settings.backend,
+        progress=progress,
+        store=store,
+        forced_model=forced,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +36,12 @@ class PlanStep:
     confidence: float
     instruction: str  # the words the network is conditioned on
     factor: int | None = None  # upscale factor
+    # The model that runs this step (an id from the model store); None: the task's default model.
+    model: str | None = None
+
+    def on_model(self, model: str | None) -> PlanStep:
+        """The same step, run on ``model`` (None: the task's default)."""
+        return replace(self, model=model)
 
     def with_task(self, task: str) -> PlanStep:
         """The same step switched to another task by hand (full confidence, canonical wording)."""
@@ -46,6 +52,8 @@ class PlanStep:
         data: dict[str, object] = {"task": self.task, "confidence": round(self.confidence, 4)}
         if self.factor is not None:
             data["factor"] = self.factor
+        if self.model is not None:
+            data["model"] = self.model
         return data
 
 
@@ -292,20 +300,24 @@ def describe_step(step: PlanStep) -> str:
 
 def plan_summary(steps: Sequence[PlanStep]) -> str:
     """``denoise → upscale ×2``: a plan in one line, for logs and the command line."""
-    return " → ".join(f"{s.task}{f' ×{s.factor}' if s.factor else ''}" for s in steps)
+    return " → ".join(
+        f"{s.task}{f' ×{s.factor}' if s.factor else ''}{f' @{s.model}' if s.model else ''}" for s in steps
+    )
 
 
 def parse_plan(text: str) -> tuple[PlanStep, ...]:
-    """A plan written by hand, ``denoise, upscale x2`` (tasks with the canonical wording, in order)."""
+    """A plan written by hand, ``denoise, upscale x2`` (tasks with the canonical wording, in order);
+    ``denoise @ffdnet-286f04f7`` runs a step on a model from the store."""
     steps = []
     for part in re.split(r"\s*(?:,|;|→|->|\bthen\b)\s*", text.strip()):
         if not part:
             continue
-        match = re.fullmatch(r"([a-z]+)(?:\s*[x×]?\s*(\d+))?", part.lower())
+        match = re.fullmatch(r"([a-z]+)(?:\s*[x×]?\s*(\d+))?(?:\s*@\s*([a-z0-9][a-z0-9._-]*))?", part.lower())
         if match is None or match.group(1) not in TASKS:
             raise ValueError(f"{part!r} is not a step; write tasks from {', '.join(TASKS)}, e.g. 'denoise, upscale x2'")
         task, factor = match.group(1), match.group(2)
         if factor is not None and task != "upscale":
             raise ValueError(f"{part!r}: only upscale takes a factor")
-        steps.append(step_for_task(task, None if factor is None else _clamp_factor(int(factor))))
+        step = step_for_task(task, None if factor is None else _clamp_factor(int(factor)))
+        steps.append(step.on_model(match.group(3)) if match.group(3) else step)
     return tuple(steps)

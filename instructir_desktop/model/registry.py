@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from instructir_desktop.model.network import InstructIRNet, NetworkConfig, detect_config
+from instructir_desktop.model.store import BUNDLED_MODEL_ID
 from instructir_desktop.model.tasks import CLASS_NAMES, TASKS
 from instructir_desktop.model.text import TextHead
 from instructir_desktop.model.weights import WeightsError, load_state_dict, save_state_dict
@@ -29,7 +30,6 @@ HEAD_FILE = "text_head.safetensors"
 MANIFEST_FILE = "model.json"
 PUBLISHED_IMAGE_FILE = "im_instructir-7d.pt"
 PUBLISHED_HEAD_FILE = "lm_instructir-7d.pt"
-BUNDLED_MODEL_ID = "bundled"
 
 NO_WEIGHTS_HELP = (
     "no restoration weights are installed: pass --weights FILE (and --text-head FILE) or --model FOLDER; "

@@ -18,14 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from instructir_desktop.model.errors import WeightsError as WeightsError
+
 SAFETENSORS_SUFFIXES = frozenset({".safetensors"})
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".bin"})
 # Keys under which training scripts commonly nest the real state dict.
-_NESTED_KEYS = ("state_dict", "params_ema", "params", "model", "ema")
-
-
-class WeightsError(Exception):
-    """A weights file that cannot be used; the message is one line meant for the user."""
+_NESTED_KEYS = ("state_dict", "params_ema", "params-ema", "params", "model", "model_state_dict", "net", "ema")
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, str]]:

@@ -472,6 +472,7 @@ class _Call:
             "model_id": result.model_id,
             "step_seconds": result.step_seconds,
             "notices": result.notices,
+            "step_models": result.step_models,
         }
 
     def _result(self, meta: object) -> ActionResult:
@@ -521,6 +522,7 @@ def restore_result(value: object) -> RestoreResult:
         str(value["model_id"]),
         tuple(value["step_seconds"]),
         tuple(value["notices"]),
+        tuple(value.get("step_models", ())),
     )
 
 

@@ -92,11 +92,13 @@ class RuntimeServices:
 
     def restore_plan(self, image: np.ndarray, plan: Sequence[PlanStep]) -> RestoreResult:
         report = self._report
-        return self.runtime().restore(
+        result = self.runtime().restore(
             RestoreRequest(image, _checked_plan(plan)),
             progress=None if report is None else (lambda progress: report(progress.fraction, progress.eta_seconds)),
             check_cancel=self._check_cancel,
         )
+        self.notices.extend(result.notices)  # which model ran a step, a smaller tile: the terminal says so
+        return result
 
     def preview_plan(
         self, image: np.ndarray, plan: Sequence[PlanStep], bounds: Bounds | None, mask: np.ndarray | None = None

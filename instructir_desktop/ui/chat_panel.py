@@ -13,7 +13,7 @@ about it before (a project's saved conversation) read-only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence
@@ -36,6 +36,7 @@ from instructir_desktop.editing.conversation import Reply, Run
 from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.events import AssistantNote, ConversationStarted, RunAdded, RunChanged
 from instructir_desktop.editing.insight import Greeting, PhotoAnalysed
+from instructir_desktop.editing.models import ModelOption
 from instructir_desktop.editing.transcript import TranscriptEntry
 from instructir_desktop.instructions.interpret import PlanStep, Suggestion
 from instructir_desktop.ui import icons
@@ -73,6 +74,7 @@ class MessageWidget(QFrame):
     run_again_requested = Signal()
     strength_changed = Signal(float)  # 0..1, once per drag (at release) or per pause of the keys
     suggestion_taken = Signal(int)  # the position of the suggestion pressed
+    step_model_chosen = Signal(int, str)  # a chip's position and the model to run that step on again
 
     def __init__(self, role: str, text: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,6 +100,9 @@ class MessageWidget(QFrame):
         self.chips.setVisible(False)
         layout.addWidget(self.chips)
         self._plan: tuple[PlanStep, ...] = ()
+        self._ran_plan: tuple[PlanStep, ...] = ()
+        # The models a step could run on (set by the chat panel; None: no model menu on the chips).
+        self.model_options: Callable[[PlanStep], list[ModelOption]] | None = None
         self._plan_editable = False
         self.reply: Reply | None = None  # what it draws (``render``)
         self.suggestions_row = QWidget()
@@ -175,8 +180,8 @@ class MessageWidget(QFrame):
         """Draw ``reply`` as it is now (again whenever it changes)."""
         self.reply = reply
         self.set_text(reply.text)
-        if reply.plan != self._plan:
-            self.set_plan(reply.plan)
+        if reply.plan != self._plan or reply.ran_plan != self._ran_plan:
+            self.set_plan(reply.plan, reply.ran_plan)
         if reply.suggestions != self._suggestions:
             self.set_suggestions(reply.suggestions)
         self.set_plan_editable(reply.plan_editable and not reply.archived)
@@ -239,17 +244,22 @@ class MessageWidget(QFrame):
                 widgets.append(widget)
         return widgets
 
-    def set_plan(self, steps: Sequence[PlanStep]) -> None:
-        """Show ``steps`` as chips."""
+    def set_plan(self, steps: Sequence[PlanStep], ran_plan: Sequence[PlanStep] = ()) -> None:
+        """Show ``steps`` as chips; after a run, ``ran_plan`` names each step's model (its chip's menu
+        offers the others)."""
         self._plan = tuple(steps)
+        self._ran_plan = tuple(ran_plan)
+        ran = self._ran_plan if len(self._ran_plan) == len(self._plan) else ()
         while (item := self._chip_layout.takeAt(0)) is not None:
             widget = item.widget()
             if widget is not None:
                 widget.deleteLater()
         for position, step in enumerate(self._plan):
-            chip = Chip(step, removable=len(self._plan) > 1)
+            options = self.model_options(ran[position]) if ran and self.model_options is not None else []
+            chip = Chip(step, removable=len(self._plan) > 1, models=options)
             chip.setEnabled(self._plan_editable and not self.archived)
             chip.task_chosen.connect(lambda task, at=position: self.step_changed.emit(at, task))
+            chip.model_chosen.connect(lambda model, at=position: self.step_model_chosen.emit(at, model))
             self._chip_layout.addWidget(chip)
         self._chip_layout.addStretch(1)
         self.chips.setVisible(bool(self._plan))
@@ -531,6 +541,8 @@ class ChatPanel(QWidget):
         reply.run_again_requested.connect(lambda: assistant.run_again(run))
         reply.strength_changed.connect(lambda strength: assistant.set_run_strength(run, strength))
         reply.suggestion_taken.connect(lambda position: assistant.take_suggestion(run, position))
+        reply.model_options = assistant.models.options
+        reply.step_model_chosen.connect(lambda position, model: assistant.rerun_on_model(run, position, model))
         reply.show_reply(run.reply)
 
     def _render(self, run: Run) -> None:

@@ -6,11 +6,13 @@ Tooltips are wrapped into short lines, so they fit on any screen."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QToolButton, QWidget
 
+from instructir_desktop.editing.models import ModelOption
 from instructir_desktop.editing.replies import confidence_words, suggestion_chip_text, suggestion_tooltip
 from instructir_desktop.instructions.interpret import PlanStep, Suggestion, describe_step
 from instructir_desktop.model.tasks import TASK_TITLES, TASKS
@@ -34,9 +36,14 @@ def wrapped_tooltip(text: str, columns: int = TOOLTIP_COLUMNS) -> str:
     return "\n".join(textwrap.fill(paragraph, columns) for paragraph in text.split("\n"))
 
 
-def chip_text(step: PlanStep) -> str:
-    """``Remove noise · sure 72 % ▾``: the task, how sure the model is, and that it opens a menu."""
-    return f"{describe_step(step)} · {confidence_words(step.confidence)} ▾"
+def chip_text(step: PlanStep, model: str = "") -> str:
+    """``Remove noise · sure 72 % ▾``: the task, how sure the model is, the model that ran it when it
+    was not the built-in one, and that it opens a menu."""
+    on_model = f" · {model}" if model else ""
+    return f"{describe_step(step)} · {confidence_words(step.confidence)}{on_model} ▾"
+
+
+_MODEL_DATA = "model:"  # menu entries that run the step on a model carry "model:<id>"
 
 
 class Chip(QToolButton):
@@ -44,11 +51,19 @@ class Chip(QToolButton):
     (and removing the step) while the plan can still be edited."""
 
     task_chosen = Signal(str)  # a task name, or "" to remove the step
+    model_chosen = Signal(str)  # run the step again on this model (an id; "bundled": the built-in one)
 
-    def __init__(self, step: PlanStep, removable: bool = False, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        step: PlanStep,
+        removable: bool = False,
+        parent: QWidget | None = None,
+        models: Sequence[ModelOption] = (),
+    ) -> None:
         super().__init__(parent)
         self.step = step
-        self.setText(chip_text(step))
+        ran = next((option for option in models if option.ran), None)
+        self.setText(chip_text(step, ran.label if ran is not None and ran.model_id != "bundled" else ""))
         self.setStyleSheet(CHIP_STYLE)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -73,7 +88,28 @@ class Chip(QToolButton):
             remove.setData("")
             remove.triggered.connect(lambda _=False: self._choose(""))
             menu.addAction(remove)
+        if len(models) > 1:  # another model can run this step: a new step, to compare with this one
+            menu.addSection("Run this step again on")
+            for option in models:
+                action = QAction(option.label, menu)
+                action.setCheckable(True)
+                action.setChecked(option.ran)
+                action.setData(_MODEL_DATA + option.model_id)
+                action.triggered.connect(lambda _=False, chosen=option: self._run_on(chosen))
+                menu.addAction(action)
         self.setMenu(menu)
+
+    def _run_on(self, option: ModelOption) -> None:
+        if not option.ran:
+            self.model_chosen.emit(option.model_id)
+
+    def choose_model(self, model_id: str) -> None:
+        """As if ``model_id`` had been picked under "Run this step again on"."""
+        for action in self.menu().actions():
+            if action.data() == _MODEL_DATA + model_id:
+                action.trigger()
+                return
+        raise ValueError(f"no menu entry for model {model_id!r}")
 
     def _choose(self, task: str) -> None:
         if task != self.step.task:

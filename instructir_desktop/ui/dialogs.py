@@ -128,6 +128,10 @@ class SettingsDialog(QDialog):
         form.addRow("Tile size:", self.tile_spin)
         form.addRow("Model folder:", self.model_field)
         form.addRow("Text encoder folder:", self.encoder_field)
+        # Settings → Models: the window of added networks and the model for each task.
+        self.models_button = QPushButton("Models…")
+        self.models_button.setToolTip("Add restoration networks and choose the one that runs each task")
+        form.addRow("Models per task:", self.models_button)
         form.addRow("Autosave every:", self.autosave_spin)
         form.addRow("A restoration:", self.new_layer_box)
         form.addRow("Largest photo to open:", self.pixels_spin)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from instructir_desktop.editing.models import added_models_in
 from instructir_desktop.editing.workspace import branch_name
 from instructir_desktop.history import History, Step
 from instructir_desktop.model.tasks import TASK_TITLES
@@ -32,12 +33,17 @@ ICON_SIZE = QSize(64, 64)
 
 
 def describe_history_step(step: Step) -> str:
-    """The step's words and, for a restoration, its tasks, strength and time. A plugin action's
+    """The step's words and, for a restoration, its tasks, strength, time and the added models that
+    ran it (the built-in one is not named). A plugin action's
     tasks are its internal id: its label already names it, so only the model's tasks are listed."""
     if not step.tasks and not step.can_reblend:
         return step.label  # a layer command ("Merge down"): no tasks, strength or time to speak of
     tasks = ", ".join(TASK_TITLES[task] for task in step.tasks if task in TASK_TITLES)
-    details = [part for part in (tasks, f"strength {round(step.strength * 100)}%", f"{step.seconds:.1f} s") if part]
+    added = added_models_in(step.model_id)
+    on_models = f"on {', '.join(added)}" if added else ""
+    details = [
+        part for part in (tasks, f"strength {round(step.strength * 100)}%", f"{step.seconds:.1f} s", on_models) if part
+    ]
     return f"{step.label}\n{' · '.join(details)}"
 
 

@@ -49,6 +49,7 @@ from instructir_desktop.ui.help_dialog import HelpDialog
 from instructir_desktop.ui.history_panel import HistoryPanel, describe_history_step
 from instructir_desktop.ui.layers_panel import LayersPanel
 from instructir_desktop.ui.menus import WindowMenus, WindowParts
+from instructir_desktop.ui.models_window import ModelsWindow
 from instructir_desktop.ui.plugin_manager import PluginManagerDialog, PluginPreferences
 from instructir_desktop.ui.preferences import Preferences, default_recovery_folder
 from instructir_desktop.ui.qimages import MipImage, flattened_pixmap
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         self.plugin_manager: PluginManagerDialog | None = None
         self.action_dialog: ActionDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.models_window: ModelsWindow | None = None
         self.about_dialog: AboutDialog | None = None
         self.help_dialog: HelpDialog | None = None
 
@@ -151,6 +153,7 @@ class MainWindow(QMainWindow):
             self.selection_tools,
             self.file_actions,
             self.open_settings,
+            self.open_models,
             self.open_about,
             self.undo,
             self.redo,
@@ -381,6 +384,16 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ settings and about
 
+    def open_models(self) -> ModelsWindow:
+        """Settings → Models: the model store, and the model for each task."""
+        if self.models_window is None:
+            assistant = self.session.assistant
+            self.models_window = ModelsWindow(assistant.models, self, assistant.client)
+        else:
+            self.models_window.refresh()
+        self.models_window.open()
+        return self.models_window
+
     def open_settings(self) -> SettingsDialog:
         if self.settings_dialog is not None:
             self.settings_dialog.deleteLater()
@@ -396,6 +409,7 @@ class MainWindow(QMainWindow):
         )
         dialog.accepted.connect(lambda: self.set_max_pixels(dialog.max_pixels()))
         dialog.accepted.connect(lambda: self.set_ask_below(dialog.ask_below()))
+        dialog.models_button.clicked.connect(self.open_models)
         self.settings_dialog = dialog
         dialog.open()
         return dialog
@@ -498,7 +512,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ drag and drop, closing
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self.file_actions.dropped_path(event) is not None:
+        if self.file_actions.dropped_path(event) is not None or ModelsWindow.dropped_files(event):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
@@ -506,6 +520,9 @@ class MainWindow(QMainWindow):
         if path is not None:
             event.acceptProposedAction()
             self.open_path(path)
+        elif models := ModelsWindow.dropped_files(event):  # a model file: the Models window adds it
+            event.acceptProposedAction()
+            self.open_models().add_files(models)
 
     def interrupt(self) -> None:
         """Ctrl-C in the terminal that started the window: close at once, without asking; unsaved

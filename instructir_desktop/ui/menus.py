@@ -50,6 +50,7 @@ class WindowParts:
     selection_tools: SelectionTools
     file_actions: FileActions
     open_settings: Callable[[], object]
+    open_models: Callable[[], object]
     open_about: Callable[[], object]
     undo: Callable[[], object]
     redo: Callable[[], object]
@@ -72,6 +73,9 @@ class WindowMenus:
         self.save_project_as_action = make_action(window, "Save Project &As…", files.save_project_as, ("Ctrl+Shift+S",))
         self.quit_action = make_action(window, "&Quit", window.close, (QKeySequence.StandardKey.Quit,))
         self.settings_action = make_action(window, "&Settings…", parts.open_settings, ("Ctrl+,",))
+        self.models_action = make_action(
+            window, "&Models…", parts.open_models, tip="Add restoration networks and choose the one for each task"
+        )
         self.about_action = make_action(window, "&About InstructIR Desktop", parts.open_about)
         self.undo_action = make_action(window, "&Undo", parts.undo, ("Ctrl+Z",))
         self.redo_action = make_action(window, "&Redo", parts.redo, ("Ctrl+Shift+Z", "Ctrl+Y"))
@@ -111,6 +115,7 @@ class WindowMenus:
         edit_menu.addAction(self.focus_chat_action)
         edit_menu.addSeparator()
         edit_menu.addAction(self.settings_action)
+        edit_menu.addAction(self.models_action)
         view_menu = bar.addMenu("&View")
         for action in (self.zoom_in_action, self.zoom_out_action, self.fit_action, self.actual_size_action):
             view_menu.addAction(action)

@@ -34,6 +34,8 @@ def instruct(
         preview = context.preview_plan(image, plan, context.preview_bounds, mask)
         context.show_preview(preview.blended(strength), preview.bounds, preview.scale)
     result = context.restore_plan(image, plan)
+    if result.step_models:  # the history records which model ran each step
+        plan = tuple(step.on_model(model or None) for step, model in zip(plan, result.step_models, strict=True))
     return ActionResult(
         result.restored,
         strength=strength,
