@@ -42,6 +42,7 @@ from instructir_desktop.inference.requests import (
     RestoreResult,
     Started,
 )
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, gate
 from instructir_desktop.instructions.interpret import (
     CAPABILITIES_REPLY,
     Interpretation,
@@ -97,8 +98,10 @@ class FakeRuntime:
         self._engine = engine
         self._request_id = request_id
 
-    def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation:
-        return self._engine.interpret(text)
+    def interpret(
+        self, text: str, image_size: tuple[int, int] | None = None, threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    ) -> Interpretation:
+        return gate(self._engine.interpret(text), threshold)
 
     def restore(
         self,
@@ -289,7 +292,9 @@ class FakeEngine:
         try:
             if isinstance(request, InterpretRequest):
                 self._status = EngineStatus("fake device", "fake-model", "Fake model")
-                self._emit(Finished(request_id, self.interpret(request.text)))
+                # The real engine's interpreter decides at the request's threshold (``intent.gate``).
+                decided = gate(self.interpret(request.text), request.confidence_threshold)
+                self._emit(Finished(request_id, decided))
                 return
             result = request.run(_FakeJobContext(self, request_id))
             if request_id in self.cancelled:

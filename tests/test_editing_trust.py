@@ -8,7 +8,6 @@ import pytest
 from editing_harness import Harness, make_photo
 
 from instructir_desktop.editing import replies
-from instructir_desktop.editing.confidence import DEFAULT_CONFIDENCE_THRESHOLD, gate
 from instructir_desktop.editing.conversation import RunState
 from instructir_desktop.editing.events import ConversationStarted
 from instructir_desktop.editing.transcript import (
@@ -16,6 +15,7 @@ from instructir_desktop.editing.transcript import (
     decode_transcript,
     encode_transcript,
 )
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, gate
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep, Suggestion
 from instructir_desktop.plugins.api import ActionInfo, Parameter
 
@@ -40,19 +40,19 @@ def test_the_gate_runs_what_is_sure_offers_the_rest_and_says_exactly_that():
     interpretation = Interpretation("the grain, make it pop", steps, ("add a dog",), "I'll … Note: weak.")
     gated = gate(interpretation, 0.5)
     assert gated.steps == steps[:1]
-    assert gated.offered == (Suggestion("enhance", "make it pop"),)
-    assert gated.text.startswith("I'll remove the noise.")
-    assert "enhance the colours" not in gated.text and "“make it pop”" in gated.text
-    assert "“add a dog”" in gated.text and "isn't something I can do" not in gated.text
-    assert gated.text.endswith(" Note: weak.")  # the model's own caveat stays
+    assert gated.suggestions == (Suggestion("enhance", "make it pop"),)
+    assert gated.reply.startswith("I'll remove the noise.")
+    assert "enhance the colours" not in gated.reply and "“make it pop”" in gated.reply
+    assert "“add a dog”" in gated.reply and "isn't something I can do" not in gated.reply
+    assert gated.reply.endswith(" Note: weak.")  # the model's own caveat stays
     # The threshold decides: at 0.45 both run, at 0.85 neither (then it asks).
     assert gate(interpretation, 0.45).steps == steps
     unsure = gate(interpretation, 0.85)
-    assert unsure.steps == () and [s.task for s in unsure.offered] == ["denoise", "enhance"]
-    assert unsure.text == (
+    assert unsure.steps == () and [s.task for s in unsure.suggestions] == ["denoise", "enhance"]
+    assert unsure.reply == (
         "I'm not sure what to change, so I left the photo as it is. Press the one you meant, or say it another way."
     )
-    assert DEFAULT_CONFIDENCE_THRESHOLD == 0.5
+    assert DEFAULT_CONFIDENCE_THRESHOLD == 0.35
 
 
 def test_no_steps_keeps_the_interpreters_answer_and_its_suggestions():
@@ -60,13 +60,14 @@ def test_no_steps_keeps_the_interpreters_answer_and_its_suggestions():
         "is it sharp?", (), ("is it sharp?",), "It looks a little soft.", (Suggestion("deblur", "sharpen it"),)
     )
     gated = gate(interpretation, 0.5)
-    assert gated.steps == () and gated.text == "It looks a little soft."
-    assert gated.offered == (Suggestion("deblur", "sharpen it"),)
+    assert gated.steps == () and gated.reply == "It looks a little soft."
+    assert gated.suggestions == (Suggestion("deblur", "sharpen it"),)
 
 
 def test_a_weak_guess_changes_nothing_until_its_suggestion_is_taken(opened):
     harness, original, _ = opened
-    harness.engine.interpret = lambda text: Interpretation(text, (PlanStep("enhance", 0.41, text),), (), "")
+    # A guess under the default threshold (0.35): offered, not run.
+    harness.engine.interpret = lambda text: Interpretation(text, (PlanStep("enhance", 0.3, text),), (), "")
     run = harness.send("make the car red", NOTHING)
     assert len(harness.workspace.history) == 0 and harness.engine.restore_ids() == []
     np.testing.assert_array_equal(harness.pixels(), original)

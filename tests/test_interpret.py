@@ -221,9 +221,9 @@ def test_upscale_to_a_resolution_uses_the_image_size() -> None:
 
 
 def test_unrelated_message_gives_no_steps_and_says_what_it_can_do() -> None:
-    result = interpreter()[0].interpret("add a dog")
+    result = interpreter()[0].interpret("my uncle took this at the lake")
     assert result.steps == ()
-    assert result.ignored == ("add a dog",)
+    assert result.ignored == ("my uncle took this at the lake",)
     assert result.reply == "That isn't something I can do to a photo. " + CAPABILITIES_REPLY
     assert result.to_dict()["steps"] == []
 
@@ -236,10 +236,18 @@ def test_greeting_and_empty_message() -> None:
 
 
 def test_unrestorable_part_is_left_out_and_named() -> None:
-    result = interpreter()[0].interpret("remove the rain and add a dog")
+    result = interpreter()[0].interpret("remove the rain and then tidy the shelf")
     assert [s.task for s in result.steps] == ["derain"]
-    assert result.ignored == ("add a dog",)
-    assert result.reply == "I'll remove the rain. I'll leave out \"add a dog\": that isn't something I can do."
+    assert result.ignored == ("tidy the shelf",)
+    assert result.reply == (
+        "I'll remove the rain. I couldn't tell what “tidy the shelf” should change, so I left it out."
+    )
+    # An edit the network cannot do is named for what it is.
+    edit = interpreter()[0].interpret("remove the rain and add a dog")
+    assert [s.task for s in edit.steps] == ["derain"] and edit.ignored == ()
+    assert edit.reply == (
+        "I'll remove the rain. I can't add, remove or replace things in a photo, so I left out “add a dog”."
+    )
 
 
 def test_adjacent_duplicates_merge_keeping_the_surest_clause() -> None:
@@ -293,8 +301,8 @@ def test_fragments_fall_back_to_the_whole_message() -> None:
 def test_a_head_without_a_none_class() -> None:
     """The published 7-class head has no "none": only the threshold can refuse."""
     interp, _ = interpreter(classes=TASKS)
-    result = interp.interpret("add a dog")  # the fake gives "enhance" at 0.2 here
-    assert result.steps == () and result.ignored == ("add a dog",)
+    result = interp.interpret("my uncle took this")  # the fake gives "enhance" at 0.2 here
+    assert result.steps == () and result.ignored == ("my uncle took this",)
     assert tasks_of_result(interp.interpret("remove the noise")) == ["denoise"]
 
 

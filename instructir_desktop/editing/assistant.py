@@ -31,7 +31,6 @@ from instructir_desktop.core.document import Document
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.editing import replies
 from instructir_desktop.editing.applying import ReadyResult, make_ready
-from instructir_desktop.editing.confidence import DEFAULT_CONFIDENCE_THRESHOLD, gate
 from instructir_desktop.editing.conversation import ProgressView, Reply, Run, RunState
 from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.engine_client import EngineClient
@@ -59,6 +58,7 @@ from instructir_desktop.inference.requests import (
     Progress,
 )
 from instructir_desktop.instructions.followups import parse_followup
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, plan_reply
 from instructir_desktop.instructions.interpret import (
     Interpretation,
     PlanStep,
@@ -261,7 +261,7 @@ class Assistant:
         run.reply.plan_edited = True
         if run.state is RunState.WAITING and run.interpretation is not None:
             # What it will run now, in words that match the chips.
-            run.reply.text = replies.plan_reply(run.reply.plan)
+            run.reply.text = plan_reply(run.reply.plan)
             run.interpretation = replace(run.interpretation, steps=run.reply.plan, reply=run.reply.text)
         self.changed(run)
 
@@ -423,7 +423,7 @@ class Assistant:
         assert document is not None
         run.reply.text = replies.READING
         run.reply.progress = ProgressView(None, replies.READING)
-        run.interpret_job = self.client.interpret(InterpretRequest(text, document.size))
+        run.interpret_job = self.client.interpret(InterpretRequest(text, document.size, self.confidence_threshold))
         when_done(run.interpret_job.end, lambda end: self._interpreted(run, end))
         self.changed(run)
 
@@ -436,14 +436,14 @@ class Assistant:
             self._job_failed_or_cancelled(run, end)
 
     def _planned(self, run: Run, interpretation: Interpretation) -> None:
-        """Run what the text model is sure of; offer the rest as suggestions (``confidence.gate``)."""
-        gated = gate(interpretation, self.confidence_threshold)
-        run.interpretation = replace(interpretation, steps=gated.steps, reply=gated.text)
-        run.reply.text = gated.text
-        run.reply.plan = gated.steps
-        run.reply.suggestions = gated.offered
+        """Run the steps the interpreter decided on; its suggestions are only offered (``intent.gate``,
+        applied at this assistant's threshold when the message was read)."""
+        run.interpretation = interpretation
+        run.reply.text = interpretation.reply
+        run.reply.plan = interpretation.steps
+        run.reply.suggestions = interpretation.suggestions
         run.reply.plan_editable = True  # until its snapshot is taken
-        if not gated.steps:
+        if not interpretation.steps:
             # An answer in words: no step, no layer, nothing changes.
             self.end_run(run, RunState.NOTHING, "")
             return

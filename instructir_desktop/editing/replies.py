@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from instructir_desktop.inference.requests import Progress
-from instructir_desktop.instructions.interpret import PlanStep, Suggestion, compose_reply, describe_step
+from instructir_desktop.instructions.interpret import PlanStep, Suggestion, describe_step
 from instructir_desktop.model.tasks import TASK_TITLES
 from instructir_desktop.plugins.api import ActionInfo, Parameter, ParameterValue
 
@@ -115,46 +115,6 @@ def suggestion_chip_text(suggestion: Suggestion) -> str:
 def suggestion_tooltip(suggestion: Suggestion) -> str:
     press = f"Press to {suggestion_title(suggestion).lower()} now, as a new step."
     return f"{suggestion.reason} {press}" if suggestion.reason else press
-
-
-def _quoted(clauses: Sequence[str]) -> str:
-    return ", ".join(f"“{clause}”" for clause in clauses)
-
-
-def caveat_of(reply: str) -> str:
-    """The model's own note about weak tasks at the end of an interpretation's reply ("" : none)."""
-    at = reply.find(" Note: ")
-    return reply[at:] if at >= 0 else ""
-
-
-def plan_reply(
-    steps: Sequence[PlanStep],
-    ignored: Sequence[str] = (),
-    offered: Sequence[Suggestion] = (),
-    caveat: str = "",
-) -> str:
-    """What the chat says about a plan it is about to run: the steps as they will run, then what it
-    left out and what it only offers, in words that never contradict the chips."""
-    text = compose_reply(steps, ()) if steps else ""
-    unsure = [suggestion.instruction for suggestion in offered]
-    if unsure:
-        guesses = " or ".join(suggestion_title(suggestion) for suggestion in offered)
-        sentence = (
-            f"I'm not sure {_quoted(unsure)} asks for {guesses}, so I haven't done it: press the suggestion to run it."
-        )
-        text = f"{text} {sentence}" if text else sentence
-    left_out = [clause for clause in ignored if clause not in unsure]
-    if left_out:
-        them = "it" if len(left_out) == 1 else "them"
-        sentence = f"I couldn't tell what {_quoted(left_out)} should change, so I left {them} out."
-        text = f"{text} {sentence}" if text else sentence
-    return text + caveat
-
-
-def unsure_reply(offered: Sequence[Suggestion]) -> str:
-    """Nothing sure enough to run: say so and ask (the suggestion chips name the guesses)."""
-    press = "Press the suggestion if it is what you meant" if len(offered) == 1 else "Press the one you meant"
-    return f"I'm not sure what to change, so I left the photo as it is. {press}, or say it another way."
 
 
 def plan_line(steps: Sequence[PlanStep]) -> str:

@@ -312,7 +312,8 @@ class Engine:
             runtime = self._ensure_runtime(job)
             if job.cancel.is_set():
                 raise JobCancelled()
-            self._emit(Finished(request_id, runtime.interpret(request.text, request.image_size)))
+            planned = runtime.interpret(request.text, request.image_size, request.confidence_threshold)
+            self._emit(Finished(request_id, planned))
         except JobCancelled:
             self._emit(Cancelled(request_id))
         except Exception as error:  # every failure becomes an event, never a dead worker

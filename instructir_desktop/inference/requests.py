@@ -16,6 +16,7 @@ import numpy as np
 
 from instructir_desktop.core.compositing import blend, composite
 from instructir_desktop.core.geometry import Bounds
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep
 
 ResultT = TypeVar("ResultT")
@@ -152,7 +153,9 @@ class RestorationRuntime(Protocol):
         """What preparing the model's backend had to tell the user (e.g. ONNX Runtime fell back to torch)."""
         ...
 
-    def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation: ...
+    def interpret(
+        self, text: str, image_size: tuple[int, int] | None = None, threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    ) -> Interpretation: ...
 
     def restore(
         self,
@@ -206,6 +209,8 @@ class InterpretRequest:
 
     text: str
     image_size: tuple[int, int] | None = None  # (height, width), for "upscale to 4K"
+    # Guesses below this are offered, not planned (the chat's "ask below" preference).
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
     label: str = "Reading your request"
 
 

@@ -34,6 +34,7 @@ from instructir_desktop.inference.requests import (
     RestoreResult,
 )
 from instructir_desktop.inference.tiling import TiledRestorer, TileProgress, TilingSettings, tiling_for_memory
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.instructions.interpret import Interpretation, Interpreter, PlanStep, compose_caveat
 from instructir_desktop.model.registry import (
     LoadedModel,
@@ -117,9 +118,11 @@ class Runtime:
     def model_name(self) -> str:
         return self.model.spec.name
 
-    def interpret(self, text: str, image_size: tuple[int, int] | None = None) -> Interpretation:
+    def interpret(
+        self, text: str, image_size: tuple[int, int] | None = None, threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    ) -> Interpretation:
         """The plan for ``text``; the reply also says when the model barely does a planned step."""
-        interpretation = self.interpreter.interpret(text, image_size)
+        interpretation = self.interpreter.interpret(text, image_size, threshold)
         # A task another model serves is not the bundled model's weakness.
         weak = {task: gain for task, gain in weak_tasks(self.model.spec).items() if self.router.serves_bundled(task)}
         caveat = compose_caveat(interpretation.steps, weak)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from instructir_desktop.instructions import intent
 from instructir_desktop.instructions.questions import question_reply, read_photo_question
 from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, NONE_CLASS, TASK_TITLES, TASK_WORDS, TASKS
 
@@ -26,10 +27,7 @@ MIN_TASK_PROBABILITY = 0.35
 DEFAULT_UPSCALE_FACTOR = 2
 MAX_UPSCALE_FACTOR = 8
 
-CAPABILITIES_REPLY = (
-    "I can remove noise, blur, rain or haze, brighten a dark photo, enhance dull colours, or upscale it. "
-    'Try something like "remove the grain" or "too dark, brighten it".'
-)
+CAPABILITIES_REPLY = intent.CAPABILITIES
 
 
 @dataclass(frozen=True)
@@ -82,9 +80,18 @@ class Interpretation:
     reply: str = ""
     # Offered instead of run (a guess too weak to act on, a question about the photo): chips to press.
     suggestions: tuple[Suggestion, ...] = ()
+    # Clauses read as a question or an edit the network cannot do, never run (``intent.aside_of``).
+    declined: tuple[intent.Declined, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        return {"instruction": self.message, "steps": [s.to_dict() for s in self.steps], "reply": self.reply}
+        data: dict[str, object] = {
+            "instruction": self.message,
+            "steps": [s.to_dict() for s in self.steps],
+            "reply": self.reply,
+        }
+        if self.suggestions:
+            data["suggestions"] = [s.task for s in self.suggestions]
+        return data
 
 
 def step_for_task(task: str, factor: int | None = None) -> PlanStep:
@@ -101,7 +108,9 @@ def step_for_task(task: str, factor: int | None = None) -> PlanStep:
 # Connectors that end one request and start the next, in the order the person wants them.
 _SEQUENCE_SPLIT = re.compile(
     r"\s*(?:[;.!?]+\s+|\n+|,?\s*\b(?:and\s+then|then|after\s+that|afterwards|after\s+which|next|also|plus|"
-    r"followed\s+by|and\s+finally|finally|as\s+well\s+as|before)\b\s*,?\s*|,\s*(?:and\s+)?|\s+and\s+(?=\w))",
+    r"followed\s+by|and\s+finally|finally|as\s+well\s+as|before)\b\s*,?\s*|,\s*(?:and\s+)?|"
+    # "black and white" is one colour, not two requests.
+    r"(?<!\bblack)\s+and\s+(?=\w)(?!white\b))",
     re.IGNORECASE,
 )
 # "brighten it after removing the noise": the clause after "after" happens first.
@@ -203,7 +212,14 @@ class Interpreter:
         best = int(np.argmax(probabilities))
         return self.classes[best], float(probabilities[best])
 
-    def interpret(self, message: str, image_size: tuple[int, int] | None = None) -> Interpretation:
+    def interpret(
+        self,
+        message: str,
+        image_size: tuple[int, int] | None = None,
+        threshold: float = intent.DEFAULT_CONFIDENCE_THRESHOLD,
+    ) -> Interpretation:
+        """The plan for ``message``: steps sure at ``threshold`` run; weaker guesses, questions and edits
+        the network cannot do are only offered or explained (``intent.gate``)."""
         question = read_photo_question(message)
         if question is not None:  # asks about the photo: an answer in words, never a step
             return Interpretation(message, (), (), question_reply(question))
@@ -214,8 +230,12 @@ class Interpreter:
         whole, parts = encoded[0], encoded[1:]
         steps: list[PlanStep] = []
         ignored: list[str] = []
+        declined: list[intent.Declined] = []
         for clause, clause_encoding in zip(clauses, parts, strict=True):
             label, probability = self.classify(clause_encoding)
+            if (aside := intent.aside_of(clause)) is not None:
+                declined.append(intent.decline(clause, aside, label, probability, MIN_TASK_PROBABILITY))
+                continue
             if label == NONE_CLASS or probability < MIN_TASK_PROBABILITY:
                 ignored.append(clause)
                 continue
@@ -228,14 +248,17 @@ class Interpreter:
             if any(s.task == label for s in steps):
                 continue
             steps.append(PlanStep(label, probability, clause, factor))
-        if not steps and len(clauses) > 1:
+        if not steps and len(clauses) > 1 and intent.aside_of(message) is None:
             # Splitting can cut a single request into fragments that mean nothing alone.
             label, probability = self.classify(whole)
             if label != NONE_CLASS and probability >= MIN_TASK_PROBABILITY:
                 factor = upscale_factor(message, image_size) if label == "upscale" else None
                 steps.append(PlanStep(label, probability, message, factor))
-                ignored = []
-        return Interpretation(message, tuple(steps), tuple(ignored), compose_reply(steps, ignored))
+                ignored, declined = [], []
+        candidates = Interpretation(
+            message, tuple(steps), tuple(ignored), compose_reply(steps, ignored), declined=tuple(declined)
+        )
+        return intent.gate(candidates, threshold)
 
 
 def compose_reply(steps: Sequence[PlanStep], ignored: Sequence[str]) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from enum import Enum
 
+from instructir_desktop.instructions.intent import asks_for_a_change, is_question
+
 
 class PhotoQuestion(Enum):
     PROBLEMS = "problems"  # what's wrong with it?
@@ -26,15 +28,15 @@ class PhotoQuestion(Enum):
 
 
 _SUBJECT = r"(?:it|this|that|the (?:photo|picture|image|shot|pic)|my (?:photo|picture|image|shot))"
-_ASKING = re.compile(
-    r"^(?:what|what's|whats|which|how|is|isn't|are|does|did|do|was|when|where|any|tell me|can you tell|"
-    r"could you tell|do you know|show me)\b"
-)
+_ASKING = re.compile(r"^(?:tell me|show me|any)\b")
 # A message that starts by asking for a change is a request even when it ends with "?".
 _REQUEST = re.compile(
     r"^(?:can you|could you|would you|will you|please)?\s*(?:remove|reduce|increase|upscale|sharpen|brighten|"
-    r"denoise|deblur|dehaze|derain|enhance|make|boost|clean|get rid|lighten|darken|add|improve|restore)\b"
+    r"denoise|deblur|dehaze|derain|enhance|make|boost|clean|get rid|lighten|darken|add|improve|restore|sort|fix|"
+    r"clear|lift|recover|unblur|defog|smooth|erase|lose|ditch|take (?:away|out))\b"
 )
+# Where a message's parts start: "why is this so noisy, get rid of the noise" orders after asking.
+_PARTS = re.compile(r"[,;.!?]+\s*|\s+(?:and|then|so)\s+")
 # "can you fix it?", "could you remove the noise?": a polite request anywhere in the message.
 _POLITE_REQUEST = re.compile(r"\b(?:can|could|would|will) you (?:please )?(?!tell\b|see\b|say\b)[a-z]+")
 _PROBLEMS_COMMAND = re.compile(rf"^(?:please\s+)?(?:analy[sz]e|diagnose|check|inspect|assess|examine)\s+{_SUBJECT}$")
@@ -84,9 +86,13 @@ def read_photo_question(message: str) -> PhotoQuestion | None:
         return PhotoQuestion.FIX
     if _PROBLEMS_COMMAND.search(text):
         return PhotoQuestion.PROBLEMS
-    if _REQUEST.search(text) or _POLITE_REQUEST.search(text):
+    if any(_REQUEST.search(part) or asks_for_a_change(part) for part in _PARTS.split(text)):
         return None
-    asking = bool(_ASKING.search(text)) or text.endswith("?")
+    if _POLITE_REQUEST.search(text):
+        return None
+    # A question by the same rules as ``interpret`` ("can we lose the grain?", "is there a way to fix
+    # the blur?" and "is very noisy my picture" ask for a change), or "tell me ..." / "any ...".
+    asking = is_question(text) or bool(_ASKING.search(text))
     if not asking:
         return None
     if _PROBLEMS.search(text):

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 )
 
 from instructir_desktop.core.logs import log_file
-from instructir_desktop.editing.confidence import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.io import max_pixels
 from instructir_desktop.ui.preferences import DEVICES, PRECISIONS
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
 
-from instructir_desktop.editing.confidence import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD
 from instructir_desktop.io import DEFAULT_MAX_PIXELS
 
 SETTINGS_ORGANIZATION = "InstructIR"

@@ -307,7 +307,7 @@ def test_the_reply_says_when_the_model_barely_does_a_planned_step(monkeypatch) -
     runtime = make_runtime()
     plan = (step_for_task("denoise"), step_for_task("deblur"), step_for_task("upscale", 2))
     monkeypatch.setattr(
-        runtime.interpreter, "interpret", lambda text, size=None: Interpretation(text, plan, reply="I'll do it.")
+        runtime.interpreter, "interpret", lambda text, *_: Interpretation(text, plan, reply="I'll do it.")
     )
     assert runtime.interpret("fix it").reply == "I'll do it."  # nothing measured: nothing to say
     spec = dataclasses.replace(
@@ -322,6 +322,6 @@ def test_the_reply_says_when_the_model_barely_does_a_planned_step(monkeypatch) -
     monkeypatch.setattr(
         runtime.interpreter,
         "interpret",
-        lambda text, size=None: Interpretation(text, (step_for_task("denoise"),), reply="I'll remove the noise."),
+        lambda text, *_: Interpretation(text, (step_for_task("denoise"),), reply="I'll remove the noise."),
     )
     assert runtime.interpret("grain").reply == "I'll remove the noise."  # a task it does well
