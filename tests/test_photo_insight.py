@@ -152,6 +152,10 @@ def test_the_analysis_of_a_photo_replaced_before_it_ended_is_dropped(harness, tm
         ("could you describe the noise?", PhotoQuestion.NOISE),
         ("could you remove the noise?", None),
         ("check the noise", None),
+        # General questions that name a size or a date are not about the photo (intent's reading).
+        ("how big is the moon?", None),
+        ("when was photography invented?", None),
+        ("any problems?", PhotoQuestion.PROBLEMS),
     ],
 )
 def test_questions_are_told_from_requests(text, expected):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-from instructir_desktop.instructions.intent import asks_for_a_change, is_question
+from instructir_desktop.instructions.intent import GENERAL_QUESTION, aside_of, asks_for_a_change, is_question
 
 
 class PhotoQuestion(Enum):
@@ -96,6 +96,8 @@ def read_photo_question(message: str) -> PhotoQuestion | None:
         return None
     if _PROBLEMS.search(text):
         return PhotoQuestion.PROBLEMS
+    if aside_of(text) == GENERAL_QUESTION:
+        return None  # "how big is the moon?": not about the photo, as ``interpret`` reads it
     for question, pattern in _TOPICS:
         if pattern.search(text):
             return question
