@@ -136,6 +136,22 @@ def test_analyze_json_follows_the_contract_and_skips_bad_files(tmp_path, photo, 
     assert err_lines[1] == f"error: {tmp_path / 'gone.png'}: no such file"
 
 
+def test_analyze_takes_a_folder_like_restore_and_an_empty_one_is_one_line(tmp_path, photo, capsys):
+    shoot, empty = tmp_path / "shoot", tmp_path / "empty"
+    shoot.mkdir()
+    empty.mkdir()
+    write_image(shoot / "b.png", photo)
+    write_image(shoot / "a.png", with_noise(photo, 20))
+    (shoot / "notes.txt").write_text("not a photo")
+    code = cli.main(["analyze", "--json", str(shoot), str(empty)])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_FAILED
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [record["path"] for record in records] == [str(shoot / "a.png"), str(shoot / "b.png")]
+    assert [s["task"] for s in records[0]["suggestions"]] == ["denoise"] and records[1]["suggestions"] == []
+    assert err.strip() == f"error: {empty}: no photos to read in this folder"
+
+
 def test_analyze_in_words_lists_each_suggestion_with_its_reason(tmp_path, photo, capsys):
     path = tmp_path / "grain.png"
     write_image(path, with_noise(photo, 20))

@@ -89,7 +89,9 @@ def test_restore_folder_keeps_names_and_reports_bad_file_but_finishes_the_rest(t
     assert code == cli.EXIT_FAILED
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]
     errors = capsys.readouterr().err
-    assert "broken.png" in errors
+    broken = [line for line in errors.splitlines() if "broken.png" in line]
+    assert len(broken) == 1 and broken[0].startswith(f"error: {inputs / 'broken.png'}: ")
+    assert broken[0].count("broken.png") == 1  # the file is named once, not "shots/broken.png: broken.png: ..."
     assert "Traceback" not in errors
 
 

@@ -179,6 +179,17 @@ def test_restore_from_the_command_line_names_the_model_and_remove_ends_it(store,
     assert "@" not in capsys.readouterr().err.split("→")[-1]
 
 
+def test_a_plan_naming_a_model_not_in_the_store_is_one_sentence(store, tmp_path, monkeypatch, capsys):
+    # A chip's "Run this step on" after the model was removed, or a plan written by hand.
+    monkeypatch.setattr(cli, "load_runtime_for", lambda args, tile=0: runtime_with(ModelStore()))
+    source = photo(tmp_path / "in.png")
+    argv = ["apply", "restore.instruct", str(source), "-o", str(tmp_path / "out.png"), "--param", "plan=denoise @gone"]
+    assert cli.main(argv) == cli.EXIT_FAILED
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {source}: no model 'gone' in the store; `instructir-desktop models list` shows them"]
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_models_check_measures_the_model_against_the_bundled_one(store, tmp_path, monkeypatch, capsys):
     from PIL import Image
 

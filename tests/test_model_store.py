@@ -140,7 +140,15 @@ def test_damaged_and_unknown_files_get_one_clear_line(store_folder, tmp_path, ca
     from safetensors.torch import save_file
 
     save_file({"encoder.layer.weight": torch.zeros(4, 4), "decoder.bias": torch.zeros(4)}, str(unknown))
-    for path, words in ((damaged, "damaged"), (unknown, "not a network architecture")):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    cases = (
+        (damaged, "damaged"),
+        (unknown, "not a network architecture"),
+        (folder, "is a folder"),
+        (tmp_path / "missing.pth", "no such file"),
+    )
+    for path, words in cases:
         capsys.readouterr()
         assert cli.main(["models", "add", str(path)]) == cli.EXIT_FAILED
         errors = capsys.readouterr().err

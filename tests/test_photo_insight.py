@@ -141,6 +141,21 @@ def test_the_analysis_of_a_photo_replaced_before_it_ended_is_dropped(harness, tm
         ("increase the resolution", None),
         ("this looks blurry, can you fix it?", None),
         ("it's too dark", None),
+        # Asked politely or naming the photo, still the analysis's (the text model would read
+        # "could you check it" as brighten and "fix this photo" as nothing at all).
+        ("fix this photo", PhotoQuestion.FIX),
+        ("could you please fix my picture?", PhotoQuestion.FIX),
+        ("analyse this photo", PhotoQuestion.PROBLEMS),
+        ("could you check it", PhotoQuestion.PROBLEMS),
+        # Questions worded with a polite verb are questions, as ``interpret`` reads them.
+        ("can you identify the camera?", PhotoQuestion.CAMERA),
+        ("could you describe the noise?", PhotoQuestion.NOISE),
+        ("could you remove the noise?", None),
+        ("check the noise", None),
+        # General questions that name a size or a date are not about the photo (intent's reading).
+        ("how big is the moon?", None),
+        ("when was photography invented?", None),
+        ("any problems?", PhotoQuestion.PROBLEMS),
     ],
 )
 def test_questions_are_told_from_requests(text, expected):

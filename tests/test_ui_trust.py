@@ -607,6 +607,16 @@ def test_help_has_what_can_i_ask_and_every_shortcut(qtbot, tmp_path):
     assert dialog is not None and dialog.isVisible() and dialog.tabs.currentIndex() == 0
     ask = dialog.ask_view.toPlainText()
     assert "Remove noise" in ask and "a bit less" in ask and "/sharpen" in ask
+    # The chat answers questions about the photo (its analysis), so the page offers them and
+    # no longer lists them among what it cannot do.
+    assert "“what's wrong with it?”" in ask and "“fix it”" in ask and "what ISO?" in ask
+    cannot = ask[ask.index("What it cannot do") :]
+    assert "questions about the photo" not in cannot and "general questions" in cannot
+    from instructir_desktop.instructions.questions import read_photo_question
+    from instructir_desktop.ui.help_dialog import ABOUT_THE_PHOTO
+
+    examples = [example for words, _ in ABOUT_THE_PHOTO for example in words.split(" / ")]
+    assert [example for example in examples if read_photo_question(example) is None] == []
     keys = {entry.command: entry.keys for entry in dialog.entries}
     assert keys["Undo"] == "Ctrl+Z" and keys["Export As"].startswith("Ctrl+E")
     assert keys["Cancel the Running Step"] == "Esc"

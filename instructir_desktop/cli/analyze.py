@@ -1,4 +1,4 @@
-"""``instructir-desktop analyze IMAGE... [--json]``: what is wrong with each photo, and the fix.
+"""``instructir-desktop analyze IMAGE|FOLDER... [--json]``: what is wrong with each photo, and the fix.
 
 With ``--json`` each photo is one line, ``{"path", "suggestions": [{"task", "confidence",
 "reason", "instruction"}]}``, most confident first, with the task names ``interpret`` uses; a
@@ -23,7 +23,7 @@ def add_analyze_parser(commands: Any) -> None:
         help="say what is wrong with photos and how to fix it",
         description="Measure noise, blur, exposure, haze, rain, resolution and colour, and suggest the fixes.",
     )
-    analyze.add_argument("images", nargs="+", metavar="IMAGE", help="photos to analyse")
+    analyze.add_argument("images", nargs="+", metavar="IMAGE", help="photos, or folders of photos, to analyse")
     analyze.add_argument("--json", action="store_true", help="one JSON object per photo")
     analyze.add_argument(
         "--all", action="store_true", help="also list problems below the suggestion threshold (not with --json)"
@@ -35,16 +35,37 @@ def analysis_record(path: str, analysis: Any) -> dict[str, object]:
     return {"path": path, "suggestions": [finding.to_dict() for finding in analysis.suggestions()]}
 
 
+def _photos(names: list[str]) -> list[str]:
+    """The names as given, a folder as the photos directly inside it (like ``restore``); a folder
+    with none stays, to be reported."""
+    from instructir_desktop.io import READ_EXTENSIONS
+
+    photos: list[str] = []
+    for name in names:
+        folder = Path(name)
+        inside: list[Path] = []
+        if folder.is_dir():
+            try:
+                inside = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in READ_EXTENSIONS)
+            except OSError:
+                inside = []  # unreadable: reported as a folder with no photos to read
+        if inside:
+            photos.extend(str(p) for p in inside)
+        else:
+            photos.append(name)
+    return photos
+
+
 def analyze_command(args: argparse.Namespace) -> int:
     from instructir_desktop.editing.analysis import analyse_file
     from instructir_desktop.io import ImageReadError
 
     failed = 0
-    for name in args.images:
+    for name in _photos(args.images):
         path = Path(name)
         try:
             if path.is_dir():
-                raise ImageReadError(path, "is a folder; give the photos in it")
+                raise ImageReadError(path, "no photos to read in this folder")
             if not path.exists():
                 raise ImageReadError(path, "no such file")
             analysis = analyse_file(path)

@@ -85,8 +85,12 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def describe(error: BaseException) -> str:
+def describe(error: BaseException, source: Path | None = None) -> str:
+    """One line for ``error``; without the file name when the line already starts with ``source``
+    (a file error names its file, and the line that shows it names the input)."""
     text = " ".join(str(error).split())
+    if source is not None:
+        text = text.removeprefix(f"{source.name}: ")
     return text or type(error).__name__
 
 
@@ -168,7 +172,7 @@ class Batch:
                 self.bar.finish()
                 failures += 1
                 record_failure(f"{self.action_id} on {job.source} failed", error)
-                say(f"error: {job.source}: {describe(error)}")
+                say(f"error: {job.source}: {describe(error, job.source)}")
                 continue
             self.bar.finish()
             written += 1

@@ -137,7 +137,7 @@ def _report(tally: Tally, failures_before: int) -> int:
     for source in tally.nothing_to_do:
         say(f"{source}: nothing to do")
     for source, reason in tally.failed:
-        say(f"error: {source}: {reason}")
+        say(f"error: {source}: {reason.removeprefix(f'{source.name}: ')}")
     for notice in tally.notices:
         say(f"note: {notice}")
     say(tally.summary())

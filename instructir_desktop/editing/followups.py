@@ -215,7 +215,3 @@ class FollowUps:
                 run.strength = step.strength
         self.refresh_strength()
         return True
-
-
-def _ran_a_plan(run: Run) -> bool:
-    return run.state is RunState.DONE and run.interpretation is not None and bool(run.interpretation.steps)

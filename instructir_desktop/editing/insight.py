@@ -16,13 +16,12 @@ from instructir_desktop.core.document import Document
 from instructir_desktop.core.logs import record_failure
 from instructir_desktop.editing import replies
 from instructir_desktop.editing.analysis import Analysis, analyse
-from instructir_desktop.editing.analysis.verdict import fix_order
 from instructir_desktop.editing.assistant import Assistant
 from instructir_desktop.editing.background import Background, Outcome
 from instructir_desktop.editing.conversation import ProgressView, Run, RunState
 from instructir_desktop.editing.dispatch import Dispatcher
 from instructir_desktop.editing.events import DocumentOpened, SessionEvent
-from instructir_desktop.editing.photo_answers import answer, finding_step, fix_suggestions, greeting
+from instructir_desktop.editing.photo_answers import answer, fix_steps, fix_suggestions, greeting
 from instructir_desktop.editing.workspace import Workspace
 from instructir_desktop.instructions.interpret import Suggestion
 from instructir_desktop.instructions.questions import PhotoQuestion, read_photo_question
@@ -151,7 +150,7 @@ class PhotoInsight:
             self.assistant.answer(run, FAILED)
             return
         if question is PhotoQuestion.FIX:
-            steps = tuple(finding_step(f) for f in fix_order(list(analysis.suggestions())))
+            steps = fix_steps(analysis.suggestions())
             if not steps:
                 self.assistant.answer(run, NOTHING_TO_FIX)
                 return

@@ -22,13 +22,17 @@ def finding_step(finding: Finding) -> PlanStep:
     return PlanStep(finding.task, 1.0, finding.instruction, finding.factor)
 
 
+def fix_steps(findings: tuple[Finding, ...] | list[Finding]) -> tuple[PlanStep, ...]:
+    """What "Fix all" and "fix it" run: a step per finding, in fix order."""
+    return tuple(finding_step(f) for f in fix_order(list(findings)))
+
+
 def fix_suggestions(findings: tuple[Finding, ...] | list[Finding]) -> tuple[Suggestion, ...]:
     """A chip per problem (most confident first) and, for two or more, "Fix all" in fix order."""
     chips = [Suggestion(f.task, f.instruction, TASK_TITLES[f.task], f.reason, (finding_step(f),)) for f in findings]
     if len(findings) >= 2:
-        ordered = fix_order(list(findings))
-        steps = tuple(finding_step(f) for f in ordered)
-        order = ", then ".join(TASK_TITLES[f.task].lower() for f in ordered)
+        steps = fix_steps(findings)
+        order = ", then ".join(TASK_TITLES[step.task].lower() for step in steps)
         chips.append(Suggestion("", "", FIX_ALL, f"Runs them in this order: {order}.", steps))
     return tuple(chips)
 

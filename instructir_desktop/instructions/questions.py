@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-from instructir_desktop.instructions.intent import asks_for_a_change, is_question
+from instructir_desktop.instructions.intent import GENERAL_QUESTION, aside_of, asks_for_a_change, is_question
 
 
 class PhotoQuestion(Enum):
@@ -27,7 +27,10 @@ class PhotoQuestion(Enum):
     EXPOSURE = "exposure"
 
 
-_SUBJECT = r"(?:it|this|that|the (?:photo|picture|image|shot|pic)|my (?:photo|picture|image|shot))"
+_SUBJECT = r"(?:(?:the|this|that|my) (?:photo|picture|image|shot|pic)|it|this|that)"
+# "could you check it", "can you fix this photo please": the same command, asked politely.
+_POLITE = r"(?:please\s+)?(?:(?:just|can you|could you|would you|will you)\s+)?(?:please\s+)?"
+_THANKS = r"(?:\s+(?:up|for me|please))*\??$"
 _ASKING = re.compile(r"^(?:tell me|show me|any)\b")
 # A message that starts by asking for a change is a request even when it ends with "?".
 _REQUEST = re.compile(
@@ -37,13 +40,11 @@ _REQUEST = re.compile(
 )
 # Where a message's parts start: "why is this so noisy, get rid of the noise" orders after asking.
 _PARTS = re.compile(r"[,;.!?]+\s*|\s+(?:and|then|so)\s+")
-# "can you fix it?", "could you remove the noise?": a polite request anywhere in the message.
-_POLITE_REQUEST = re.compile(r"\b(?:can|could|would|will) you (?:please )?(?!tell\b|see\b|say\b)[a-z]+")
-_PROBLEMS_COMMAND = re.compile(rf"^(?:please\s+)?(?:analy[sz]e|diagnose|check|inspect|assess|examine)\s+{_SUBJECT}$")
+_PROBLEMS_COMMAND = re.compile(rf"^{_POLITE}(?:analy[sz]e|diagnose|check|inspect|assess|examine)\s+{_SUBJECT}{_THANKS}")
 _FIX = re.compile(
-    rf"^(?:please\s+)?(?:just\s+|can you\s+|could you\s+)?(?:auto[- ]?)?(?:fix|repair|correct)\s+"
+    rf"^{_POLITE}(?:auto[- ]?)?(?:fix|repair|correct)\s+"
     rf"(?:{_SUBJECT}|everything|all(?: of it)?|(?:all )?the problems|what(?:'s| is) wrong(?: with {_SUBJECT})?)"
-    r"(?:\s+(?:up|for me|please))*\??$"
+    rf"{_THANKS}"
     r"|^(?:fix all|auto[- ]?fix|fix everything|do your (?:best|thing))$"
 )
 _PROBLEMS = re.compile(
@@ -88,8 +89,6 @@ def read_photo_question(message: str) -> PhotoQuestion | None:
         return PhotoQuestion.PROBLEMS
     if any(_REQUEST.search(part) or asks_for_a_change(part) for part in _PARTS.split(text)):
         return None
-    if _POLITE_REQUEST.search(text):
-        return None
     # A question by the same rules as ``interpret`` ("can we lose the grain?", "is there a way to fix
     # the blur?" and "is very noisy my picture" ask for a change), or "tell me ..." / "any ...".
     asking = is_question(text) or bool(_ASKING.search(text))
@@ -97,6 +96,8 @@ def read_photo_question(message: str) -> PhotoQuestion | None:
         return None
     if _PROBLEMS.search(text):
         return PhotoQuestion.PROBLEMS
+    if aside_of(text) == GENERAL_QUESTION:
+        return None  # "how big is the moon?": not about the photo, as ``interpret`` reads it
     for question, pattern in _TOPICS:
         if pattern.search(text):
             return question

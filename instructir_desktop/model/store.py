@@ -197,6 +197,8 @@ class ModelStore:
         from instructir_desktop.model.weights import load_state_dict, save_state_dict
 
         source = Path(path)
+        if source.is_dir():
+            raise WeightsError(f"{source}: is a folder; give the weights file in it")
         if not source.is_file():
             raise WeightsError(f"{source}: no such file")
         state, _ = load_state_dict(source)  # refuses pickles that would run code

@@ -29,6 +29,7 @@ import numpy as np
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.core.logs import one_line
 from instructir_desktop.inference.requests import frozen_array
+from instructir_desktop.model.errors import WeightsError
 from instructir_desktop.plugins.api import (
     ENTRY_POINT_GROUP,
     MANIFEST_NAME,
@@ -325,6 +326,8 @@ class PluginHost:
                 return function(source, mask, values, context)
             except (ActionCancelled, PluginError):
                 raise
+            except WeightsError as error:  # already one sentence for the person (a model gone from the store)
+                raise PluginError(str(error)) from error
             except Exception as error:
                 raise PluginError(f"{action.id} failed: {type(error).__name__}: {error}") from error
         code = self._code(record, action)

@@ -31,9 +31,16 @@ FOLLOW_UPS = (
     ("undo that / redo", "the last step"),
     ("only the selection", "the last request again, inside the selection"),
 )
+# Answered from the photo's analysis and its EXIF, never taken as requests (instructions/questions.py).
+ABOUT_THE_PHOTO = (
+    ("what's wrong with it?", "what it sees, with a chip per fix"),
+    ("fix it", "runs the fixes the analysis suggests, in a sensible order"),
+    ("is it sharp? / is it noisy?", "the measurement, and the fix if one is worth it"),
+    ("how many megapixels? / what ISO? / what camera?", "from the file"),
+)
 CANNOT = (
     "change what is in the photo (“make the car red”, “add a dog”, “remove the person”)",
-    "answer questions about the photo or anything else: it says what it can do instead",
+    "answer general questions (“what is the capital of France?”): it says what it can do instead",
 )
 
 
@@ -68,6 +75,7 @@ def ask_page(commands: Sequence[tuple[str, str]] = ()) -> str:
         for task in TASKS
     )
     follow = "".join(f"<li>“{escape(words)}”: {escape(what)}</li>" for words, what in FOLLOW_UPS)
+    about = "".join(f"<li>“{escape(words)}”: {escape(what)}</li>" for words, what in ABOUT_THE_PHOTO)
     cannot = "".join(f"<li>{escape(item)}</li>" for item in CANNOT)
     command_rows = "".join(f"<li><code>{escape(usage)}</code> {escape(what)}</li>" for usage, what in commands)
     commands_part = f"<h3>Commands</h3><ul>{command_rows}</ul>" if command_rows else ""
@@ -78,6 +86,7 @@ def ask_page(commands: Sequence[tuple[str, str]] = ()) -> str:
         "the plan and how sure the model is; press one to choose another task before it runs.</p>"
         f"<table cellspacing='6'>{rows}</table>"
         f"<h3>Then</h3><ul>{follow}</ul>"
+        f"<h3>Ask about the photo</h3><ul>{about}</ul>"
         "<p>With a selection (Select menu), a request changes only the selected part.</p>"
         f"<h3>What it cannot do</h3><ul>{cannot}</ul>"
         "<p>When it is unsure what you meant it asks instead of guessing: press the suggestion to run it.</p>"
