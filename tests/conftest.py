@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -34,45 +33,28 @@ def isolated_qt_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     for settings_format in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
         QSettings.setPath(settings_format, QSettings.Scope.UserScope, folder)
         QSettings.setPath(settings_format, QSettings.Scope.SystemScope, folder)
-    # Autosaves (crash recovery) too: never the user's AppDataLocation/recovery.
-    from instructir_desktop.ui.preferences import RECOVERY_FOLDER_ENV
-
-    previous = os.environ.get(RECOVERY_FOLDER_ENV)
-    os.environ[RECOVERY_FOLDER_ENV] = str(tmp_path_factory.mktemp("recovery"))
     yield
-    if previous is None:
-        os.environ.pop(RECOVERY_FOLDER_ENV, None)
-    else:
-        os.environ[RECOVERY_FOLDER_ENV] = previous
 
 
 @pytest.fixture(autouse=True, scope="session")
-def isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Models exported for ONNX Runtime go to a temporary cache folder, never the user's."""
-    from instructir_desktop.inference.backends.onnx_cache import CACHE_FOLDER_ENV
-
-    previous = os.environ.get(CACHE_FOLDER_ENV)
-    os.environ[CACHE_FOLDER_ENV] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if previous is None:
-        os.environ.pop(CACHE_FOLDER_ENV, None)
-    else:
-        os.environ[CACHE_FOLDER_ENV] = previous
-
-
-@pytest.fixture(autouse=True, scope="session")
-def isolated_log_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The log file (failures' tracebacks) goes under a temporary folder, never the user's."""
+def isolated_user_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Autosaves, ONNX exports, the log file and added models go to temporary folders, never the user's."""
     from instructir_desktop.core.logs import LOG_FOLDER_ENV, stop_logging
+    from instructir_desktop.inference.backends.onnx_cache import CACHE_FOLDER_ENV
+    from instructir_desktop.model.store import STORE_FOLDER_ENV
 
-    previous = os.environ.get(LOG_FOLDER_ENV)
-    os.environ[LOG_FOLDER_ENV] = str(tmp_path_factory.mktemp("logs"))
-    yield
-    stop_logging()
-    if previous is None:
-        os.environ.pop(LOG_FOLDER_ENV, None)
+    folders = {CACHE_FOLDER_ENV: "cache", LOG_FOLDER_ENV: "logs", STORE_FOLDER_ENV: "models"}
+    try:
+        from instructir_desktop.ui.preferences import RECOVERY_FOLDER_ENV
+    except ImportError:  # a run without Qt installed makes no autosaves
+        pass
     else:
-        os.environ[LOG_FOLDER_ENV] = previous
+        folders[RECOVERY_FOLDER_ENV] = "recovery"
+    with pytest.MonkeyPatch.context() as patch:
+        for variable, name in folders.items():
+            patch.setenv(variable, str(tmp_path_factory.mktemp(name)))
+        yield
+        stop_logging()
 
 
 @pytest.fixture
@@ -81,17 +63,3 @@ def prefs(tmp_path):
     from PySide6.QtCore import QSettings
 
     return QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def isolated_model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Models added by tests go to a temporary store, never the user's data folder."""
-    from instructir_desktop.model.store import STORE_FOLDER_ENV
-
-    previous = os.environ.get(STORE_FOLDER_ENV)
-    os.environ[STORE_FOLDER_ENV] = str(tmp_path_factory.mktemp("models"))
-    yield
-    if previous is None:
-        os.environ.pop(STORE_FOLDER_ENV, None)
-    else:
-        os.environ[STORE_FOLDER_ENV] = previous

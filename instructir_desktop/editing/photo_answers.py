@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from instructir_desktop.editing.analysis import Analysis, Finding
+from instructir_desktop.editing.analysis import LOOKS_FINE, Analysis, Finding
 from instructir_desktop.editing.analysis.verdict import DISPLAY_PIXELS, fix_order
 from instructir_desktop.instructions.interpret import PlanStep, Suggestion
 from instructir_desktop.instructions.questions import PhotoQuestion
@@ -13,7 +13,6 @@ from instructir_desktop.io.metadata import CameraInfo
 from instructir_desktop.model.tasks import TASK_TITLES
 
 FIX_ALL = "Fix all"
-LOOKS_FINE = "It looks fine to me: I see no noise, blur, haze, rain or exposure problem worth fixing."
 NOT_IN_FILE = "The file does not say"
 
 

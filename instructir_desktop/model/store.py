@@ -213,7 +213,8 @@ class ModelStore:
             raise ValueError(f"{source.name}: a x{expert.scale} network changes the size, so it can only serve upscale")
         if expert.scale == 1 and "upscale" in chosen:
             raise ValueError(f"{source.name}: a network that keeps the size cannot serve upscale")
-        digest = _file_hash(source)
+        with source.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
         manifest = self._manifest()
         for record in manifest["models"]:
             if record.get("sha256") == digest:
@@ -280,14 +281,6 @@ def _bundled_name() -> str:
     except (OSError, ValueError, AttributeError):
         name = None
     return name if isinstance(name, str) and name else "InstructIR (bundled)"
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _entry(record: Mapping[str, Any]) -> StoredModel:

@@ -20,7 +20,9 @@ from instructir_desktop.editing.analysis.verdict import SUGGEST_AT, Finding, fix
 from instructir_desktop.instructions.interpret import PlanStep
 from instructir_desktop.io.metadata import CameraInfo
 
-__all__ = ["SUGGEST_AT", "Analysis", "Finding", "Measurements", "analyse", "analyse_file", "fix_plan"]
+__all__ = ["LOOKS_FINE", "SUGGEST_AT", "Analysis", "Finding", "Measurements", "analyse", "analyse_file", "fix_plan"]
+
+LOOKS_FINE = "It looks fine to me: I see no noise, blur, haze, rain or exposure problem worth fixing."
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Analysis:
         """What the chat greets the photo with: the suggestions' reasons, or that it looks fine."""
         found = self.suggestions()
         if not found:
-            return "This photo looks fine to me: no noise, blur, haze, rain or exposure problem stands out."
+            return LOOKS_FINE
         heads = [_short(f.reason) for f in found]
         return "; ".join([heads[0], *(head[:1].lower() + head[1:] for head in heads[1:])]) + "."
 

@@ -48,11 +48,9 @@ def module_hash(module: nn.Module, extra: str = "") -> str:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The file's SHA-256, read in chunks by the standard library."""
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class OnnxCache:
