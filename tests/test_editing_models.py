@@ -9,6 +9,7 @@ from editing_harness import Harness, make_photo
 from fake_engine import FakeEngine, fake_restore
 
 from instructir_desktop.editing.models import ModelChoiceError, ModelChoices
+from instructir_desktop.editing.recipes import parse_recipe, recipe_from_history
 from instructir_desktop.model.store import STORE_FOLDER_ENV, ModelStore
 from instructir_desktop.model.tasks import TASKS
 from tests.expert_fixtures import dncnn, save_checkpoint, span_x
@@ -74,6 +75,10 @@ def test_a_step_run_again_on_another_model_replaces_it_from_the_same_photo(store
         # From the same photo (a quarter of it), not from the first result (an eighth).
         np.testing.assert_allclose(harness.pixels(), original * 0.25, atol=1e-4)
         history = harness.workspace.history
+        # A recipe saved now replays that step on the model chosen for it, through its file too.
+        recipe = recipe_from_history(history).recipe
+        assert [task.model for task in recipe.steps[0].tasks] == [expert.id]
+        assert [step.model for step in parse_recipe(recipe.to_toml()).steps[0].plan()] == [expert.id]
         assert history.index == 1
         assert history.steps[0].label == f"Remove noise on {expert.label}"
         # The bundled model's result is an alternative: both ends can be compared.

@@ -132,7 +132,10 @@ def test_alternatives_are_dropped_before_the_line_under_the_memory_cap() -> None
 
 def test_alternatives_and_plans_survive_saving_and_reopening(tmp_path: Path) -> None:
     history = two_branches()
-    history.steps[1].plan = (PlannedTask("denoise", "remove the grain"), PlannedTask("upscale", "make it larger", 3))
+    history.steps[1].plan = (
+        PlannedTask("denoise", "remove the grain"),
+        PlannedTask("upscale", "make it larger", 3, "3f1c0a9e"),
+    )
     path = tmp_path / "branches.irproject"
     save_project(path, history)
     loaded = load_project(path)

@@ -14,8 +14,17 @@ The file is read with the standard library's ``tomllib`` and written with ``toml
 
     [[steps]]
     strength = 0.6
-    model = "instructir-7d"
+    model = "bundled"
     tasks = [{ task = "denoise", instruction = "remove the grain" }]
+
+    [[steps]]
+    strength = 1.0
+    model = "3f1c…"
+    tasks = [{ task = "upscale", instruction = "make it bigger", factor = 2, model = "3f1c…" }]
+
+A step's ``model`` records which models ran it (for a notice when a replay runs on others); a
+task's ``model`` is one chosen for it by hand ("Run this step again on"), and the replay runs it
+on that model again.
 """
 
 from __future__ import annotations
@@ -53,17 +62,19 @@ class RecipeTask:
     task: str
     instruction: str
     factor: int | None = None  # upscale factor; None for the other tasks
+    model: str = ""  # the model chosen for this task in the editor (a rerun); "": the task's default
 
 
 @dataclass(frozen=True)
 class RecipeStep:
     tasks: tuple[RecipeTask, ...]
     strength: float = 1.0
-    model_id: str = ""  # the model that ran it in the editor ("" : not recorded)
+    model_id: str = ""  # the models that ran it in the editor, joined by "+" ("" : not recorded)
 
     def plan(self) -> tuple[PlanStep, ...]:
-        """The step as the restore action's plan (what the chat would have passed it)."""
-        return tuple(PlanStep(task.task, 1.0, task.instruction, task.factor) for task in self.tasks)
+        """The step as the restore action's plan (what the chat would have passed it), each task on
+        the model chosen for it by hand, if one was."""
+        return tuple(PlanStep(task.task, 1.0, task.instruction, task.factor, task.model or None) for task in self.tasks)
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,12 @@ def _step_table(step: RecipeStep) -> dict[str, Any]:
     if step.model_id:
         table["model"] = step.model_id
     table["tasks"] = [
-        {"task": task.task, "instruction": task.instruction, **({"factor": task.factor} if task.factor else {})}
+        {
+            "task": task.task,
+            "instruction": task.instruction,
+            **({"factor": task.factor} if task.factor else {}),
+            **({"model": task.model} if task.model else {}),
+        }
         for task in step.tasks
     ]
     return table
@@ -134,12 +150,12 @@ def recipe_from_history(history: History, name: str = "") -> SavedRecipe:
 
 def recorded_plan(plan: Sequence[PlanStep]) -> tuple[PlannedTask, ...]:
     """A run's plan as the history keeps it with the step (plain data, for recipes)."""
-    return tuple(PlannedTask(step.task, step.instruction, step.factor) for step in plan)
+    return tuple(PlannedTask(step.task, step.instruction, step.factor, step.model or "") for step in plan)
 
 
 def _tasks_of(step: Step) -> tuple[RecipeTask, ...]:
     if step.plan:
-        return tuple(RecipeTask(task.task, task.instruction, task.factor) for task in step.plan)
+        return tuple(RecipeTask(task.task, task.instruction, task.factor, task.model) for task in step.plan)
     # A step from before plans were recorded: its tasks in their canonical words.
     if not step.tasks or any(task not in TASKS for task in step.tasks):
         return ()
@@ -248,7 +264,10 @@ def _parse_task(entry: object, where: str) -> RecipeTask:
             raise RecipeError(f"{where}: the upscale factor must be a whole number from 2 to {MAX_UPSCALE_FACTOR}")
     elif factor is not None:
         raise RecipeError(f"{where}: only upscale takes a factor")
-    return RecipeTask(str(task), instruction, factor)
+    model = entry.get("model", "")
+    if not isinstance(model, str) or len(model) > _MAX_TEXT:
+        raise RecipeError(f"{where}: the model for {task} must be a model id")
+    return RecipeTask(str(task), instruction, factor, model)
 
 
 # ---------------------------------------------------------------------------------------------- auto

@@ -69,12 +69,14 @@ SavedState = tuple[int, tuple[int, ...], tuple[float, ...]]
 
 @dataclass(frozen=True)
 class PlannedTask:
-    """One task of a restoration step: the task, the words the network was conditioned on, and
-    the upscale factor (None for the other tasks). Plain data: the history knows no text model."""
+    """One task of a restoration step: the task, the words the network was conditioned on, the
+    upscale factor (None for the other tasks) and the model chosen for it, if one was. Plain data:
+    the history knows no text model."""
 
     task: str
     instruction: str
     factor: int | None = None
+    model: str = ""  # the model chosen for this task by hand (a rerun); "": the task's default
 
 
 @dataclass(eq=False)

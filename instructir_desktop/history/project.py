@@ -151,7 +151,9 @@ class _Writer:
             "created": step.created,
             "thumbnail": self.thumbnail(step.thumbnail),
             "change": self.change(step.change),
-            "plan": [[task.task, task.instruction, task.factor] for task in step.plan],
+            "plan": [
+                [task.task, task.instruction, task.factor, *([task.model] if task.model else [])] for task in step.plan
+            ],
         }
 
     def branch(self, branch: Branch) -> dict[str, Any]:
@@ -479,10 +481,10 @@ class _Reader:
             raise ProjectError(f"{where}.tasks must be text")
         plan = []
         for task in record.get("plan", []) if isinstance(record, dict) else []:  # older files have none
-            if (
+            if (  # task, words, factor, and the model when one was chosen (older files: three)
                 not isinstance(task, list)
-                or len(task) != 3
-                or not all(isinstance(text, str) for text in task[:2])
+                or len(task) not in (3, 4)
+                or not all(isinstance(text, str) for text in (*task[:2], *task[3:]))
                 or not (task[2] is None or (isinstance(task[2], int) and not isinstance(task[2], bool)))
             ):
                 raise ProjectError(f"{where}.plan is damaged")
