@@ -15,7 +15,7 @@ from instructir_desktop.editing.transcript import (
     decode_transcript,
     encode_transcript,
 )
-from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, gate
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, gate, offers_in_words
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep, Suggestion
 from instructir_desktop.plugins.api import ActionInfo, Parameter
 
@@ -50,8 +50,15 @@ def test_the_gate_runs_what_is_sure_offers_the_rest_and_says_exactly_that():
     unsure = gate(interpretation, 0.85)
     assert unsure.steps == () and [s.task for s in unsure.suggestions] == ["denoise", "enhance"]
     assert unsure.reply == (
-        "I'm not sure what to change, so I left the photo as it is. Press the one you meant, or say it another way."
+        "I'm not sure what to change, so I left the photo as it is. My guesses are offered below: choose one, or say "
+        "it another way."
     )
+    # Where no chips show (the command line, a slash command) the offers are spelled out.
+    assert offers_in_words(unsure.suggestions) == (
+        "Offered: Remove noise (ask “Remove the noise from this photo”); "
+        "Enhance colours (ask “Make the colours more vivid and improve the contrast”)."
+    )
+    assert offers_in_words(()) == ""
     assert DEFAULT_CONFIDENCE_THRESHOLD == 0.35
 
 

@@ -172,3 +172,18 @@ def test_theme_follows_light_and_dark(qtbot, prefs, tmp_path):
     finally:
         app.setPalette(palette)
         app.setStyleSheet(sheet)
+
+
+def test_ask_below_starts_where_it_changes_what_runs_and_reaches_the_assistant(qtbot, prefs, tmp_path):
+    # Below 35 % the interpreter reads no task at all, so a lower setting could change nothing.
+    window = new_window(qtbot, prefs, tmp_path)
+    dialog = window.open_settings()
+    assert dialog.ask_spin.minimum() == 35 and dialog.ask_spin.value() == 35
+    dialog.ask_spin.setValue(10)  # typed below the range: held at its start
+    assert dialog.ask_spin.value() == 35
+    dialog.ask_spin.setValue(60)
+    dialog.accept()
+    assert window.session.assistant.confidence_threshold == 0.6
+    assert Preferences(prefs).ask_below() == 0.6
+    prefs.setValue("chat/askBelowPercent", 20)  # stored by hand, or by an older version that allowed it
+    assert Preferences(prefs).ask_below() == 0.35

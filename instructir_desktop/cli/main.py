@@ -338,6 +338,7 @@ def interpret_command(args: argparse.Namespace) -> int:
     if args.file and args.file != "-" and not Path(args.file).is_file():
         raise UsageError(f"{args.file}: no such file")
     from instructir_desktop.inference.runtime import load_interpreter
+    from instructir_desktop.instructions import intent
     from instructir_desktop.model.weights import WeightsError
 
     try:
@@ -352,7 +353,8 @@ def interpret_command(args: argparse.Namespace) -> int:
             print(json.dumps(interpretation.to_dict(), ensure_ascii=False), flush=True)
         else:
             steps = ", ".join(f"{s.task} ({s.confidence:.0%})" for s in interpretation.steps) or "nothing to do"
-            print(f"{text}\n  → {steps}\n  {interpretation.reply}", flush=True)
+            offers = intent.offers_in_words(interpretation.suggestions)
+            print(f"{text}\n  → {steps}\n  {interpretation.reply}" + (f"\n  {offers}" if offers else ""), flush=True)
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ Two things sit between its guess and a step:
 
 * what a clause *is*: a question about the photo or the world, or an edit the network cannot do
   (recolouring, adding or removing things, cropping, styles, writing). Such a clause never becomes a
-  step; where the head still sees a plausible task, that task is offered as a suggestion to press.
+  step; where the head still sees a plausible task, that task is offered as a suggestion.
 * how sure the head is: a step below the confidence threshold is offered, not run.
 
 Both end in :func:`gate`, which turns the interpreter's candidates into what runs, what is only
@@ -26,12 +26,22 @@ from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, TASK_TITLES, 
 if TYPE_CHECKING:  # interpret imports this module
     from instructir_desktop.instructions.interpret import Interpretation, PlanStep, Suggestion
 
+# A clause is read as a task at all only when the head is at least this sure of it; below, the
+# reply says it could not tell what the clause should change. A confidence threshold lower than
+# this would change nothing, so the "ask below" preference starts here.
+MIN_TASK_PROBABILITY = 0.35
 # Below this the head's guess is offered as a suggestion instead of run; the chat's "ask below"
 # preference replaces it. Chosen on the corpus's held-out lines (benchmarks/bench_intent.py): with
 # questions and impossible edits declined by the rules above the head, every threshold over the
-# head's own floor (``MIN_TASK_PROBABILITY``, 0.35) lost more real requests than nonsense it stopped
-# (at 0.4: 8 of 182 restoration lines for 2 of 50 "none" lines; at 0.5: 24 for the same 2).
-DEFAULT_CONFIDENCE_THRESHOLD = 0.35
+# head's own floor lost more real requests than nonsense it stopped (at 0.4: 8 of 182 restoration
+# lines for 2 of 50 "none" lines; at 0.5: 24 for the same 2).
+DEFAULT_CONFIDENCE_THRESHOLD = MIN_TASK_PROBABILITY
+
+
+def usable_threshold(threshold: float) -> float:
+    """``threshold`` within the range where it changes what runs: from the head's floor to 1."""
+    return min(1.0, max(MIN_TASK_PROBABILITY, threshold))
+
 
 CAPABILITIES = (
     "I can remove noise, blur, rain or haze, brighten a dark photo, enhance dull colours, or upscale it. "
@@ -304,11 +314,11 @@ def declined_reply(declined: Sequence[Declined], offered: Sequence[Suggestion]) 
     else:
         reasons = list(dict.fromkeys(CANNOT[kind] for kind in kinds if kind in CANNOT))
         opening = f"I can't {' or '.join(reasons)}, so I left the photo as it is." if reasons else ""
-    press = ""
+    closest = ""
     if offered:
         names = " or ".join(f"“{TASK_TITLES[s.task]}”" for s in offered)
-        press = f" The closest thing I can do is {names}: press it if that is what you meant."
-    return f"{opening}{press} {CAPABILITIES}".strip()
+        closest = f" The closest thing I can do is {names}, offered below if that is what you meant."
+    return f"{opening}{closest} {CAPABILITIES}".strip()
 
 
 def _declined_sentences(declined: Sequence[Declined]) -> str:
@@ -338,9 +348,7 @@ def plan_reply(
     unsure = [suggestion.instruction for suggestion in offered]
     if unsure:
         guesses = " or ".join(TASK_TITLES[suggestion.task] for suggestion in offered)
-        sentence = (
-            f"I'm not sure {_quoted(unsure)} asks for {guesses}, so I haven't done it: press the suggestion to run it."
-        )
+        sentence = f"I'm not sure {_quoted(unsure)} asks for {guesses}, so I haven't done it: it is offered below."
         text = f"{text} {sentence}" if text else sentence
     left_out = [clause for clause in ignored if clause not in unsure]
     if left_out:
@@ -350,7 +358,23 @@ def plan_reply(
     return text + caveat
 
 
+def offers_in_words(offered: Sequence[Suggestion]) -> str:
+    """The offers themselves, for a reply shown where there are no chips to press (the command line,
+    a slash command): each task with words that ask for it ("" when nothing is offered)."""
+    if not offered:
+        return ""
+    # The canonical words, not the person's: theirs were what the head was unsure of.
+    items = "; ".join(
+        f"{TASK_TITLES[s.task]} (ask “{CANONICAL_INSTRUCTIONS[s.task]}”)" for s in offered if s.task in TASK_TITLES
+    )
+    return f"Offered: {items}." if items else ""
+
+
 def unsure_reply(offered: Sequence[Suggestion]) -> str:
-    """Nothing sure enough to run: say so and ask (the suggestion chips name the guesses)."""
-    press = "Press the suggestion if it is what you meant" if len(offered) == 1 else "Press the one you meant"
-    return f"I'm not sure what to change, so I left the photo as it is. {press}, or say it another way."
+    """Nothing sure enough to run: say so and ask. The words suit the chat, where the guesses are
+    chips under the reply, and the command line, which lists them under it."""
+    if len(offered) == 1:
+        guesses = "My guess is offered below: choose it"
+    else:
+        guesses = "My guesses are offered below: choose one"
+    return f"I'm not sure what to change, so I left the photo as it is. {guesses}, or say it another way."

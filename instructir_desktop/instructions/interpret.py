@@ -22,8 +22,7 @@ from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, NONE_CLASS, T
 if TYPE_CHECKING:  # model.text imports torch; this module is imported on the GUI thread
     from instructir_desktop.model.text import EncodedInstruction, InstructionEncoder
 
-# A step is only taken when the head is at least this sure the clause is a restoration at all.
-MIN_TASK_PROBABILITY = 0.35
+MIN_TASK_PROBABILITY = intent.MIN_TASK_PROBABILITY
 DEFAULT_UPSCALE_FACTOR = 2
 MAX_UPSCALE_FACTOR = 8
 

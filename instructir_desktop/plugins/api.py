@@ -33,6 +33,7 @@ import numpy as np
 
 from instructir_desktop.core.geometry import Bounds
 from instructir_desktop.inference.requests import PreviewResult, RestoreResult
+from instructir_desktop.instructions.intent import offers_in_words
 from instructir_desktop.instructions.interpret import Interpretation, PlanStep, parse_plan, plan_summary, step_for_task
 
 API_VERSION = 2
@@ -363,5 +364,6 @@ __all__ = [
     "PluginError",
     "PreviewResult",
     "RestoreResult",
+    "offers_in_words",
     "step_for_task",
 ]

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from instructir_desktop.core.logs import log_file
 from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
-from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, MIN_TASK_PROBABILITY
 from instructir_desktop.io import max_pixels
 from instructir_desktop.ui.preferences import DEVICES, PRECISIONS
 
@@ -112,7 +112,7 @@ class SettingsDialog(QDialog):
         self.pixels_spin.setSuffix(" megapixels")
         self.pixels_spin.setValue(max(1, round(max_pixels() / 1_000_000)))
         self.ask_spin = QSpinBox()
-        self.ask_spin.setRange(0, 100)
+        self.ask_spin.setRange(round(MIN_TASK_PROBABILITY * 100), 100)  # lower would change nothing
         self.ask_spin.setSingleStep(5)
         self.ask_spin.setSuffix(" % sure")
         self.ask_spin.setToolTip(

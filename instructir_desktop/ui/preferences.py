@@ -13,7 +13,7 @@ from PySide6.QtCore import QSettings, QStandardPaths
 
 from instructir_desktop.inference.backends import BACKENDS
 from instructir_desktop.inference.requests import EngineSettings
-from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD
+from instructir_desktop.instructions.intent import DEFAULT_CONFIDENCE_THRESHOLD, usable_threshold
 from instructir_desktop.io import DEFAULT_MAX_PIXELS
 
 SETTINGS_ORGANIZATION = "InstructIR"
@@ -138,8 +138,8 @@ class Preferences:
     def ask_below(self) -> float:
         """The confidence (0..1) below which the assistant asks instead of acting."""
         default = round(DEFAULT_CONFIDENCE_THRESHOLD * 100)
-        return min(100, max(0, _int(self.settings.value(ASK_BELOW_KEY, default), default))) / 100
+        return usable_threshold(_int(self.settings.value(ASK_BELOW_KEY, default), default) / 100)
 
     def set_ask_below(self, threshold: float) -> None:
-        self.settings.setValue(ASK_BELOW_KEY, min(100, max(0, round(threshold * 100))))
+        self.settings.setValue(ASK_BELOW_KEY, round(usable_threshold(threshold) * 100))
         self.settings.sync()

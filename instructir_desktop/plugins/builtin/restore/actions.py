@@ -18,6 +18,7 @@ from instructir_desktop.plugins.api import (
     NothingToDo,
     Plan,
     PluginError,
+    offers_in_words,
     step_for_task,
 )
 
@@ -55,6 +56,8 @@ def _plan(image: np.ndarray, params: Mapping[str, Any], context: ActionContext) 
     if not plan:
         interpretation = context.interpret(str(params["instruction"]), image.shape[:2])
         plan, reply = interpretation.steps, interpretation.reply
+        offers = offers_in_words(interpretation.suggestions)
+        reply = f"{reply} {offers}" if reply and offers else reply or offers
     scale = int(params["scale"])
     if scale:
         plan = tuple(step for step in plan if step.task != "upscale")
