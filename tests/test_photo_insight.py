@@ -88,6 +88,9 @@ def test_questions_are_answered_from_the_analysis_and_exif_never_run(harness, tm
     assert size.reply.text.startswith("It is 384×384 pixels: 0.1 megapixels.")
     iso = harness.send("What ISO was it shot at?", NOTHING)
     assert iso.reply.text == "It was taken at ISO 6400 and I can see grain from it."
+    # The same question through the restore command is answered from the photo too.
+    command = harness.send("/restore What ISO was it shot at?", NOTHING)
+    assert command.reply.text == "It was taken at ISO 6400 and I can see grain from it."
     camera = harness.send("what camera took this?", NOTHING)
     assert camera.reply.text == "It was taken with a Canon EOS R6 (ISO 6400, 1/60 s)."
     noisy = harness.send("is it noisy?", NOTHING)
@@ -155,6 +158,10 @@ def test_the_analysis_of_a_photo_replaced_before_it_ended_is_dropped(harness, tm
         # General questions that name a size or a date are not about the photo (intent's reading).
         ("how big is the moon?", None),
         ("when was photography invented?", None),
+        ("what time is it?", None),
+        ("what day is it today?", None),
+        ("what time was this taken?", PhotoQuestion.TAKEN),
+        ("when did I shoot this?", PhotoQuestion.TAKEN),
         ("any problems?", PhotoQuestion.PROBLEMS),
     ],
 )

@@ -385,7 +385,21 @@ class Assistant:
             self.end_run(run, RunState.FAILED, "", error=str(error))
             return
         assert parsed is not None
-        self._queue_action(run, *parsed)
+        action, values = parsed
+        if self._is_chat_action(action) and self.photo_questions is not None:
+            # "/restore what ISO is it?" asks the same question as the plain message would: the
+            # answer comes from the open photo, as in the chat, not a reply for the command line.
+            words = values.get(text_parameter.name) if (text_parameter := action.parameter("text")) else None
+            if isinstance(words, str) and words.strip() and self.photo_questions(run, words):
+                return
+        self._queue_action(run, action, values)
+
+    def _is_chat_action(self, action: ActionInfo) -> bool:
+        try:
+            chat_action = self.plugins.message_action() if self.plugins is not None else None
+        except PluginError:
+            return False
+        return chat_action is not None and chat_action.id == action.id
 
     def _message(self, run: Run, text: str) -> None:
         """A plain message goes to the action that takes the chat's messages, in its text parameter.

@@ -66,7 +66,11 @@ _TOPICS: tuple[tuple[PhotoQuestion, re.Pattern[str]], ...] = (
     (PhotoQuestion.SHUTTER, re.compile(r"shutter|exposure time|how long was the exposure")),
     (PhotoQuestion.APERTURE, re.compile(r"aperture|f[- ]?(?:stop|number)")),
     (PhotoQuestion.CAMERA, re.compile(r"camera|phone|taken with|shot (?:with|on)|what (?:device|model)")),
-    (PhotoQuestion.TAKEN, re.compile(r"^when\b|what (?:date|day|time)|date taken")),
+    # When the photo was taken, not what time it is now ("what time is it?" is a general question).
+    (
+        PhotoQuestion.TAKEN,
+        re.compile(r"^when\b|date taken|\bwhat (?:date|day|time|year)\b.*\b(?:was|were|taken|shot|captured|snapped)\b"),
+    ),
     (PhotoQuestion.SHARPNESS, re.compile(r"sharp|blur|in focus|out of focus|focused|soft\b|crisp")),
     (PhotoQuestion.NOISE, re.compile(r"nois|grain")),
     (PhotoQuestion.EXPOSURE, re.compile(r"dark|bright|exposed|exposure")),
