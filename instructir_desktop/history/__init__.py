@@ -10,14 +10,7 @@ from instructir_desktop.history.changes import (
     prepare_restoration,
     reblend,
 )
-from instructir_desktop.history.history import (
-    DEFAULT_MEMORY_LIMIT,
-    History,
-    PlannedTask,
-    Recording,
-    SavedState,
-    Step,
-)
+from instructir_desktop.history.history import DEFAULT_MEMORY_LIMIT, History, SavedState
 from instructir_desktop.history.project import (
     FORMAT_VERSION,
     ProjectContents,
@@ -27,6 +20,7 @@ from instructir_desktop.history.project import (
     read_project,
     save_project,
 )
+from instructir_desktop.history.steps import PlannedTask, Recording, Step
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from instructir_desktop.history.changes import PatchChange, detached
 
 if TYPE_CHECKING:
-    from instructir_desktop.history.history import Step
+    from instructir_desktop.history.steps import Step
 
 
 @dataclass(eq=False)
