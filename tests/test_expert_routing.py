@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from instructir_desktop.cli import main as cli
 from instructir_desktop.inference.engine import JobCancelled
+from instructir_desktop.inference.expert_routing import ExpertRouter
 from instructir_desktop.inference.expert_tiling import ExpertTiler, ExpertTiling, tile_for_memory
 from instructir_desktop.inference.requests import RestoreRequest
 from instructir_desktop.inference.runtime import Runtime
@@ -121,6 +122,35 @@ def test_tiled_matches_untiled_within_half_a_db_for_any_architecture(tmp_path, m
     as_image = lambda t: t[0].permute(1, 2, 0).numpy()  # noqa: E731
     assert abs(psnr(as_image(tiled), as_image(reference)) - psnr(as_image(whole), as_image(reference))) < 0.5
     assert psnr(as_image(tiled), as_image(whole)) > 40  # no seams
+
+
+def test_half_precision_where_the_network_allows_it_and_never_for_the_cpu_route(tmp_path):
+    # The GPU path runs experts in fp16 where spandrel says the architecture takes it. Here the
+    # same code runs on the CPU (which has fp16 kernels for these layers): the tiles go in as
+    # fp16 and come back float32 on the CPU, and the result is the float32 one to within fp16's
+    # rounding. An architecture without half support stays float32 whatever is asked.
+    span = load_expert_file(save_checkpoint(span_x(2), tmp_path / "span.pth"))
+    dn = load_expert_file(save_checkpoint(dncnn(), tmp_path / "dn.pth"))
+    image = F.avg_pool2d(torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(5)), 5, 1, 2)
+    full = ExpertTiler(span, ExpertTiling(tile=512)).restore(image)
+    seen: list[torch.dtype] = []
+    call = span._call
+
+    def recording(tile, level):
+        seen.append(tile.dtype)
+        return call(tile, level)
+
+    span._call = recording
+    half = ExpertTiler(span.to(torch.device("cpu"), torch.float16), ExpertTiling(tile=512)).restore(image)
+    assert span.dtype == torch.float16 and seen == [torch.float16]
+    assert half.dtype == torch.float32 and half.device.type == "cpu"
+    as_image = lambda t: t[0].permute(1, 2, 0).numpy()  # noqa: E731
+    assert 45 < psnr(as_image(half), as_image(full)) < 200  # rounded, not the float32 result itself
+    assert dn.to(torch.device("cpu"), torch.float16).dtype == torch.float32
+    # The router keeps every expert float32 on the CPU, whatever precision the engine runs at.
+    router = ExpertRouter(None)
+    router.place(torch.device("cpu"), torch.float16, None)
+    assert router.dtype == torch.float32
 
 
 def test_padding_to_the_size_multiple_is_cropped_away(tmp_path):
