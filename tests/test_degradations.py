@@ -22,6 +22,7 @@ from instructir_desktop.training.degradations import (
     convolve,
     degrade,
     degrade_mixed,
+    depth_proxy,
     disc_kernels,
     downscale_upscale,
     flatten_colours,
@@ -189,6 +190,22 @@ def test_haze_brightens_and_lowers_contrast(clean: torch.Tensor) -> None:
         mean, std, grad = float(hazy.mean()), float(hazy.std()), gradient_energy(hazy)
         assert mean > previous_mean and std < previous_std and grad < previous_grad, f"level {level}"
         previous_mean, previous_std, previous_grad = mean, std, grad
+
+
+def test_a_training_patchs_depth_spans_only_its_window_of_the_photo() -> None:
+    # A 64 px patch standing for a window of a photo 6 times larger per side covers at most a
+    # sixth of the photo's top-to-bottom ramp (0.9 of the depth scale at most, with the tilt), so
+    # on a flat patch (no brightness cue) its depth varies by a small fraction of the photo's.
+    flat = torch.full((16, 3, 64, 64), 0.3)
+    whole = depth_proxy(flat, gen(21))
+    window = depth_proxy(flat, gen(21), torch.full((16,), 6.0))
+    spread = lambda d: d.amax(dim=(1, 2, 3)) - d.amin(dim=(1, 2, 3))  # noqa: E731
+    assert torch.allclose(spread(whole), torch.ones(16))  # the whole photo: near to far
+    assert float(spread(window).max()) < 0.35 and float(window.min()) >= 0 and float(window.max()) <= 1
+    # Still farther towards the top of the window, as in the photo.
+    assert (window[..., :8, :].mean(dim=(1, 2, 3)) > window[..., -8:, :].mean(dim=(1, 2, 3))).float().mean() > 0.8
+    # Windows from different parts of the photo: some mostly near, some mostly far.
+    assert float(window.mean(dim=(1, 2, 3)).max() - window.mean(dim=(1, 2, 3)).min()) > 0.3
 
 
 def test_haze_is_thicker_far_away_at_the_top() -> None:

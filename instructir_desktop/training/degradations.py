@@ -296,31 +296,67 @@ def _low_frequency_noise(n: int, height: int, width: int, generator: torch.Gener
     return F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
 
 
-def depth_proxy(clean: Tensor, generator: torch.Generator) -> Tensor:
-    """A plausible relative depth in [0, 1] (1 = far): higher in the frame and brighter is farther."""
+def depth_proxy(clean: Tensor, generator: torch.Generator, frame: Tensor | None = None) -> Tensor:
+    """A plausible relative depth in [0, 1] (1 = far): higher in the frame and brighter is farther.
+
+    ``frame`` (N,): how many times larger than the image the photo it was cut from is, per side
+    (None or 1: the image is the whole photo). A training patch is a small window of a photo, so
+    its depth spans only the part of the photo's near-to-far range that the window covers; a patch
+    that always spanned the whole range would teach haze that thickens from clear to dense within
+    a hundred pixels, which no photo has.
+    """
     n, _, height, width = clean.shape
     device = clean.device
-    rows = torch.linspace(1, 0, height, device=device).view(1, 1, height, 1)
-    cols = torch.linspace(-0.5, 0.5, width, device=device).view(1, 1, 1, width)
-    tilt = _per_sample(_uniform(n, -0.3, 0.3, generator, None))
-    ramp = rows + tilt * cols
-    smooth_brightness = F.avg_pool2d(luminance(clean), 9, stride=1, padding=4, count_include_pad=False)
     weights = _rand((n, 3), generator) * torch.tensor([0.6, 0.3, 0.3], device=device) + torch.tensor(
         [0.4, 0.05, 0.05], device=device
     )
+    smooth_brightness = F.avg_pool2d(luminance(clean), 9, stride=1, padding=4, count_include_pad=False)
+    if frame is None:
+        rows = torch.linspace(1, 0, height, device=device).view(1, 1, height, 1)
+        cols = torch.linspace(-0.5, 0.5, width, device=device).view(1, 1, 1, width)
+        tilt = _per_sample(_uniform(n, -0.3, 0.3, generator, None))
+        ramp = rows + tilt * cols
+        large_scale = _low_frequency_noise(n, height, width, generator)
+        depth = (
+            weights[:, 0].view(-1, 1, 1, 1) * ramp
+            + weights[:, 1].view(-1, 1, 1, 1) * large_scale
+            + weights[:, 2].view(-1, 1, 1, 1) * smooth_brightness
+        )
+        low = depth.amin(dim=(2, 3), keepdim=True)
+        high = depth.amax(dim=(2, 3), keepdim=True)
+        return (depth - low) / (high - low).clamp_min(1e-6)
+    # The window's place in the photo, in the photo's [0, 1] coordinates.
+    extent = 1 / frame.clamp_min(1.0)
+    top = _rand((n,), generator) * (1 - extent)
+    left = _rand((n,), generator) * (1 - extent)
+    across_y = torch.linspace(0, 1, height, device=device).view(1, height, 1)
+    across_x = torch.linspace(0, 1, width, device=device).view(1, 1, width)
+    photo_y = top.view(-1, 1, 1) + extent.view(-1, 1, 1) * across_y  # (N, H, 1), 0 = top of the photo
+    photo_x = left.view(-1, 1, 1) + extent.view(-1, 1, 1) * across_x  # (N, 1, W)
+    tilt = _uniform(n, -0.3, 0.3, generator, None).view(-1, 1, 1)
+    ramp = (1 - photo_y) + tilt * (photo_x - 0.5)  # in [-0.15, 1.15] over the photo
+    # The photo's coarse depth variation, sampled where the window lies (grid_sample's [-1, 1]).
+    coarse = _rand((n, 1, 6, 6), generator)
+    grid = torch.stack([(photo_x * 2 - 1).expand(n, height, width), (photo_y * 2 - 1).expand(n, height, width)], -1)
+    large_scale = F.grid_sample(coarse, grid, mode="bicubic", padding_mode="border", align_corners=False)
     depth = (
-        weights[:, 0].view(-1, 1, 1, 1) * ramp
-        + weights[:, 1].view(-1, 1, 1, 1) * _low_frequency_noise(n, height, width, generator)
+        weights[:, 0].view(-1, 1, 1, 1) * (ramp.unsqueeze(1) + 0.15) / 1.3
+        + weights[:, 1].view(-1, 1, 1, 1) * large_scale.clamp(0, 1)
         + weights[:, 2].view(-1, 1, 1, 1) * smooth_brightness
     )
-    low = depth.amin(dim=(2, 3), keepdim=True)
-    high = depth.amax(dim=(2, 3), keepdim=True)
-    return (depth - low) / (high - low).clamp_min(1e-6)
+    return (depth / weights.sum(dim=1).view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+# How much larger than a training patch the photo it stands for is, per side (log-uniform draw).
+HAZE_FRAME_RANGE = (1.0, 6.0)
 
 
 def haze(clean: Tensor, generator: torch.Generator, level: float | None = None) -> Tensor:
     n = clean.shape[0]
-    depth = depth_proxy(clean, generator)
+    # A fixed level is an evaluation on whole photos; random levels are training patches, each a
+    # window of a larger photo.
+    frame = None if level is not None else _log_uniform(n, *HAZE_FRAME_RANGE, generator, None)
+    depth = depth_proxy(clean, generator, frame)
     t_near = _per_sample(_uniform(n, 0.95, 0.6, generator, level))
     t_far = _per_sample(_uniform(n, 0.5, 0.08, generator, level))
     transmission = t_near ** (1 - depth) * t_far**depth
