@@ -7,6 +7,7 @@ same decision serves the chat, ``interpret --json`` and ``restore`` (``instructi
     python benchmarks/bench_intent.py --threshold 0.5    # another "ask below" setting
     PYTHONPATH=/path/to/other/checkout python benchmarks/bench_intent.py   # another version's code
     python benchmarks/bench_intent.py --wrong            # list the lines it gets wrong
+    python benchmarks/bench_intent.py --text-head FILE   # another text head with the bundled encoder
 
 It runs in about a minute on two CPU cores (the sentence encoder reads every line once).
 """
@@ -23,6 +24,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threshold", type=float, help="confidence below which a guess is only offered")
     parser.add_argument("--split", default="heldout", choices=("heldout", "train"))
+    parser.add_argument("--text-head", help="a text-head file instead of the bundled model's")
     parser.add_argument("--wrong", action="store_true", help="print each line the plan gets wrong")
     args = parser.parse_args()
 
@@ -31,7 +33,7 @@ def main() -> int:
     from instructir_desktop.training.corpus import load_corpus
 
     started = time.perf_counter()
-    interpreter = load_interpreter()
+    interpreter = load_interpreter(args.text_head)
     lines = load_corpus().select(split=args.split)
     options = {}
     if args.threshold is not None:

@@ -142,13 +142,17 @@ def test_counts_per_class_and_split(corpus: InstructionCorpus) -> None:
         lines = corpus.select(label=task)
         train = corpus.select(split="train", label=task)
         heldout = corpus.select(split="heldout", label=task)
+        # The held-out split is a fixed measuring stick: the training split grows (issue 14), so the
+        # held-out share falls; what must hold is enough held-out lines per class to measure with.
         assert len(lines) >= 115, task
-        assert len(train) >= 80, task
-        assert 0.18 <= len(heldout) / len(lines) <= 0.30, (task, len(heldout), len(lines))
+        assert len(train) >= 160, task
+        assert len(heldout) >= 25, task
+        assert 0.10 <= len(heldout) / len(lines) <= 0.30, (task, len(heldout), len(lines))
     none_lines = corpus.select(label=NONE_CLASS)
     assert len(none_lines) >= 200
-    assert len(corpus.select(split="train", label=NONE_CLASS)) >= 150
-    assert 0.18 <= len(corpus.select(split="heldout", label=NONE_CLASS)) / len(none_lines) <= 0.30
+    assert len(corpus.select(split="train", label=NONE_CLASS)) >= 300
+    assert len(corpus.select(split="heldout", label=NONE_CLASS)) >= 50
+    assert 0.10 <= len(corpus.select(split="heldout", label=NONE_CLASS)) / len(none_lines) <= 0.30
 
 
 def test_no_duplicate_texts_anywhere(corpus: InstructionCorpus) -> None:

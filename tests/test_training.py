@@ -46,7 +46,7 @@ from instructir_desktop.training.text_data import (
     encode_corpus,
     encode_texts,
 )
-from instructir_desktop.training.text_head import evaluate_text_head, train_text_head
+from instructir_desktop.training.text_head import evaluate_text_head, retrain_classifier, train_text_head
 from instructir_desktop.training.trainer import (
     TrainConfig,
     budget_used,
@@ -360,6 +360,29 @@ def test_text_head_learns_separable_classes() -> None:
 
     untrained = evaluate_text_head(TextHead(384, 64, len(CLASS_NAMES)).eval(), heldout)
     assert untrained.accuracy < 0.6
+
+
+def test_retraining_the_classifier_keeps_the_embedding_bit_for_bit() -> None:
+    """The image network is conditioned on fc1's embeddings: a new class decision must leave them alone."""
+    train = _clustered_corpus(30, "train", seed=1)
+    heldout = _clustered_corpus(10, "heldout", seed=2)
+    torch.manual_seed(5)
+    frozen = TextHead(384, 64, len(CLASS_NAMES)).eval()  # a fixed projection, a classifier that knows nothing
+    before = {name: tensor.clone() for name, tensor in frozen.state_dict().items()}
+    assert evaluate_text_head(frozen, heldout).accuracy < 0.6
+
+    retrained = retrain_classifier(frozen, train, epochs=60)
+    assert evaluate_text_head(retrained, heldout).accuracy >= 0.95
+    assert torch.equal(retrained.fc1.weight, before["fc1.weight"]) and torch.equal(
+        retrained.fc1.bias, before["fc1.bias"]
+    )
+    assert not torch.equal(retrained.fc2.weight, before["fc2.weight"])
+    vectors = torch.from_numpy(heldout.vectors)
+    with torch.inference_mode():
+        assert torch.equal(retrained(vectors)[0], frozen(vectors)[0])
+    # The head passed in is not modified.
+    assert all(torch.equal(frozen.state_dict()[name], tensor) for name, tensor in before.items())
+    assert retrained.fc1.weight.requires_grad
 
 
 def test_encode_texts_uses_the_disk_cache(tmp_path: Path) -> None:

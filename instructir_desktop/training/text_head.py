@@ -74,3 +74,40 @@ def evaluate_text_head(head: TextHead, data: EncodedCorpus) -> HeadReport:
         name: float(confusion[i, i] / confusion[i].sum()) for i, name in enumerate(CLASS_NAMES) if confusion[i].sum()
     }
     return HeadReport(float((predicted == data.labels).mean()), per_class, confusion, len(data.labels))
+
+
+def retrain_classifier(
+    head: TextHead,
+    train: EncodedCorpus,
+    epochs: int = 300,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-3,
+    vector_noise: float = 0.02,
+    seed: int = 0,
+) -> TextHead:
+    """A copy of ``head`` whose ``fc2`` is trained again on ``train`` while ``fc1`` stays exactly as it is.
+
+    The image network is conditioned on ``fc1``'s embeddings, so a better class decision must not
+    move them: only the classifier on top learns from a grown corpus.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    retrained = TextHead(head.fc1.in_features, head.fc1.out_features, len(CLASS_NAMES))
+    retrained.fc1.load_state_dict(head.fc1.state_dict())
+    retrained.fc1.requires_grad_(False)
+    vectors = torch.from_numpy(train.vectors)
+    labels = torch.from_numpy(train.labels)
+    counts = torch.bincount(labels, minlength=len(CLASS_NAMES)).float().clamp_min(1)
+    class_weights = counts.sum() / (counts * len(CLASS_NAMES))
+    optimizer = torch.optim.AdamW(retrained.fc2.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+    for _ in range(epochs):
+        noisy = F.normalize(vectors + vector_noise * torch.randn(vectors.shape, generator=generator), dim=-1)
+        _, logits = retrained(noisy)
+        loss = F.cross_entropy(logits, labels, weight=class_weights, label_smoothing=0.05)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    retrained.fc1.requires_grad_(True)
+    return retrained.eval()
