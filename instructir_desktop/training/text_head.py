@@ -44,12 +44,25 @@ def train_text_head(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = TextHead(train.vectors.shape[1], embedding_dim, len(CLASS_NAMES))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    _fit(head, optimizer, train, epochs, vector_noise, generator)
+    return head.eval()
+
+
+def _fit(
+    head: TextHead,
+    optimizer: torch.optim.Optimizer,
+    train: EncodedCorpus,
+    epochs: int,
+    vector_noise: float,
+    generator: torch.Generator,
+) -> None:
+    """Full-batch training of what ``optimizer`` holds, cosine schedule, class-balanced loss."""
     vectors = torch.from_numpy(train.vectors)
     labels = torch.from_numpy(train.labels)
     # Balance the classes: none has more lines than any task.
     counts = torch.bincount(labels, minlength=len(CLASS_NAMES)).float().clamp_min(1)
     class_weights = counts.sum() / (counts * len(CLASS_NAMES))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     head.train()
     for _ in range(epochs):
@@ -60,7 +73,6 @@ def train_text_head(
         loss.backward()
         optimizer.step()
         schedule.step()
-    return head.eval()
 
 
 def evaluate_text_head(head: TextHead, data: EncodedCorpus) -> HeadReport:
@@ -95,19 +107,7 @@ def retrain_classifier(
     retrained = TextHead(head.fc1.in_features, head.fc1.out_features, len(CLASS_NAMES))
     retrained.fc1.load_state_dict(head.fc1.state_dict())
     retrained.fc1.requires_grad_(False)
-    vectors = torch.from_numpy(train.vectors)
-    labels = torch.from_numpy(train.labels)
-    counts = torch.bincount(labels, minlength=len(CLASS_NAMES)).float().clamp_min(1)
-    class_weights = counts.sum() / (counts * len(CLASS_NAMES))
     optimizer = torch.optim.AdamW(retrained.fc2.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    for _ in range(epochs):
-        noisy = F.normalize(vectors + vector_noise * torch.randn(vectors.shape, generator=generator), dim=-1)
-        _, logits = retrained(noisy)
-        loss = F.cross_entropy(logits, labels, weight=class_weights, label_smoothing=0.05)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    _fit(retrained, optimizer, train, epochs, vector_noise, generator)
     retrained.fc1.requires_grad_(True)
     return retrained.eval()
