@@ -4,6 +4,7 @@ app's decision uses it without moving the embedding that conditions the image ne
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,13 @@ import torch
 from safetensors.numpy import save_file
 
 from instructir_desktop.model.lexical import LexicalClassifier, load_lexical_classifier
-from instructir_desktop.model.registry import LEXICAL_FILE, bundled_model_folder, load_lexical, spec_from_folder
+from instructir_desktop.model.registry import (
+    LEXICAL_FILE,
+    bundled_model_folder,
+    load_lexical,
+    load_model,
+    spec_from_folder,
+)
 from instructir_desktop.model.tasks import CLASS_NAMES
 from instructir_desktop.model.text import InstructionEncoder, TextHead
 from instructir_desktop.model.weights import WeightsError
@@ -83,6 +90,24 @@ def test_a_decision_for_other_classes_is_refused(tmp_path) -> None:
     path = _tiny_classifier().save(tmp_path / LEXICAL_FILE)
     with pytest.raises(WeightsError, match="not the text head's"):
         load_lexical(path, ("denoise", "deblur", "derain", "dehaze", "lowlight", "enhance", "none", "upscale"))
+
+
+def test_a_model_folder_loads_its_ngram_decision_only_when_it_has_one(tmp_path) -> None:
+    from test_model import _write_model_folder
+
+    folder = tmp_path / "model"
+    _write_model_folder(folder)
+    assert load_model(spec_from_folder(folder)).lexical is None
+    classifier = _tiny_classifier()
+    classifier.save(folder / LEXICAL_FILE)
+    loaded = load_model(spec_from_folder(folder)).lexical
+    assert loaded is not None
+    np.testing.assert_array_equal(loaded.probabilities(["brigthen"]), classifier.probabilities(["brigthen"]))
+    # The classes in another order would shift every probability onto the wrong task.
+    upscale_last = (*CLASS_NAMES[:6], "none", "upscale")
+    replace(classifier, classes=upscale_last).save(folder / LEXICAL_FILE)
+    with pytest.raises(WeightsError, match=rf"^{LEXICAL_FILE}: its classes"):
+        load_model(spec_from_folder(folder))
 
 
 class _FixedEncoder:
