@@ -134,7 +134,13 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_wheel_carries_the_model_icons_and_desktop_files(built_wheel: Path) -> None:
     names = set(zipfile.ZipFile(built_wheel).namelist())
-    for part in ("image.safetensors", "text_head.safetensors", "model.json", "MODEL_CARD.md"):
+    for part in (
+        "image.safetensors",
+        "text_head.safetensors",
+        "intent_lexical.safetensors",
+        "model.json",
+        "MODEL_CARD.md",
+    ):
         assert f"instructir_desktop/model/bundled/{part}" in names
     data = next(n.split("/data/")[0] for n in names if ".data/data/" in n) + "/data/"
     shipped_icons = {Path(n).name for n in names if n.startswith(data + "share/instructir-desktop/icons/")}

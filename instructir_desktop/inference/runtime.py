@@ -39,6 +39,7 @@ from instructir_desktop.instructions.interpret import Interpretation, Interprete
 from instructir_desktop.model.registry import (
     LoadedModel,
     default_model_spec,
+    load_lexical,
     load_model,
     load_text_head,
     spec_from_files,
@@ -77,7 +78,7 @@ class Runtime:
         self.model = model
         # Which network runs each step: the task's default in the store, or ``forced_model``.
         self.router = ExpertRouter(store, forced_model)
-        self.instruction_encoder = InstructionEncoder(encoder, model.head)
+        self.instruction_encoder = InstructionEncoder(encoder, model.head, lexical=model.lexical)
         self.interpreter = Interpreter(self.instruction_encoder, model.classes)
         self.notices: list[str] = []
         # What preparing the backend had to say (say, ONNX Runtime export failed, torch runs it).
@@ -307,7 +308,9 @@ def load_runtime(
 def load_interpreter(
     text_head: str | None = None, encoder_folder: str | None = None, encoder: SentenceEncoder | None = None
 ) -> Interpreter:
-    """Only what reading instructions needs (encoder + text head), without the image network."""
+    """Only what reading instructions needs (encoder, text head and the bundled model's n-gram
+    decision), without the image network. A ``text_head`` given by hand decides alone."""
+    lexical = None
     if text_head:
         head, classes = load_text_head(text_head)
         default_encoder = None
@@ -316,7 +319,8 @@ def load_interpreter(
         if spec.text_head is None:
             raise WeightsError(f"{spec.name}: no text head file; pass --text-head FILE")
         head, classes = load_text_head(spec.text_head, spec.classes)
+        lexical = load_lexical(spec.lexical, classes)
         default_encoder = spec.encoder
     if encoder is None:
         encoder = SentenceTransformerEncoder(encoder_folder or default_encoder)
-    return Interpreter(InstructionEncoder(encoder, head), classes)
+    return Interpreter(InstructionEncoder(encoder, head, lexical=lexical), classes)

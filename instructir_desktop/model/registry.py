@@ -2,7 +2,9 @@
 published InstructIR checkpoint pair for users who own those files.
 
 A model folder holds ``image.safetensors`` (the image network), ``text_head.safetensors`` and
-``model.json`` (id, name, network shape, class order, text encoder). A folder with the published
+``model.json`` (id, name, network shape, class order, text encoder), and optionally
+``intent_lexical.safetensors`` (a character n-gram classifier whose probabilities are averaged with
+the head's for the class decision). A folder with the published
 ``im_instructir-7d.pt`` / ``lm_instructir-7d.pt`` pair is recognised too.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from instructir_desktop.model.lexical import LexicalClassifier, load_lexical_classifier
 from instructir_desktop.model.network import InstructIRNet, NetworkConfig, detect_config
 from instructir_desktop.model.store import BUNDLED_MODEL_ID
 from instructir_desktop.model.tasks import CLASS_NAMES, TASKS
@@ -27,6 +30,7 @@ from instructir_desktop.model.weights import WeightsError, load_state_dict, save
 
 IMAGE_FILE = "image.safetensors"
 HEAD_FILE = "text_head.safetensors"
+LEXICAL_FILE = "intent_lexical.safetensors"
 MANIFEST_FILE = "model.json"
 PUBLISHED_IMAGE_FILE = "im_instructir-7d.pt"
 PUBLISHED_HEAD_FILE = "lm_instructir-7d.pt"
@@ -49,6 +53,7 @@ class ModelSpec:
     encoder: str | None = None  # sentence-transformers folder; None = packaged default
     classes: tuple[str, ...] = CLASS_NAMES
     info: Mapping[str, Any] = field(default_factory=dict)
+    lexical: Path | None = None  # the n-gram half of the class decision, when the folder has one
 
 
 # A task whose measured gain is below this is one the model does little for: the chat says so.
@@ -89,6 +94,7 @@ class LoadedModel:
     network: InstructIRNet
     head: TextHead
     classes: tuple[str, ...]
+    lexical: LexicalClassifier | None = None
 
     @property
     def config(self) -> NetworkConfig:
@@ -132,6 +138,7 @@ def spec_from_folder(folder: str | os.PathLike[str], source: str = "folder") -> 
         else encoder,
         classes=tuple(manifest.get("classes", CLASS_NAMES)),
         info=manifest,
+        lexical=root / LEXICAL_FILE if (root / LEXICAL_FILE).is_file() else None,
     )
 
 
@@ -234,7 +241,20 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             f"text head gives {head.fc1.out_features}-d embeddings "
             f"but the image network expects {network.config.text_dim}"
         )
-    return LoadedModel(spec, network, head, classes)
+    return LoadedModel(spec, network, head, classes, load_lexical(spec.lexical, classes))
+
+
+def load_lexical(path: Path | None, classes: Sequence[str]) -> LexicalClassifier | None:
+    """The folder's n-gram decision, checked to name the head's classes in the head's order."""
+    if path is None:
+        return None
+    lexical = load_lexical_classifier(path)
+    if lexical.classes != tuple(classes):
+        raise WeightsError(
+            f"{path.name}: its classes ({', '.join(lexical.classes)}) are not the text head's "
+            f"({', '.join(classes)}); remove it or use the one that came with the model"
+        )
+    return lexical
 
 
 def load_text_head(

