@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import random
+import shutil
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,7 +23,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from instructir_desktop.model.network import InstructIRNet, NetworkConfig
-from instructir_desktop.model.registry import HEAD_FILE, load_model, spec_from_folder
+from instructir_desktop.model.registry import (
+    HEAD_FILE,
+    LEXICAL_FILE,
+    bundled_model_folder,
+    load_model,
+    spec_from_folder,
+)
 from instructir_desktop.model.tasks import CLASS_NAMES, TASKS
 from instructir_desktop.model.text import TextHead
 from instructir_desktop.model.weights import load_state_dict, save_state_dict
@@ -239,10 +246,16 @@ def test_training_reuses_a_given_text_head_and_refuses_a_seven_class_one(
         raise AssertionError("the text head was retrained although one was given")
 
     monkeypatch.setattr(trainer, "train_text_head", no_training)
+    # The head comes from a model folder with an n-gram decision: the exported model keeps both.
+    donor = tmp_path / "donor"
+    donor.mkdir()
+    shutil.copyfile(runs.straight / "text_head.safetensors", donor / HEAD_FILE)
+    bundled_lexical = bundled_model_folder() / LEXICAL_FILE
+    shutil.copyfile(bundled_lexical, donor / LEXICAL_FILE)
     config = replace(
         runs.config,
         output=str(tmp_path / "reuse"),
-        text_head=str(runs.straight / "text_head.safetensors"),
+        text_head=str(donor / HEAD_FILE),
         val_data=None,
         steps=2,
     )
@@ -252,6 +265,10 @@ def test_training_reuses_a_given_text_head_and_refuses_a_seven_class_one(
     given, _ = load_state_dict(runs.straight / "text_head.safetensors")
     exported, _ = load_state_dict(folder / HEAD_FILE)
     torch.testing.assert_close(exported["fc1.weight"], given["fc1.weight"], atol=1e-3, rtol=1e-3)
+    assert spec_from_folder(folder).lexical == folder / LEXICAL_FILE
+    assert (folder / LEXICAL_FILE).read_bytes() == bundled_lexical.read_bytes()
+    # A head trained in the run has no n-gram decision to carry.
+    assert spec_from_folder(runs.straight / "model").lexical is None
 
     seven = tmp_path / "seven.safetensors"
     save_state_dict(seven, TextHead(384, 256, len(TASKS)).state_dict())

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import signal
 import time
 import tomllib
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instructir_desktop.model.network import InstructIRNet, NetworkConfig, detect_config
-from instructir_desktop.model.registry import save_model_folder
+from instructir_desktop.model.registry import LEXICAL_FILE, save_model_folder
 from instructir_desktop.model.tasks import CANONICAL_INSTRUCTIONS, CLASS_NAMES, NONE_CLASS, TASKS
 from instructir_desktop.model.text import SentenceTransformerEncoder, TextHead
 from instructir_desktop.model.weights import load_state_dict, save_state_dict
@@ -626,6 +627,12 @@ def gap_weights(config: TrainConfig, scores: dict[str, float]) -> Tensor:
 
 def export(ema: nn.Module, head: TextHead, config: TrainConfig, folder: Path, step: int) -> Path:
     assert isinstance(ema, InstructIRNet)
+    # A head reused from a model folder keeps that folder's n-gram half of the class decision, so
+    # the exported model reads instructions exactly as the one it came from.
+    lexical = Path(config.text_head).with_name(LEXICAL_FILE) if config.text_head else None
+    if lexical is not None and lexical.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(lexical, folder / LEXICAL_FILE)
     return save_model_folder(
         folder,
         image_state=ema.state_dict(),
