@@ -254,6 +254,9 @@ def load_lexical(path: Path | None, classes: Sequence[str]) -> LexicalClassifier
             f"{path.name}: its classes ({', '.join(lexical.classes)}) are not the text head's "
             f"({', '.join(classes)}); remove it or use the one that came with the model"
         )
+    # The first reading imports scikit-learn (about a second): pay it here, while the model loads
+    # off the GUI thread, rather than on the user's first message.
+    lexical.probabilities(["warm up"])
     return lexical
 
 
