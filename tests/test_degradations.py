@@ -251,20 +251,6 @@ def test_rain_adds_light_in_near_vertical_streaks() -> None:
     assert float(mild.mean()) < float(rainy.mean())
 
 
-def test_training_rain_ranges_from_clear_air_to_a_dense_mist() -> None:
-    """Heavy-rain photos can be washed out to a mean of 0.8 by mist alone, and light rain has none:
-    training draws must cover both, or the network learns one fixed contrast stretch for all rain."""
-    black = torch.zeros(64, 3, 48, 48)
-    rainy = rain(black, gen(23))
-    # The mist lifts every pixel; streaks only some, so a sample's darkest pixels are its mist.
-    mist = luminance(rainy).flatten(1).quantile(0.02, dim=1)
-    assert float(mist.max()) > 0.45, f"densest mist {float(mist.max()):.2f}"
-    assert int((mist < 0.05).sum()) >= 8, f"only {int((mist < 0.05).sum())} of 64 draws without mist"
-    # Evaluation rows keep the lighter mist every earlier model was measured with.
-    heaviest_row = rain(black[:4], gen(23), 1.0)
-    assert float(luminance(heaviest_row).flatten(1).quantile(0.02, dim=1).max()) < 0.35
-
-
 def test_upscale_loses_detail_and_keeps_flat_images(clean: torch.Tensor) -> None:
     x2 = downscale_upscale(clean, gen(20), level=0.0, factor=2)
     x4 = downscale_upscale(clean, gen(20), level=0.0, factor=4)

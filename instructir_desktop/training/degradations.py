@@ -16,9 +16,7 @@ Ranges (chosen to look like real photos, not like textbook test patterns):
   sigma 0.6-2.6 px; a little sensor noise (sigma 0-1.5) after the blur.
 - rain: one to three streak layers, 0.04-0.4 % of pixels seeding streaks, length 15-100 px,
   width 0.4-1.3 px, within 35 degrees of vertical, brightness 0.35-1.0, composited with a
-  screen blend (streaks add light); heavier rain adds a bright veil of mist up to 0.35. Training
-  draws go further: streaks up to 1.8 px wide and a veil of 0-0.65 (heavy rain as the rain
-  model of Yang et al. 2017 writes it, O = a(B + S) + (1 - a)A, with a down to 0.35).
+  screen blend (streaks add light); heavier rain adds a bright veil of mist up to 0.35.
 - haze: I = J t + A (1 - t), t = exp(-beta d) from a depth proxy mixing a tilted vertical
   ramp (sky far away), low-frequency noise and smoothed brightness; near transmission
   0.6-0.95, far 0.08-0.5; airlight 0.75-1.0 grey with a tint of a few percent.
@@ -263,11 +261,6 @@ def blur_with_kernels(clean: Tensor, generator: torch.Generator, level: float | 
     return quantize_8bit(blurred + sensor_sigma * _randn(tuple(clean.shape), generator)), kernels
 
 
-# Training-only reach of the rain model (see rain()); evaluation levels keep the narrower ranges.
-TRAINING_RAIN_VEIL_MAX = 0.65
-TRAINING_STREAK_WIDTH_MAX = 1.8
-
-
 def rain(clean: Tensor, generator: torch.Generator, level: float | None = None) -> Tensor:
     n, _, height, width = clean.shape
     size = 101
@@ -285,23 +278,15 @@ def rain(clean: Tensor, generator: torch.Generator, level: float | None = None) 
         seeds = (_rand((n, 1, height, width), generator) < density).float()
         seeds = seeds * (0.5 + 0.5 * _rand((n, 1, height, width), generator))
         lengths = 15 + 85 * heaviness * _uniform(n, 0.3, 1.0, generator, None)
-        widths = _uniform(n, 0.4, TRAINING_STREAK_WIDTH_MAX if level is None else 1.3, generator, None)
+        widths = _uniform(n, 0.4, 1.3, generator, None)
         angles = base_angle + _uniform(n, -math.radians(8), math.radians(8), generator, None)
         streaks = convolve(seeds, streak_kernels(lengths, widths, angles, size))
         brightness = _per_sample(_uniform(n, 0.35, 1.0, generator, None if level is None else 0.7))
         rain_light = rain_light + active * brightness * streaks.clamp(0, 1)
     rain_light = rain_light.clamp(0, 1)
     rainy = 1 - (1 - clean) * (1 - rain_light)
-    # Heavy rain also scatters light into a bright mist over the whole frame. A fixed level is an
-    # evaluation row and keeps the mist it has always had, so its numbers stay comparable across
-    # models. Training draws reach far denser mist, from none at all up to TRAINING_RAIN_VEIL_MAX,
-    # so the network must judge the mist from the photo: with a mist that always grew with the
-    # streaks it learnt to stretch every rainy photo's contrast, darkening light rain and barely
-    # touching photos washed out to a mean of 0.8 (heavy-rain benchmarks have both).
-    if level is None:
-        veil = _per_sample(TRAINING_RAIN_VEIL_MAX * heaviness.sqrt() * _rand((n,), generator))
-    else:
-        veil = _per_sample(0.35 * heaviness * _uniform(n, 0.2, 1.0, generator, 0.6))
+    # Heavy rain also scatters light into a bright mist over the whole frame.
+    veil = _per_sample(0.35 * heaviness * _uniform(n, 0.2, 1.0, generator, None if level is None else 0.6))
     veil_colour = _per_sample(_uniform(n, 0.7, 0.95, generator, None if level is None else 0.5))
     return quantize_8bit(rainy * (1 - veil) + veil_colour * veil)
 
