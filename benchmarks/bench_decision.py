@@ -22,7 +22,6 @@ from collections.abc import Callable
 import numpy as np
 
 FOLDS = 5
-NONE_INDEX = 7  # CLASS_NAMES[-1]
 
 # rows to predict -> their class probabilities
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -45,7 +44,7 @@ def main() -> int:
     from instructir_desktop.model.tasks import CLASS_NAMES
     from instructir_desktop.model.text import SentenceTransformerEncoder
     from instructir_desktop.training.corpus import load_corpus
-    from instructir_desktop.training.text_data import EncodedCorpus, augmented, encode_corpus
+    from instructir_desktop.training.text_data import EncodedCorpus, augmented, balanced_class_weights, encode_corpus
     from instructir_desktop.training.text_head import train_text_head
 
     started = time.perf_counter()
@@ -77,8 +76,7 @@ def main() -> int:
     heldout_rows = np.arange(4 * n, len(texts))
 
     def balanced(rows: np.ndarray) -> np.ndarray:
-        counts = np.bincount(labels[rows], minlength=len(CLASS_NAMES)).astype(float)
-        return (counts.sum() / (len(CLASS_NAMES) * counts))[labels[rows]]
+        return balanced_class_weights(labels[rows])[labels[rows]]
 
     def sentence_classifier(fit: np.ndarray) -> Predictor:
         model = LogisticRegression(C=10.0, max_iter=2000)
@@ -145,10 +143,12 @@ def main() -> int:
             kept_groups = set(groups[originals[kept]])
             fit = np.array([row for row in all_training if groups[row] in kept_groups])
             predicted[originals[left_out]] = candidate(fit)(originals[left_out]).argmax(axis=1)
-        cells = [_accuracy(predicted[originals], labels[originals])]
+        cells = [_accuracy(predicted[originals], labels[originals], CLASS_NAMES.index("none"))]
         if args.heldout:
             predict = candidate(all_training)
-            cells.append(_accuracy(predict(heldout_rows).argmax(axis=1), labels[heldout_rows]))
+            cells.append(
+                _accuracy(predict(heldout_rows).argmax(axis=1), labels[heldout_rows], CLASS_NAMES.index("none"))
+            )
             cells.append(f"{_milliseconds_per_line(predict, heldout_rows):.2f}")
         print(f"| {name} | {' | '.join(cells)} |", flush=True)
     if args.heldout:
@@ -168,9 +168,9 @@ def _milliseconds_per_line(predict: Predictor, rows: np.ndarray) -> float:
     return (time.perf_counter() - clock) * 1000 / len(rows)
 
 
-def _accuracy(predicted: np.ndarray, truth: np.ndarray) -> str:
+def _accuracy(predicted: np.ndarray, truth: np.ndarray, none_index: int) -> str:
     overall = (predicted == truth).mean() * 100
-    none = (predicted[truth == NONE_INDEX] == NONE_INDEX).mean() * 100
+    none = (predicted[truth == none_index] == none_index).mean() * 100
     return f"{overall:.1f} % / {none:.1f} %"
 
 

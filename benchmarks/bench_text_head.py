@@ -6,7 +6,6 @@ is conditioned on ``fc1``'s embeddings, so they must not move).
     python benchmarks/bench_text_head.py                      # compare, write nothing
     python benchmarks/bench_text_head.py --save FILE          # also write the retrained head
     python benchmarks/bench_text_head.py --save-lexical FILE  # train the n-gram classifier again, write it
-    python benchmarks/bench_text_head.py --intent-classifier  # also a linear classifier on the 384-d vectors
 
 It prints the per-class accuracy on the corpus's held-out lines (never the lines themselves). The
 corpus vectors are cached under ``--cache`` (encoding ~7,000 lines takes about two minutes on two
@@ -25,11 +24,9 @@ def main() -> int:
     parser.add_argument("--save-lexical", help="train the character n-gram classifier and write it to this file")
     parser.add_argument("--cache", default="runs/text-head-cache", help="folder for the cached sentence vectors")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--intent-classifier", action="store_true", help="also measure a linear classifier on 384-d")
     args = parser.parse_args()
 
     import torch
-    import torch.nn.functional as F
 
     from instructir_desktop.model.registry import default_model_spec, load_lexical, load_text_head
     from instructir_desktop.model.tasks import CLASS_NAMES
@@ -63,37 +60,12 @@ def main() -> int:
         lexicals["bundled head + character n-grams trained now"] = train_lexical_classifier(with_variants)
     for title, lexical in lexicals.items():
         if lexical is not None:
-            mean = (head_probabilities + lexical.probabilities(heldout.texts)) / 2
+            decision = lexical.blend(head_probabilities, heldout.texts)
             print(f"\n{title} (mean of the probabilities):")
-            print(evaluate_decisions(mean.argmax(axis=1), heldout).to_markdown())
+            print(evaluate_decisions(decision.argmax(axis=1), heldout).to_markdown())
     retrained = retrain_classifier(bundled.float(), with_variants, seed=args.seed)
     print("\nfc2 retrained on this corpus, fc1 frozen:")
     print(evaluate_text_head(retrained, heldout).to_markdown())
-
-    if args.intent_classifier:
-        # Option (b) of issue 14: a separate classifier on the sentence vectors, skipping fc1.
-        generator = torch.Generator().manual_seed(args.seed)
-        torch.manual_seed(args.seed)
-        linear = torch.nn.Linear(train.vectors.shape[1], len(CLASS_NAMES))
-        vectors, labels = torch.from_numpy(with_variants.vectors), torch.from_numpy(with_variants.labels)
-        counts = torch.bincount(labels, minlength=len(CLASS_NAMES)).float()
-        weights = counts.sum() / (counts * len(CLASS_NAMES))
-        optimizer = torch.optim.AdamW(linear.parameters(), lr=1e-2, weight_decay=1e-2)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 300)
-        for _ in range(300):
-            noisy = F.normalize(vectors + 0.02 * torch.randn(vectors.shape, generator=generator), dim=-1)
-            loss = F.cross_entropy(linear(noisy), labels, weight=weights, label_smoothing=0.05)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        with torch.inference_mode():
-            predicted = linear(torch.from_numpy(heldout.vectors)).argmax(-1).numpy()
-        right = predicted == heldout.labels
-        per_class = " | ".join(
-            f"{name} {right[heldout.labels == i].mean() * 100:.1f} %" for i, name in enumerate(CLASS_NAMES)
-        )
-        print(f"\nlinear intent classifier on the 384-d vectors: all {right.mean() * 100:.1f} % ({per_class})")
 
     if args.save:
         # fc1 is copied from the bundled file (float16 there), so saving in float16 keeps it bit for bit.

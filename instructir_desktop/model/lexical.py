@@ -63,6 +63,11 @@ class LexicalClassifier:
         exponentials = np.exp(logits)
         return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
 
+    def blend(self, head_probabilities: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """The class decision: the mean of the text head's probabilities and these. Equal weights
+        were chosen on training lines (benchmarks/bench_decision.py)."""
+        return ((head_probabilities + self.probabilities(texts)) / 2).astype(np.float32)
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         from safetensors.numpy import save_file
 

@@ -173,7 +173,7 @@ class InstructionEncoder:
                 embeddings, logits = self.head(sentences)
                 probabilities = torch.softmax(logits, dim=-1)
             if self.lexical is not None:
-                probabilities = (probabilities + torch.from_numpy(self.lexical.probabilities(missing))) / 2
+                probabilities = torch.from_numpy(self.lexical.blend(probabilities.float().numpy(), missing))
             for key, embedding, probability in zip(missing, embeddings, probabilities, strict=True):
                 found[key] = EncodedInstruction(key, embedding.numpy().copy(), probability.numpy().copy())
             with self._lock:

@@ -6,7 +6,7 @@ import numpy as np
 
 from instructir_desktop.model.lexical import DEFAULT_SETTINGS, LexicalClassifier
 from instructir_desktop.model.tasks import CLASS_NAMES
-from instructir_desktop.training.text_data import EncodedCorpus
+from instructir_desktop.training.text_data import EncodedCorpus, balanced_class_weights
 
 # Chosen on the training split with whole (class, voice) groups left out
 # (benchmarks/bench_decision.py), never on the held-out lines.
@@ -31,7 +31,7 @@ def train_lexical_classifier(train: EncodedCorpus) -> LexicalClassifier:
     if (counts == 0).any():
         missing = [name for name, count in zip(CLASS_NAMES, counts, strict=True) if count == 0]
         raise ValueError(f"no training lines for {', '.join(missing)}")
-    weights = (counts.sum() / (len(CLASS_NAMES) * counts))[train.labels]
+    weights = balanced_class_weights(train.labels)[train.labels]
     model = LogisticRegression(C=INVERSE_REGULARISATION, max_iter=3000)
     model.fit(features, train.labels, sample_weight=weights)
     vocabulary = vectoriser.get_feature_names_out().tolist()

@@ -17,6 +17,13 @@ from instructir_desktop.model.text import SentenceEncoder
 from instructir_desktop.training.corpus import InstructionCorpus
 
 
+def balanced_class_weights(labels: np.ndarray) -> np.ndarray:
+    """A weight per class (float64, CLASS_NAMES order) that gives every class the same total:
+    ``none`` and the tasks have different numbers of lines. A class without lines weighs as one line."""
+    counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
+    return counts.sum() / (np.maximum(counts, 1) * len(CLASS_NAMES))
+
+
 @dataclass(frozen=True)
 class EncodedCorpus:
     texts: tuple[str, ...]

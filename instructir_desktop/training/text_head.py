@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from instructir_desktop.model.tasks import CLASS_NAMES
 from instructir_desktop.model.text import TextHead
-from instructir_desktop.training.text_data import EncodedCorpus
+from instructir_desktop.training.text_data import EncodedCorpus, balanced_class_weights
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,7 @@ def _fit(
     """Full-batch training of what ``optimizer`` holds, cosine schedule, class-balanced loss."""
     vectors = torch.from_numpy(train.vectors)
     labels = torch.from_numpy(train.labels)
-    # Balance the classes: none has more lines than any task.
-    counts = torch.bincount(labels, minlength=len(CLASS_NAMES)).float().clamp_min(1)
-    class_weights = counts.sum() / (counts * len(CLASS_NAMES))
+    class_weights = torch.from_numpy(balanced_class_weights(train.labels)).float()
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     head.train()
     for _ in range(epochs):
