@@ -389,3 +389,11 @@ def test_contact_sheet_of_every_degradation(tmp_path: Path) -> None:
         for column in range(1, 1 + len(levels)):
             tile = band[:, column * tile_w : (column + 1) * tile_w].astype(int)
             assert np.abs(tile - clean_tile).mean() > 0.5, f"{task} column {column} looks clean"
+
+
+def test_training_rain_includes_downpours() -> None:
+    grey = torch.full((64, 3, 64, 64), 0.4)
+    added = (rain(grey, gen(23)) - grey).mean(dim=(1, 2, 3))
+    # Dense rain lifts a photo by 0.15 or more: at least a quarter of training draws must.
+    assert int((added > 0.15).sum()) >= 16, sorted(added.tolist())
+    assert int((added < 0.05).sum()) >= 8, "light rain must stay in the mix"
