@@ -267,19 +267,19 @@ def rain(clean: Tensor, generator: torch.Generator, level: float | None = None) 
     size = 101
     heaviness = _uniform(n, 0.0, 1.0, generator, level)
     base_angle = _uniform(n, -math.radians(35), math.radians(35), generator, None if level is None else 0.55)
-    # Layer directions differ by a few degrees; in gusts (a third of training draws) each layer
-    # takes its own direction, so streaks cross. The evaluation's fixed levels never gust.
-    gusty = torch.zeros(n, dtype=torch.bool, device=clean.device)
     if level is None:
         # Half the training draws are downpours (heaviness 0.7-1): uniform heaviness alone put the
         # median added light near 0.09 of full scale, where dense rain adds 0.15-0.35 (Rain100H's
         # pairs: 0.13-0.40, median 0.20); now the median is 0.12 and one draw in ten passes 0.25.
         downpour = _rand((n,), generator) < 0.5
         heaviness = torch.where(downpour, 0.7 + 0.3 * heaviness, heaviness)
+        # Layer directions differ by a few degrees; in gusts (a third of training draws) each
+        # layer takes its own direction, so streaks cross.
         gusty = _rand((n,), generator) < 1 / 3
-    if level is None:
         layer_count = torch.randint(1, 4, (n,), generator=generator, device=clean.device).float()
     else:
+        # A fixed level is an evaluation row: never a gust, so its numbers compare across models.
+        gusty = torch.zeros(n, dtype=torch.bool, device=clean.device)
         layer_count = 1 + (heaviness * 2.999).floor()
     rain_light = torch.zeros(n, 1, height, width, device=clean.device)
     for layer in range(3):
