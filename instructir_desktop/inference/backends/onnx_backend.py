@@ -1,6 +1,6 @@
 """The ONNX Runtime backend: networks exported once per model, cached, and run by ONNX Runtime.
 
-Tuning (measured on a 2-core Sapphire Rapids VM with the shipped S16 model; see README):
+Tuning (measured on a 2-core Sapphire Rapids VM with the S16 model, shipped then; see README):
 - threads: one intra-op thread per physical core, sequential execution (the graph is a chain),
   no spin-waiting; the memory arena on, shrunk after each statistics pass;
 - graph optimisation: everything (``ORT_ENABLE_ALL``), which lets ONNX Runtime run the
