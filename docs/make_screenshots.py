@@ -44,6 +44,7 @@ def photo(width: int = 960, height: int = 640, seed: int = 7) -> np.ndarray:
 
 def main(argv: list[str]) -> int:
     out = Path(argv[1] if len(argv) > 1 else "docs")
+    out.mkdir(parents=True, exist_ok=True)
     from PySide6.QtCore import QEventLoop, QPoint, QSettings, Qt, QTimer
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtTest import QTest
@@ -75,7 +76,9 @@ def main(argv: list[str]) -> int:
 
     def shot(name: str) -> None:
         settle()
-        QGuiApplication.primaryScreen().grabWindow(0).save(str(out / name), "JPG", 90)
+        # QPixmap.save reports failure only through its return value.
+        if not QGuiApplication.primaryScreen().grabWindow(0).save(str(out / name), "JPG", 90):
+            raise OSError(f"could not write {out / name}")
         print("wrote", out / name)
 
     preferences = QSettings(str(scratch / "prefs.ini"), QSettings.Format.IniFormat)
